@@ -1,0 +1,359 @@
+/**
+ * `devvm`: a thin client of the helper's RPC (starting the helper when needed).
+ * Errors print one line `devvm: <what> (<hint>)` and exit 1; usage errors exit 2;
+ * with --json, errors are `{"error": {"code", "message"}}` on stdout.
+ */
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { MessageConnection, RequestType, RequestType0 } from 'vscode-jsonrpc/node';
+import { connect, fromRpcError } from '../shared/client';
+import { DevvmError } from '../shared/errors';
+import { devvmHome } from '../shared/paths';
+import { Notify, Rpc, type RpcErrorData } from '../shared/rpc';
+import type { ImageInfo, VmSummary } from '../shared/types';
+import * as v from '../shared/validate';
+import { ProgressLine } from './progress';
+
+declare const DEVVM_VERSION: string;
+
+class UsageError extends Error {}
+
+const USAGE = `usage: devvm <command> [options]
+
+  image build debian-12 [--name N]            build a base image from Debian packages
+  image import FILE --name N [--kernel K --initrd I]
+  image list [--json]                         image delete NAME
+  create NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]
+         [--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]
+         [--start] [--wait-ssh]
+  start NAME [--wait-ssh] [--timeout SEC]     stop NAME [--force]
+  list [--json]                               info NAME [--json]
+  delete NAME [--force]                       ssh NAME [-- CMD...]
+  ssh-config [--include]                      doctor [--json]
+  helper status|stop [--stop-vms]`;
+
+type Opts = ParseArgsConfig['options'];
+
+function parse(argv: string[], options: Opts, positionals: number | [number, number]) {
+  let r;
+  try {
+    r = parseArgs({ args: argv, options: { ...options, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message.split('\n')[0]!.replace(/^TypeError \[\w+\]: /, ''));
+  }
+  const [min, max] = typeof positionals === 'number' ? [positionals, positionals] : positionals;
+  if (r.positionals.length < min) throw new UsageError('missing argument');
+  if (r.positionals.length > max) throw new UsageError(`unexpected argument "${r.positionals[max]}"`);
+  return { values: r.values as Record<string, string | boolean | string[] | undefined>, positionals: r.positionals };
+}
+
+function int(what: string, s: unknown): number | undefined {
+  if (s === undefined) return undefined;
+  if (typeof s !== 'string' || !/^-?\d+$/.test(s)) throw new UsageError(`${what} must be a whole number, got ${v.preview(s)}`);
+  return Number(s);
+}
+
+function readPassword(values: Record<string, unknown>): string | undefined {
+  let raw: string;
+  if (values['password-stdin']) raw = readFileSync(0, 'utf8');
+  else if (typeof values['password-file'] === 'string') raw = readFileSync(values['password-file'], 'utf8');
+  else return undefined;
+  return raw.replace(/\r?\n$/, '');
+}
+
+function defaultUser(): string {
+  const name = os.userInfo().username;
+  try {
+    return v.userName(name);
+  } catch {
+    throw new UsageError(`your user name "${name}" cannot be used in the guest; pass --user NAME`);
+  }
+}
+
+function sshKeyArg(k: string): string {
+  // A path to a .pub file or the key itself.
+  if (/^(ssh-|ecdsa-|sk-)/.test(k)) return k;
+  try {
+    return readFileSync(k, 'utf8').trim();
+  } catch {
+    throw new DevvmError('not-found', `cannot read SSH public key file ${k}`);
+  }
+}
+
+function human(bytes: number): string {
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let n = bytes;
+  while (n >= 1024 && i < u.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n < 10 && i ? n.toFixed(1) : Math.round(n)} ${u[i]}`;
+}
+
+function table(rows: string[][]): string {
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+class Cli {
+  private conn: MessageConnection | null = null;
+  private progress = new ProgressLine();
+  private tokens = new Set<string>();
+  json = false;
+
+  constructor(private readonly home: string) {}
+
+  private async rpc(): Promise<MessageConnection> {
+    if (!this.conn) {
+      this.conn = await connect({ home: this.home, helperScript: path.join(__dirname, 'helper.js') });
+      this.conn.onNotification(Notify.progress, (p) => {
+        if (this.tokens.has(p.token)) this.progress.update(p.message, p.fraction);
+      });
+    }
+    return this.conn;
+  }
+
+  private withToken<T extends object>(p: T): T & { progressToken: string } {
+    const token = randomUUID();
+    this.tokens.add(token);
+    return { ...p, progressToken: token };
+  }
+
+  call<R>(type: RequestType0<R, RpcErrorData>): Promise<R>;
+  call<P, R>(type: RequestType<P, R, RpcErrorData>, params: P): Promise<R>;
+  async call(type: RequestType0<unknown, RpcErrorData> | RequestType<unknown, unknown, RpcErrorData>, params?: unknown): Promise<unknown> {
+    const conn = await this.rpc();
+    try {
+      return await (params === undefined
+        ? conn.sendRequest(type as RequestType0<unknown, RpcErrorData>)
+        : conn.sendRequest(type as RequestType<unknown, unknown, RpcErrorData>, params));
+    } catch (e) {
+      throw fromRpcError(e);
+    } finally {
+      this.progress.done();
+    }
+  }
+
+  print(value: unknown, text: () => string): void {
+    process.stdout.write(this.json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
+  }
+
+  close(): void {
+    this.conn?.dispose();
+  }
+
+  async run(argv: string[]): Promise<number> {
+    const [cmd, ...rest] = argv;
+    switch (cmd) {
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(`${USAGE}\n`);
+        return 0;
+      case '--version':
+        process.stdout.write(`${DEVVM_VERSION}\n`);
+        return 0;
+      case 'image':
+        return this.image(rest);
+      case 'create': {
+        const { values, positionals } = parse(rest, {
+          image: { type: 'string' }, user: { type: 'string' }, 'full-name': { type: 'string' },
+          'password-stdin': { type: 'boolean' }, 'password-file': { type: 'string' },
+          'ssh-key': { type: 'string', multiple: true }, autologin: { type: 'boolean' }, 'no-ssh': { type: 'boolean' },
+          cpus: { type: 'string' }, memory: { type: 'string' }, disk: { type: 'string' },
+          start: { type: 'boolean' }, 'wait-ssh': { type: 'boolean' },
+        }, 1);
+        this.json = Boolean(values.json);
+        if (!values.image) throw new UsageError('--image is required');
+        if (values['password-stdin'] && values['password-file']) throw new UsageError('use either --password-stdin or --password-file');
+        const s = await this.call(Rpc.vmCreate, this.withToken({
+          name: positionals[0]!,
+          image: values.image as string,
+          user: (values.user as string | undefined) ?? defaultUser(),
+          fullName: values['full-name'] as string | undefined,
+          password: readPassword(values),
+          sshKeys: ((values['ssh-key'] as string[] | undefined) ?? []).map(sshKeyArg),
+          autologin: Boolean(values.autologin),
+          ssh: !values['no-ssh'],
+          cpus: int('--cpus', values.cpus),
+          memoryMiB: int('--memory', values.memory),
+          diskGiB: int('--disk', values.disk),
+          start: Boolean(values.start || values['wait-ssh']),
+          waitSsh: Boolean(values['wait-ssh']),
+        }));
+        this.print(s, () => `created ${s.name} (${s.state})${s.state === 'running' && s.sshPort ? `; connect with: devvm ssh ${s.name}` : ''}`);
+        return 0;
+      }
+      case 'start': {
+        const { values, positionals } = parse(rest, { 'wait-ssh': { type: 'boolean' }, timeout: { type: 'string' } }, 1);
+        this.json = Boolean(values.json);
+        const s = await this.call(Rpc.vmStart, this.withToken({ name: positionals[0]!, waitSsh: Boolean(values['wait-ssh']), timeoutSec: int('--timeout', values.timeout) }));
+        this.print(s, () => `${s.name} is ${s.state}${values['wait-ssh'] ? `; SSH answers: devvm ssh ${s.name}` : ''}`);
+        return 0;
+      }
+      case 'stop': {
+        const { values, positionals } = parse(rest, { force: { type: 'boolean' } }, 1);
+        this.json = Boolean(values.json);
+        const s = await this.call(Rpc.vmStop, this.withToken({ name: positionals[0]!, force: Boolean(values.force) }));
+        this.print(s, () => `${s.name} is ${s.state}`);
+        return 0;
+      }
+      case 'delete': {
+        const { values, positionals } = parse(rest, { force: { type: 'boolean' } }, 1);
+        this.json = Boolean(values.json);
+        await this.call(Rpc.vmDelete, { name: positionals[0]!, force: Boolean(values.force) });
+        this.print({ deleted: positionals[0] }, () => `deleted ${positionals[0]}`);
+        return 0;
+      }
+      case 'list': {
+        const { values } = parse(rest, {}, 0);
+        this.json = Boolean(values.json);
+        const list = await this.call(Rpc.vmList);
+        const rows = (l: VmSummary[]) => (l.length === 0 ? 'no VMs (create one with: devvm create NAME --image debian-12)' : table([
+          ['NAME', 'STATE', 'IMAGE', 'USER', 'SSH'],
+          ...l.map((s) => [s.name, s.state, s.image, s.user, s.sshPort ? `${s.sshHost} (127.0.0.1:${s.sshPort})` : '-']),
+        ]));
+        this.print(list.map(({ name, state, image, user, sshHost, sshPort }) => ({ name, state, image, user, sshHost, sshPort })), () => rows(list));
+        return 0;
+      }
+      case 'info': {
+        const { values, positionals } = parse(rest, {}, 1);
+        this.json = Boolean(values.json);
+        const i = await this.call(Rpc.vmInfo, { name: positionals[0]! });
+        this.print(i, () => [
+          `${i.name}: ${i.state}${i.error ? ` (${i.error})` : ''}`,
+          `  image ${i.image}, user ${i.user} (${i.fullName}), ${i.cpus} vCPU, ${i.memoryMiB} MiB, disk ${i.diskGiB} GiB`,
+          `  ssh ${i.ssh ? `${i.sshHost} -> 127.0.0.1:${i.sshPort}` : 'disabled'}, autologin ${i.autologin ? 'on' : 'off'}, first setup ${i.provisioned ? 'done' : 'pending'}`,
+          `  ${i.pid ? `qemu pid ${i.pid} (${i.accelerator})` : 'not running'}; files in ${i.dir}`,
+          '  layers (top first):',
+          table(i.layers.map((l) => [`    ${l.role}`, l.file, `${human(l.actualSize)} / ${human(l.virtualSize)}`, l.readOnly ? 'ro' : 'rw', `used by ${l.sharedBy.join(', ')}`])),
+        ].join('\n'));
+        return 0;
+      }
+      case 'ssh': {
+        const dash = rest.indexOf('--');
+        const own = dash >= 0 ? rest.slice(0, dash) : rest;
+        const remote = dash >= 0 ? rest.slice(dash + 1) : [];
+        const { positionals } = parse(own, {}, 1);
+        const t = await this.call(Rpc.vmSshTarget, { name: positionals[0]! });
+        this.close();
+        return new Promise((resolve) => {
+          const child = spawn('ssh', ['-F', t.configFile, t.host, ...(remote.length ? ['--', ...remote] : [])], { stdio: 'inherit' });
+          child.on('error', () => resolve(127));
+          child.on('exit', (code, sig) => resolve(code ?? (sig ? 128 + (os.constants.signals[sig] ?? 0) : 1)));
+        });
+      }
+      case 'ssh-config': {
+        const { values } = parse(rest, { include: { type: 'boolean' }, 'user-config': { type: 'string' } }, 0);
+        this.json = Boolean(values.json);
+        const file = path.join(this.home, 'ssh_config');
+        if (!values.include) {
+          this.print({ file }, () => `${file}\nadd it to your ssh config with: devvm ssh-config --include`);
+          return 0;
+        }
+        const r = await this.call(Rpc.sshInclude, { sshConfig: values['user-config'] as string | undefined });
+        this.print(r, () => (r.changed ? `added "Include ${file}" to ${r.file}${r.backup ? ` (backup: ${r.backup})` : ''}` : `${r.file} already includes ${file}`));
+        return 0;
+      }
+      case 'doctor': {
+        const { values } = parse(rest, {}, 0);
+        this.json = Boolean(values.json);
+        const d = await this.call(Rpc.doctor);
+        this.print(d, () => [
+          `accelerator: ${d.accelerator.name} (${d.accelerator.reason})`,
+          `native addon: ${d.nativeAddon.loaded ? 'loaded' : 'not loaded'} (${d.nativeAddon.detail})`,
+          ...d.checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}${!c.ok && c.fix ? ` -> ${c.fix}` : ''}`),
+        ].join('\n'));
+        return 0;
+      }
+      case 'helper': {
+        const { values, positionals } = parse(rest, { 'stop-vms': { type: 'boolean' } }, 1);
+        this.json = Boolean(values.json);
+        if (positionals[0] === 'status') {
+          const i = await this.call(Rpc.ping);
+          this.print(i, () => `helper ${i.pid} (devvm ${i.version}) serving ${i.home} since ${i.startedAt}`);
+        } else if (positionals[0] === 'stop') {
+          await this.call(Rpc.shutdown, { stopVms: Boolean(values['stop-vms']) });
+          this.print({ stopped: true }, () => 'helper stopped');
+        } else {
+          throw new UsageError(`unknown helper command "${positionals[0]}"`);
+        }
+        return 0;
+      }
+      default:
+        throw new UsageError(`unknown command "${cmd}"`);
+    }
+  }
+
+  private async image(argv: string[]): Promise<number> {
+    const [sub, ...rest] = argv;
+    switch (sub) {
+      case 'build': {
+        const { values, positionals } = parse(rest, { name: { type: 'string' } }, 1);
+        this.json = Boolean(values.json);
+        const i = await this.call(Rpc.imageBuild, this.withToken({ recipe: positionals[0]!, name: values.name as string | undefined }));
+        this.print(i, () => `image ${i.name} ready: ${i.file} (${human(i.actualSize)})`);
+        return 0;
+      }
+      case 'import': {
+        const { values, positionals } = parse(rest, { name: { type: 'string' }, kernel: { type: 'string' }, initrd: { type: 'string' } }, 1);
+        this.json = Boolean(values.json);
+        if (!values.name) throw new UsageError('--name is required');
+        const abs = (p: unknown) => (typeof p === 'string' && !p.includes('://') ? path.resolve(p) : (p as string | undefined));
+        const i = await this.call(Rpc.imageImport, this.withToken({ file: abs(positionals[0])!, name: values.name as string, kernel: abs(values.kernel), initrd: abs(values.initrd) }));
+        this.print(i, () => `image ${i.name} imported: ${i.file} sha256 ${i.sha256}`);
+        return 0;
+      }
+      case 'list': {
+        const { values } = parse(rest, {}, 0);
+        this.json = Boolean(values.json);
+        const l = await this.call(Rpc.imageList);
+        this.print(l, () => (l.length === 0 ? 'no images (build one with: devvm image build debian-12)' : table([
+          ['NAME', 'SIZE', 'VIRTUAL', 'USED BY', 'SOURCE'],
+          ...l.map((i: ImageInfo) => [i.name, human(i.actualSize), human(i.virtualSize), i.usedBy.join(',') || '-', i.source]),
+        ])));
+        return 0;
+      }
+      case 'delete': {
+        const { values, positionals } = parse(rest, {}, 1);
+        this.json = Boolean(values.json);
+        await this.call(Rpc.imageDelete, { name: positionals[0]! });
+        this.print({ deleted: positionals[0] }, () => `deleted image ${positionals[0]}`);
+        return 0;
+      }
+      default:
+        throw new UsageError(sub ? `unknown image command "${sub}"` : 'missing image command');
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const cli = new Cli(devvmHome());
+  const argv = process.argv.slice(2);
+  let code: number;
+  try {
+    code = await cli.run(argv);
+  } catch (e) {
+    const json = cli.json || argv.includes('--json');
+    if (e instanceof UsageError) {
+      if (json) process.stdout.write(`${JSON.stringify({ error: { code: 'usage', message: e.message } })}\n`);
+      else process.stderr.write(`devvm: ${e.message} (see "devvm --help")\n`);
+      code = 2;
+    } else {
+      const err = e instanceof DevvmError ? e : fromRpcError(e);
+      if (json) process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.oneLine() } })}\n`);
+      else process.stderr.write(`devvm: ${err.oneLine()}\n`);
+      code = 1;
+    }
+  }
+  cli.close();
+  process.exitCode = code;
+}
+
+void main();

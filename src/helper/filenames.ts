@@ -1,0 +1,43 @@
+/** Every file name under DEVVM_HOME, in one place. Nothing else builds these paths. */
+import path from 'node:path';
+
+export class Home {
+  constructor(readonly root: string) {}
+
+  get socket() { return path.join(this.root, 'helper.sock'); }
+  get lock() { return path.join(this.root, 'helper.lock'); }
+  get log() { return path.join(this.root, 'helper.log'); }
+  get pid() { return path.join(this.root, 'helper.pid'); }
+  get sshConfig() { return path.join(this.root, 'ssh_config'); }
+  get keysDir() { return path.join(this.root, 'keys'); }
+  get privateKey() { return path.join(this.keysDir, 'id_ed25519'); }
+  get publicKey() { return path.join(this.keysDir, 'id_ed25519.pub'); }
+  knownHosts(vm: string) { return path.join(this.keysDir, `known_hosts.${vm}`); }
+  get imagesDir() { return path.join(this.root, 'images'); }
+  get vmsDir() { return path.join(this.root, 'vms'); }
+  get tmpDir() { return path.join(this.root, 'tmp'); }
+  image(name: string) { return new ImageFiles(path.join(this.imagesDir, name)); }
+  vm(name: string) { return new VmFiles(path.join(this.vmsDir, name)); }
+}
+
+export class ImageFiles {
+  constructor(readonly dir: string) {}
+  get meta() { return path.join(this.dir, 'image.json'); }
+  get disk() { return path.join(this.dir, 'disk.qcow2'); }
+  get kernel() { return path.join(this.dir, 'vmlinuz'); }
+  get initrd() { return path.join(this.dir, 'initrd.img'); }
+}
+
+export class VmFiles {
+  constructor(readonly dir: string) {}
+  get meta() { return path.join(this.dir, 'vm.json'); }
+  get cache() { return path.join(this.dir, 'cache.qcow2'); }
+  get overlay() { return path.join(this.dir, 'overlay.qcow2'); }
+  get seed() { return path.join(this.dir, 'seed.iso'); }
+  get hostKey() { return path.join(this.dir, 'ssh_host_ed25519_key'); }
+  get qmp() { return path.join(this.dir, 'qmp.sock'); }
+  get serial() { return path.join(this.dir, 'serial.sock'); }
+  get serialLog() { return path.join(this.dir, 'serial.log'); }
+  get qemuLog() { return path.join(this.dir, 'qemu.log'); }
+  get pid() { return path.join(this.dir, 'pid'); }
+}

@@ -1,0 +1,174 @@
+/**
+ * Base images: DEVVM_HOME/images/<name>/ with a read-only disk (never written after
+ * import; its sha256 is recorded) and, for Linux images built here, kernel and initrd
+ * for direct kernel boot.
+ */
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, createReadStream, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { DevvmError } from '../shared/errors';
+import type { ImageInfo } from '../shared/types';
+import * as v from '../shared/validate';
+import type { Home } from './filenames';
+import { imgInfo } from './layers';
+import { buildDebian12 } from './images/debian';
+import { run } from './proc';
+import { readJson, writeJsonAtomic } from './store';
+
+export type ImageMeta = Omit<ImageInfo, 'usedBy' | 'actualSize'>;
+
+export type Progress = (message: string, fraction?: number) => void;
+
+export const RECIPES = ['debian-12'] as const;
+
+export function sha256File(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(file, { highWaterMark: 1 << 20 })
+      .on('data', (c) => h.update(c))
+      .on('error', reject)
+      .on('end', () => resolve(h.digest('hex')));
+  });
+}
+
+/** Hard link when on the same filesystem (instant, no space), copy otherwise. */
+function linkOrCopy(src: string, dst: string): void {
+  try {
+    linkSync(src, dst);
+  } catch {
+    copyFileSync(src, dst);
+  }
+}
+
+export class Images {
+  constructor(
+    private readonly home: Home,
+    private readonly cacheRoot: string,
+  ) {}
+
+  names(): string[] {
+    if (!existsSync(this.home.imagesDir)) return [];
+    return readdirSync(this.home.imagesDir).filter((n) => existsSync(this.home.image(n).meta)).sort();
+  }
+
+  get(name: string): ImageMeta {
+    v.imageName(name);
+    const f = this.home.image(name);
+    if (!existsSync(f.meta)) {
+      throw new DevvmError('not-found', `no image named "${name}"`, name === 'debian-12' ? 'run "devvm image build debian-12"' : 'see "devvm image list"');
+    }
+    return readJson<ImageMeta>(f.meta);
+  }
+
+  async info(name: string, usedBy: string[]): Promise<ImageInfo> {
+    const meta = this.get(name);
+    let actualSize = 0;
+    try {
+      actualSize = (await imgInfo(meta.file)).actualSize;
+    } catch {
+      // a missing or damaged base still lists, with size 0; `verify` says more
+    }
+    return { ...meta, actualSize, usedBy };
+  }
+
+  async build(recipe: string, name: string | undefined, progress: Progress, signal?: AbortSignal): Promise<ImageMeta> {
+    if (!(RECIPES as readonly string[]).includes(recipe)) {
+      throw new DevvmError('invalid-argument', `unknown image recipe "${recipe}"`, `available: ${RECIPES.join(', ')}`);
+    }
+    const target = v.imageName(name ?? recipe);
+    if (existsSync(this.home.image(target).meta)) return this.get(target);
+    const built = await buildDebian12({ cacheRoot: this.cacheRoot, signal, onProgress: progress });
+    // The checksum of a cached build is computed once and kept beside it.
+    const shaFile = path.join(built.dir, 'disk.sha256');
+    let sha = existsSync(shaFile) ? readFileSync(shaFile, 'utf8').trim() : '';
+    if (!/^[0-9a-f]{64}$/.test(sha)) {
+      progress('computing checksum');
+      sha = await sha256File(built.disk);
+      writeFileSync(shaFile, `${sha}\n`);
+    }
+    return this.register(target, { disk: built.disk, kernel: built.kernel, initrd: built.initrd, sha256: sha, source: `recipe:${recipe}#${built.recipeHash}`, move: false });
+  }
+
+  async import(file: string, name: string, kernel: string | undefined, initrd: string | undefined, progress: Progress): Promise<ImageMeta> {
+    v.imageName(name);
+    v.nonEmptyPath('image file', file);
+    if (existsSync(this.home.image(name).meta)) throw new DevvmError('already-exists', `an image named "${name}" already exists`, 'pick another --name or delete it first');
+    const isNbd = /^nbd(\+unix)?:\/\//.test(file);
+    if (!isNbd && !existsSync(file)) throw new DevvmError('not-found', `no such file: ${file}`);
+    for (const [what, p] of [['kernel', kernel], ['initrd', initrd]] as const) {
+      if (p !== undefined && !existsSync(p)) throw new DevvmError('not-found', `no such ${what} file: ${p}`);
+    }
+    let info;
+    try {
+      info = await imgInfo(file);
+    } catch (e) {
+      throw new DevvmError('invalid-argument', `${file} is not a readable disk image`, (e as Error).message.slice(0, 200));
+    }
+    if (info.format !== 'qcow2' && info.format !== 'raw') {
+      throw new DevvmError('invalid-argument', `unsupported image format "${info.format}"`, 'import a qcow2 or raw disk image');
+    }
+    mkdirSync(this.home.tmpDir, { recursive: true, mode: 0o700 });
+    const tmp = path.join(this.home.tmpDir, `import-${process.pid}-${Date.now()}.qcow2`);
+    try {
+      // convert is sparse-aware, flattens any backing chain and checks the whole file reads.
+      progress(`copying ${file}`);
+      await run('qemu-img', ['convert', '-O', 'qcow2', file, tmp]);
+      progress('computing checksum');
+      const sha = await sha256File(tmp);
+      return this.register(name, { disk: tmp, kernel: kernel ?? null, initrd: initrd ?? null, sha256: sha, source: file, move: true });
+    } finally {
+      rmSync(tmp, { force: true });
+    }
+  }
+
+  private async register(
+    name: string,
+    src: { disk: string; kernel: string | null; initrd: string | null; sha256: string; source: string; move: boolean },
+  ): Promise<ImageMeta> {
+    const f = this.home.image(name);
+    mkdirSync(this.home.imagesDir, { recursive: true, mode: 0o700 });
+    const staging = `${f.dir}.tmp-${process.pid}`;
+    rmSync(staging, { recursive: true, force: true });
+    mkdirSync(staging, { mode: 0o700 });
+    try {
+      const disk = path.join(staging, 'disk.qcow2');
+      if (src.move) renameSync(src.disk, disk);
+      else linkOrCopy(src.disk, disk);
+      chmodSync(disk, 0o444);
+      if (src.kernel) linkOrCopy(src.kernel, path.join(staging, 'vmlinuz'));
+      if (src.initrd) linkOrCopy(src.initrd, path.join(staging, 'initrd.img'));
+      const info = await imgInfo(disk);
+      const meta: ImageMeta = {
+        name,
+        file: f.disk,
+        format: info.format,
+        virtualSize: info.virtualSize,
+        sha256: src.sha256,
+        kernel: src.kernel ? f.kernel : null,
+        initrd: src.initrd ? f.initrd : null,
+        source: src.source,
+        createdAt: new Date().toISOString(),
+      };
+      writeJsonAtomic(path.join(staging, 'image.json'), meta);
+      renameSync(staging, f.dir);
+      return meta;
+    } catch (e) {
+      rmSync(staging, { recursive: true, force: true });
+      if ((e as NodeJS.ErrnoException).code === 'ENOTEMPTY' || (e as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new DevvmError('already-exists', `an image named "${name}" already exists`);
+      }
+      throw e;
+    }
+  }
+
+  async verify(name: string): Promise<boolean> {
+    const meta = this.get(name);
+    return (await sha256File(meta.file)) === meta.sha256;
+  }
+
+  delete(name: string, usedBy: string[]): void {
+    this.get(name);
+    if (usedBy.length) throw new DevvmError('invalid-state', `image "${name}" is used by ${usedBy.join(', ')}`, 'delete those VMs first');
+    rmSync(this.home.image(name).dir, { recursive: true, force: true });
+  }
+}

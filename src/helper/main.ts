@@ -1,0 +1,85 @@
+/**
+ * The helper daemon: one per DEVVM_HOME (a lock), serving RPC on helper.sock (0600).
+ * Started detached by the CLI or the extension; survives them; re-attaches to running
+ * VMs after its own restart.
+ */
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { chooseAccelerator, type AccelChoice } from './accel';
+import { Home } from './filenames';
+import { Images } from './images';
+import { acquireLock } from './lock';
+import { log, setLogFile } from './log';
+import { Server } from './server';
+import { Vms } from './vms';
+import { cacheDir, devvmHome } from '../shared/paths';
+
+declare const DEVVM_VERSION: string;
+
+async function main(): Promise<void> {
+  // Every file and socket the helper or its QEMUs create is private to the user.
+  process.umask(0o077);
+  const home = new Home(devvmHome());
+  mkdirSync(home.root, { recursive: true, mode: 0o700 });
+  setLogFile(home.log);
+  const lock = acquireLock(home.lock);
+  if (!lock) {
+    log.info(`another helper holds ${home.lock}; exiting`);
+    process.stderr.write(`devvm: another helper is already running for ${home.root}\n`);
+    process.exit(3);
+  }
+  const qemuBinary = process.env.DEVVM_QEMU || 'qemu-system-x86_64';
+  let accel: Promise<AccelChoice> | null = null;
+  const accelerator = () => (accel ??= chooseAccelerator({ qemu: qemuBinary }).then((a: AccelChoice) => {
+    log.info(`accelerator: ${a.name} (${a.reason})`);
+    return a;
+  }));
+  const images = new Images(home, cacheDir());
+  const vms = new Vms(home, images, {
+    qemuBinary,
+    accelerator,
+    stopTimeoutMs: Number(process.env.DEVVM_STOP_TIMEOUT_MS) || 90000,
+  });
+  await vms.reattach();
+
+  let server: Server;
+  const srv = net.createServer((sock) => server.accept(sock));
+  const shutdown = async (stopVms: boolean) => {
+    log.info(`shutting down (stopVms=${stopVms})`);
+    srv.close();
+    server.closeAll();
+    await vms.shutdown(stopVms);
+    rmSync(home.socket, { force: true });
+    rmSync(home.pid, { force: true });
+    lock.release();
+    process.exit(0);
+  };
+  server = new Server({
+    home,
+    vms,
+    images,
+    qemuBinary,
+    accelerator,
+    info: { pid: process.pid, version: DEVVM_VERSION, home: home.root, startedAt: new Date().toISOString() },
+    shutdown: (stopVms) => void shutdown(stopVms),
+  });
+  // We hold the lock, so a leftover socket is from a dead helper.
+  rmSync(home.socket, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(home.socket, () => resolve());
+  });
+  chmodSync(home.socket, 0o600);
+  writeFileSync(home.pid, `${process.pid}\n`, { mode: 0o600 });
+  process.on('SIGTERM', () => void shutdown(false));
+  process.on('SIGINT', () => void shutdown(false));
+  process.on('uncaughtException', (e) => log.error(`uncaught: ${e.stack ?? e}`));
+  process.on('unhandledRejection', (e) => log.error(`unhandled rejection: ${(e as Error)?.stack ?? e}`));
+  log.info(`helper ${process.pid} listening on ${home.socket}`);
+}
+
+main().catch((e) => {
+  log.error(`helper failed to start: ${(e as Error).stack ?? e}`);
+  process.stderr.write(`devvm helper: ${(e as Error).message}\n`);
+  process.exit(1);
+});

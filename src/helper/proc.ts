@@ -1,0 +1,101 @@
+/**
+ * The one place the helper runs short-lived programs (qemu-img, ssh-keygen, genisoimage,
+ * mmdebstrap...). Always argument arrays, never a shell. Logs `> cmd args [ms]`, kills the
+ * child when the caller's signal aborts, and throws a ProcessError carrying exit code and
+ * stderr tail.
+ */
+import { spawn } from 'node:child_process';
+import { DevvmError } from '../shared/errors';
+import { log } from './log';
+
+export class ProcessError extends DevvmError {
+  constructor(
+    readonly command: string,
+    readonly exitCode: number | null,
+    readonly stderr: string,
+    message: string,
+  ) {
+    super('process-failed', message);
+  }
+}
+
+export interface RunOptions {
+  input?: string | Buffer;
+  signal?: AbortSignal;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Called with each chunk of stdout/stderr as it arrives (progress parsing). */
+  onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
+  /** Milliseconds before the child is killed and the call fails with 'timeout'. */
+  timeoutMs?: number;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+const MAX_CAPTURE = 4 * 1024 * 1024;
+
+export function run(command: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const started = performance.now();
+  const shown = `${command} ${args.join(' ')}`;
+  return new Promise((resolve, reject) => {
+    if (opts.signal?.aborted) return reject(new DevvmError('invalid-state', `cancelled before running ${command}`));
+    const child = spawn(command, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    let cancelled = false;
+    const onAbort = () => {
+      cancelled = true;
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 3000).unref();
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = opts.timeoutMs
+      ? setTimeout(() => {
+          timedOut = true;
+          child.kill('SIGKILL');
+        }, opts.timeoutMs)
+      : undefined;
+    child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      if (stdout.length < MAX_CAPTURE) stdout += c;
+      opts.onOutput?.(c, 'stdout');
+    });
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      stderr = (stderr + c).slice(-MAX_CAPTURE);
+      opts.onOutput?.(c, 'stderr');
+    });
+    child.stdin.on('error', () => {}); // a child that exits without reading stdin
+    child.stdin.end(opts.input ?? '');
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      log.info(`> ${shown} [failed to start: ${e.code}]`);
+      reject(
+        e.code === 'ENOENT'
+          ? new DevvmError('missing-dependency', `${command} is not installed`, `run "npm run up" or install it with apt-get`)
+          : new ProcessError(command, null, '', `${command}: ${e.message}`),
+      );
+    });
+    child.on('close', (code, sig) => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      const ms = Math.round(performance.now() - started);
+      log.info(`> ${shown} [${ms}ms${code ? `, exit ${code}` : ''}${sig ? `, ${sig}` : ''}]`);
+      if (cancelled) return reject(new DevvmError('invalid-state', `${command} was cancelled`));
+      if (timedOut) return reject(new DevvmError('timeout', `${command} took longer than ${opts.timeoutMs} ms`));
+      if (code !== 0) {
+        const tail = stderr.trim().split('\n').filter(Boolean).slice(-2).join(' | ') || `exit code ${code ?? sig}`;
+        return reject(new ProcessError(command, code, stderr, `${command} failed: ${tail}`));
+      }
+      resolve({ stdout, stderr, ms });
+    });
+  });
+}

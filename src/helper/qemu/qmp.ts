@@ -1,0 +1,129 @@
+/**
+ * Minimal QMP client: one unix socket per VM, greeting + qmp_capabilities, commands
+ * matched to replies by id, events re-emitted. `closed` fires when QEMU goes away, which
+ * is how the helper learns that a VM stopped, whether it started QEMU or reattached.
+ */
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { DevvmError } from '../../shared/errors';
+
+export interface QmpEvent {
+  event: string;
+  data?: Record<string, unknown>;
+  timestamp?: { seconds: number; microseconds: number };
+}
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; command: string };
+
+export class Qmp extends EventEmitter {
+  private buf = '';
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+  private greeted = false;
+  private isClosed = false;
+
+  private constructor(private readonly sock: net.Socket) {
+    super();
+    sock.setEncoding('utf8');
+    sock.on('data', (chunk: string) => this.onData(chunk));
+    sock.on('close', () => this.onClose());
+    sock.on('error', () => {}); // 'close' follows
+  }
+
+  static connect(path: string, timeoutMs = 5000): Promise<Qmp> {
+    return new Promise((resolve, reject) => {
+      const sock = net.createConnection(path);
+      const timer = setTimeout(() => {
+        sock.destroy();
+        reject(new DevvmError('timeout', `QMP at ${path} did not greet`));
+      }, timeoutMs);
+      sock.once('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      sock.once('connect', () => {
+        const qmp = new Qmp(sock);
+        qmp.once('greeting', () => {
+          clearTimeout(timer);
+          qmp.execute('qmp_capabilities').then(() => resolve(qmp), reject);
+        });
+      });
+    });
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
+    if (this.isClosed) return Promise.reject(new DevvmError('invalid-state', `QMP closed (command ${command})`));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, command });
+      this.sock.write(`${JSON.stringify({ execute: command, arguments: args, id })}\n`);
+    });
+  }
+
+  /** Resolves with the first event of that name for which `match` holds. */
+  waitEvent(name: string, timeoutMs: number, match: (e: QmpEvent) => boolean = () => true): Promise<QmpEvent> {
+    return new Promise((resolve, reject) => {
+      const onEvent = (e: QmpEvent) => {
+        if (e.event === name && match(e)) done(() => resolve(e));
+      };
+      const onClose = () => done(() => reject(new DevvmError('invalid-state', `QEMU exited while waiting for ${name}`)));
+      const timer = setTimeout(() => done(() => reject(new DevvmError('timeout', `no ${name} event within ${timeoutMs} ms`))), timeoutMs);
+      const done = (f: () => void) => {
+        clearTimeout(timer);
+        this.off('event', onEvent);
+        this.off('closed', onClose);
+        f();
+      };
+      this.on('event', onEvent);
+      this.once('closed', onClose);
+    });
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+
+  private onData(chunk: string): void {
+    this.buf += chunk;
+    let nl: number;
+    while ((nl = this.buf.indexOf('\n')) >= 0) {
+      const line = this.buf.slice(0, nl).trim();
+      this.buf = this.buf.slice(nl + 1);
+      if (!line) continue;
+      let msg: Record<string, unknown>;
+      try {
+        msg = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      if ('QMP' in msg && !this.greeted) {
+        this.greeted = true;
+        this.emit('greeting', msg.QMP);
+      } else if ('event' in msg) {
+        this.emit('event', msg as unknown as QmpEvent);
+      } else if (typeof msg.id === 'number') {
+        const p = this.pending.get(msg.id);
+        if (!p) continue;
+        this.pending.delete(msg.id);
+        if ('error' in msg) {
+          const err = msg.error as { class?: string; desc?: string };
+          p.reject(new DevvmError('process-failed', `QEMU refused ${p.command}: ${err.desc ?? err.class ?? 'unknown error'}`));
+        } else {
+          p.resolve(msg.return);
+        }
+      }
+    }
+  }
+
+  private onClose(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    for (const p of this.pending.values()) p.reject(new DevvmError('invalid-state', `QEMU exited during ${p.command}`));
+    this.pending.clear();
+    this.emit('closed');
+  }
+}

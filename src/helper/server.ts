@@ -1,0 +1,172 @@
+/**
+ * RPC server: one vscode-jsonrpc connection per client socket. Every handler validates
+ * its parameters (clients are untrusted), maps errors to a ResponseError carrying the
+ * DevvmError code, and never lets a bad message take the helper down.
+ */
+import net from 'node:net';
+import { createMessageConnection, MessageConnection, ResponseError, SocketMessageReader, SocketMessageWriter } from 'vscode-jsonrpc/node';
+import { asDevvmError, DevvmError } from '../shared/errors';
+import { Notify, Rpc, RPC_ERROR, WithProgress } from '../shared/rpc';
+import type { HelperInfo } from '../shared/types';
+import * as v from '../shared/validate';
+import type { AccelChoice } from './accel';
+import { doctor } from './doctor';
+import type { Home } from './filenames';
+import type { Images, Progress } from './images';
+import { log } from './log';
+import { ensureInclude } from './sshconfig';
+import type { Vms } from './vms';
+
+export interface ServerDeps {
+  home: Home;
+  vms: Vms;
+  images: Images;
+  info: HelperInfo;
+  qemuBinary: string;
+  accelerator: () => Promise<AccelChoice>;
+  shutdown: (stopVms: boolean) => void;
+}
+
+function obj(p: unknown): Record<string, unknown> {
+  if (p === null || p === undefined) return {};
+  if (typeof p !== 'object' || Array.isArray(p)) throw new DevvmError('invalid-argument', 'parameters must be an object');
+  return p as Record<string, unknown>;
+}
+
+function optBool(p: Record<string, unknown>, key: string): boolean | undefined {
+  const x = p[key];
+  if (x === undefined) return undefined;
+  if (typeof x !== 'boolean') throw new DevvmError('invalid-argument', `${key} must be true or false`);
+  return x;
+}
+
+function optString(p: Record<string, unknown>, key: string): string | undefined {
+  const x = p[key];
+  if (x === undefined) return undefined;
+  if (typeof x !== 'string') throw new DevvmError('invalid-argument', `${key} must be text`);
+  return x;
+}
+
+export class Server {
+  private conns = new Set<MessageConnection>();
+
+  constructor(private readonly d: ServerDeps) {
+    d.vms.on('changed', (s) => this.broadcast((c) => c.sendNotification(Notify.vmChanged, s)));
+    d.vms.on('removed', (name: string) => this.broadcast((c) => c.sendNotification(Notify.vmRemoved, { name })));
+  }
+
+  private broadcast(f: (c: MessageConnection) => Promise<void>): void {
+    for (const c of this.conns) f(c).catch(() => {});
+  }
+
+  accept(sock: net.Socket): void {
+    const conn = createMessageConnection(new SocketMessageReader(sock), new SocketMessageWriter(sock));
+    this.conns.add(conn);
+    const drop = () => {
+      if (!this.conns.delete(conn)) return;
+      conn.dispose();
+      sock.destroy();
+    };
+    sock.on('close', drop);
+    sock.on('error', drop);
+    // Malformed input (not JSON, bad headers): drop that client, keep serving others.
+    conn.onError(([err]) => {
+      log.warn(`dropping client after a malformed message: ${err.message}`);
+      drop();
+    });
+    conn.onClose(drop);
+    this.register(conn);
+    conn.listen();
+  }
+
+  private register(conn: MessageConnection): void {
+    const { vms, images, home } = this.d;
+    const progressFor = (p: WithProgress): Progress => {
+      const token = typeof p.progressToken === 'string' ? p.progressToken : null;
+      return (message, fraction) => {
+        if (token) conn.sendNotification(Notify.progress, { token, message, fraction }).catch(() => {});
+      };
+    };
+    const handle = <P, R>(type: { method: string }, fn: (p: Record<string, unknown>) => Promise<R> | R) => {
+      conn.onRequest(type.method, async (params: P) => {
+        try {
+          return await fn(obj(params));
+        } catch (e) {
+          const err = asDevvmError(e);
+          if (err.code === 'internal') log.error(`${type.method}: ${(e as Error).stack ?? err.message}`);
+          return new ResponseError(RPC_ERROR, err.message, { code: err.code, hint: err.hint });
+        }
+      });
+    };
+
+    handle(Rpc.ping, () => this.d.info);
+    handle(Rpc.shutdown, (p) => {
+      const stopVms = optBool(p, 'stopVms') ?? false;
+      setTimeout(() => this.d.shutdown(stopVms), 10);
+    });
+    handle(Rpc.doctor, async () => doctor(home, this.d.qemuBinary, await this.d.accelerator()));
+
+    handle(Rpc.vmList, () => vms.list());
+    handle(Rpc.vmInfo, (p) => vms.info(v.vmName(p.name)));
+    handle(Rpc.vmCreate, (p) => {
+      const sshKeys = p.sshKeys;
+      if (sshKeys !== undefined && (!Array.isArray(sshKeys) || sshKeys.some((k) => typeof k !== 'string'))) {
+        throw new DevvmError('invalid-argument', 'sshKeys must be a list of public keys');
+      }
+      return vms.create(
+        {
+          name: v.vmName(p.name),
+          image: v.imageName(p.image),
+          user: v.userName(p.user),
+          fullName: optString(p, 'fullName'),
+          password: optString(p, 'password'),
+          sshKeys: sshKeys as string[] | undefined,
+          autologin: optBool(p, 'autologin'),
+          ssh: optBool(p, 'ssh'),
+          cpus: p.cpus === undefined ? undefined : v.cpus(p.cpus),
+          memoryMiB: p.memoryMiB === undefined ? undefined : v.memoryMiB(p.memoryMiB),
+          diskGiB: p.diskGiB === undefined ? undefined : v.diskGiB(p.diskGiB),
+          start: optBool(p, 'start'),
+          waitSsh: optBool(p, 'waitSsh'),
+        },
+        progressFor(p),
+      );
+    });
+    handle(Rpc.vmStart, (p) => {
+      const t = p.timeoutSec;
+      if (t !== undefined && (typeof t !== 'number' || !(t > 0 && t <= 86400))) throw new DevvmError('invalid-argument', 'timeoutSec must be 1-86400');
+      return vms.start(v.vmName(p.name), { waitSsh: optBool(p, 'waitSsh'), timeoutSec: t as number | undefined }, progressFor(p));
+    });
+    handle(Rpc.vmStop, (p) => vms.stop(v.vmName(p.name), optBool(p, 'force') ?? false));
+    handle(Rpc.vmDelete, (p) => vms.delete(v.vmName(p.name), optBool(p, 'force') ?? false));
+    handle(Rpc.vmSshTarget, (p) => vms.sshTarget(v.vmName(p.name)));
+
+    handle(Rpc.imageList, () => Promise.all(images.names().map((n) => images.info(n, vms.imageUsers(n)))));
+    handle(Rpc.imageBuild, async (p) => {
+      const recipe = optString(p, 'recipe');
+      if (!recipe) throw new DevvmError('invalid-argument', 'recipe is required');
+      const meta = await images.build(recipe, optString(p, 'name'), progressFor(p));
+      this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
+      return images.info(meta.name, vms.imageUsers(meta.name));
+    });
+    handle(Rpc.imageImport, async (p) => {
+      const name = v.imageName(p.name);
+      const meta = await images.import(v.nonEmptyPath('file', p.file), name, optString(p, 'kernel'), optString(p, 'initrd'), progressFor(p));
+      this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
+      return images.info(meta.name, []);
+    });
+    handle(Rpc.imageDelete, (p) => {
+      const name = v.imageName(p.name);
+      images.delete(name, vms.imageUsers(name));
+      this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
+    });
+    handle(Rpc.sshInclude, (p) => ensureInclude(home.sshConfig, optString(p, 'sshConfig')));
+
+    // Unknown methods get JSON-RPC's MethodNotFound from vscode-jsonrpc itself.
+  }
+
+  closeAll(): void {
+    for (const c of this.conns) c.dispose();
+    this.conns.clear();
+  }
+}

@@ -1,0 +1,524 @@
+/**
+ * The VM manager: owns every state change of every VM. State is derived when read
+ * (vm.json + whether our QEMU runs + an in-flight operation), never cached on disk.
+ * Requests that do not fit a VM's current state are refused with 'invalid-state'.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, openSync, readSync, closeSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { DevvmError } from '../shared/errors';
+import type { CreateParams, SshTarget } from '../shared/rpc';
+import type { LayerInfo, VmInfo, VmState, VmSummary } from '../shared/types';
+import * as v from '../shared/validate';
+import type { AccelChoice } from './accel';
+import type { Home, VmFiles } from './filenames';
+import type { Images, Progress } from './images';
+import { createLayer, layerInfo } from './layers';
+import { log } from './log';
+import { run } from './proc';
+import * as provision from './provision';
+import { qemuArgs, randomMac } from './qemu/args';
+import { Machine } from './qemu/machine';
+import { sshHostAlias, writeSshConfig } from './sshconfig';
+import { readJson, writeJsonAtomic } from './store';
+import type { VmConfig } from './vmconfig';
+
+const GiB = 1024 ** 3;
+const MIN_FREE_BYTES = 256 * 1024 * 1024;
+
+export interface VmsOptions {
+  qemuBinary: string;
+  accelerator: () => Promise<AccelChoice>;
+  /** Graceful shutdown budget before `quit`. */
+  stopTimeoutMs: number;
+}
+
+function freePort(avoid: Set<number>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => (avoid.has(port) ? freePort(avoid).then(resolve, reject) : resolve(port)));
+    });
+  });
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+/** Resolves true when something on the port speaks SSH (QEMU's forwarder accepts and drops before sshd is up). */
+function sshBanner(port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.createConnection(port, '127.0.0.1');
+    let data = '';
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    sock.setEncoding('utf8');
+    sock.on('data', (c: string) => {
+      data += c;
+      if (data.startsWith('SSH-')) done(true);
+    });
+    sock.on('error', () => done(false));
+    sock.on('close', () => done(false));
+  });
+}
+
+function readFrom(file: string, offset: number): { text: string; size: number } {
+  let size: number;
+  try {
+    size = statSync(file).size;
+  } catch {
+    return { text: '', size: offset };
+  }
+  if (size <= offset) return { text: '', size };
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(Math.min(size - offset, 4 << 20));
+    const n = readSync(fd, buf, 0, buf.length, offset);
+    return { text: buf.subarray(0, n).toString('utf8'), size: offset + n };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function tailLines(file: string, n: number): string {
+  try {
+    return readFileSync(file, 'utf8').replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').trim().split('\n').slice(-n).join(' | ');
+  } catch {
+    return '';
+  }
+}
+
+export class Vms extends EventEmitter {
+  private machines = new Map<string, Machine>();
+  /** In-flight operation per VM: its transitional state. Also the per-VM lock. */
+  private ops = new Map<string, VmState>();
+  private watchers = new Map<string, NodeJS.Timeout>();
+  private accel: AccelChoice | null = null;
+
+  constructor(
+    private readonly home: Home,
+    private readonly images: Images,
+    private readonly opts: VmsOptions,
+  ) {
+    super();
+  }
+
+  // ---- reading -------------------------------------------------------------
+
+  names(): string[] {
+    const onDisk = existsSync(this.home.vmsDir)
+      ? readdirSync(this.home.vmsDir).filter((n) => existsSync(this.home.vm(n).meta))
+      : [];
+    return [...new Set([...onDisk, ...this.ops.keys()])].sort();
+  }
+
+  private exists(name: string): boolean {
+    return existsSync(this.home.vm(name).meta);
+  }
+
+  config(name: string): VmConfig {
+    v.vmName(name);
+    if (!this.exists(name)) throw new DevvmError('not-found', `no VM named "${name}"`, 'see "devvm list"');
+    return readJson<VmConfig>(this.home.vm(name).meta);
+  }
+
+  private save(cfg: VmConfig): void {
+    writeJsonAtomic(this.home.vm(cfg.name).meta, cfg);
+  }
+
+  state(name: string): VmState {
+    const op = this.ops.get(name);
+    if (op) return op;
+    return this.machines.get(name)?.alive ? 'running' : 'stopped';
+  }
+
+  summary(name: string): VmSummary {
+    if (this.ops.get(name) === 'creating' && !this.exists(name)) {
+      return { name, state: 'creating', image: '', user: '', sshHost: sshHostAlias(name), sshPort: null, cpus: 0, memoryMiB: 0 };
+    }
+    const c = this.config(name);
+    const s: VmSummary = {
+      name,
+      state: this.state(name),
+      image: c.image,
+      user: c.user,
+      sshHost: sshHostAlias(name),
+      sshPort: c.ssh ? c.sshPort : null,
+      cpus: c.cpus,
+      memoryMiB: c.memoryMiB,
+    };
+    if (c.provisionError) s.error = c.provisionError;
+    return s;
+  }
+
+  list(): VmSummary[] {
+    return this.names().map((n) => this.summary(n));
+  }
+
+  /** Which VMs' chains use each base image. */
+  imageUsers(image: string): string[] {
+    return this.names().filter((n) => this.exists(n) && this.config(n).image === image);
+  }
+
+  async info(name: string): Promise<VmInfo> {
+    const c = this.config(name);
+    const f = this.home.vm(name);
+    const img = this.images.get(c.image);
+    const layers: LayerInfo[] = await Promise.all([
+      layerInfo('overlay', f.overlay, false, [name]),
+      layerInfo('cache', f.cache, false, [name]),
+      layerInfo('base', img.file, true, this.imageUsers(c.image)),
+    ]);
+    const m = this.machines.get(name);
+    return {
+      ...this.summary(name),
+      diskGiB: c.diskGiB,
+      fullName: c.fullName,
+      autologin: c.autologin,
+      ssh: c.ssh,
+      provisioned: c.provisioned,
+      accelerator: m?.alive ? (this.accel?.name ?? null) : null,
+      pid: m?.alive ? m.pid : null,
+      dir: f.dir,
+      serialLog: f.serialLog,
+      createdAt: c.createdAt,
+      layers,
+    };
+  }
+
+  sshTarget(name: string): SshTarget {
+    const c = this.config(name);
+    if (!c.ssh) throw new DevvmError('invalid-state', `SSH is disabled for VM "${name}"`, 'it was created with --no-ssh; use the serial console');
+    return { configFile: this.home.sshConfig, host: sshHostAlias(name), user: c.user, port: c.sshPort };
+  }
+
+  // ---- helper start-up -----------------------------------------------------
+
+  /** Re-attach to QEMUs still running from an earlier helper; clean up after dead ones. */
+  async reattach(): Promise<void> {
+    for (const name of this.names()) {
+      const f = this.home.vm(name);
+      const m = await Machine.attach({ qmpSocket: f.qmp, pidFile: f.pid, qemuLog: f.qemuLog });
+      if (m) {
+        log.info(`reattached to ${name} (qemu pid ${m.pid})`);
+        this.adopt(name, m);
+        if (!this.config(name).provisioned) this.watchProvisioning(name, 0);
+      } else {
+        rmSync(f.pid, { force: true });
+      }
+    }
+    this.writeSshConfig();
+  }
+
+  private adopt(name: string, m: Machine): void {
+    this.machines.set(name, m);
+    m.once('exit', () => {
+      if (this.machines.get(name) !== m) return;
+      this.machines.delete(name);
+      this.stopWatching(name);
+      rmSync(this.home.vm(name).pid, { force: true });
+      log.info(`${name}: qemu exited`);
+      this.changed(name);
+    });
+  }
+
+  private changed(name: string): void {
+    try {
+      if (this.exists(name) || this.ops.has(name)) this.emit('changed', this.summary(name));
+    } catch (e) {
+      log.warn(`cannot summarize ${name}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Runs `fn` with the VM marked `state`; a second operation on the same VM is refused. */
+  private async withOp<T>(name: string, state: VmState, fn: () => Promise<T>): Promise<T> {
+    const current = this.ops.get(name);
+    if (current) throw new DevvmError('busy', `VM "${name}" is busy (${current})`, 'wait for it to finish');
+    this.ops.set(name, state);
+    this.changed(name);
+    try {
+      return await fn();
+    } finally {
+      this.ops.delete(name);
+      this.changed(name);
+    }
+  }
+
+  // ---- create --------------------------------------------------------------
+
+  async create(p: CreateParams, progress: Progress): Promise<VmSummary> {
+    const name = v.vmName(p.name);
+    const imageName = v.imageName(p.image);
+    const user = v.userName(p.user);
+    const fullName = p.fullName === undefined ? user : v.fullName(p.fullName);
+    const password = p.password === undefined ? null : v.password(p.password);
+    const sshKeys = (p.sshKeys ?? []).map(v.sshPublicKey);
+    const cpus = v.cpus(p.cpus ?? 2);
+    const memoryMiB = v.memoryMiB(p.memoryMiB ?? 2048, Math.floor(os.totalmem() / 1024 / 1024));
+    const diskGiB = v.diskGiB(p.diskGiB ?? 20);
+    if (this.exists(name) || this.ops.has(name) || existsSync(this.home.vm(name).dir)) {
+      throw new DevvmError('already-exists', `a VM named "${name}" already exists`, 'pick another name or delete it first');
+    }
+    const img = this.images.get(imageName);
+    if (!existsSync(img.file)) throw new DevvmError('not-found', `the disk of image "${imageName}" is missing: ${img.file}`, 'delete and rebuild the image');
+    if (diskGiB * GiB < img.virtualSize) {
+      throw new DevvmError('invalid-argument', `disk size ${diskGiB} GiB is smaller than the image (${Math.ceil(img.virtualSize / GiB)} GiB)`);
+    }
+    mkdirSync(this.home.vmsDir, { recursive: true, mode: 0o700 });
+    const free = statfsSync(this.home.vmsDir);
+    if (free.bavail * free.bsize < MIN_FREE_BYTES) {
+      throw new DevvmError('io', `not enough free disk space in ${this.home.vmsDir} (${Math.round((free.bavail * free.bsize) / 2 ** 20)} MiB left)`, 'free at least 256 MiB');
+    }
+
+    const f = this.home.vm(name);
+    return this.withOp(name, 'creating', async () => {
+      try {
+        mkdirSync(f.dir, { mode: 0o700 });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new DevvmError('already-exists', `a VM named "${name}" already exists`);
+        throw e;
+      }
+      try {
+        progress('creating disk layers');
+        const [, hostKey, passwordHash, clientKey] = await Promise.all([
+          createLayer(f.cache, img.file, img.format).then(() => createLayer(f.overlay, f.cache, 'qcow2', diskGiB * GiB)),
+          provision.generateHostKey(f.hostKey, `devvm-${name}`),
+          password === null ? Promise.resolve(null) : provision.hashPassword(password),
+          provision.ensureClientKey(this.home.privateKey),
+        ]);
+        const cfg: VmConfig = {
+          version: 1,
+          name,
+          image: imageName,
+          user,
+          fullName,
+          autologin: p.autologin ?? false,
+          ssh: p.ssh ?? true,
+          cpus,
+          memoryMiB,
+          diskGiB,
+          sshPort: await freePort(this.usedPorts()),
+          mac: randomMac(randomBytes(3)),
+          instanceId: `devvm-${randomUUID()}`,
+          createdAt: new Date().toISOString(),
+          provisioned: false,
+        };
+        progress('writing first-boot seed');
+        await provision.writeSeed(
+          f.seed,
+          {
+            hostname: name,
+            instanceId: cfg.instanceId,
+            user,
+            fullName,
+            passwordHash,
+            autologin: cfg.autologin,
+            ssh: cfg.ssh,
+            authorizedKeys: [clientKey, ...sshKeys],
+            hostKey,
+          },
+          f.dir,
+        );
+        writeFileSync(this.home.knownHosts(name), `${provision.knownHostsLine(sshHostAlias(name), hostKey.publicKey)}\n`, { mode: 0o600 });
+        // The private host key now lives only in the seed (deleted after first setup).
+        rmSync(f.hostKey, { force: true });
+        rmSync(`${f.hostKey}.pub`, { force: true });
+        this.save(cfg); // last: a VM exists once its vm.json does
+      } catch (e) {
+        rmSync(f.dir, { recursive: true, force: true });
+        rmSync(this.home.knownHosts(name), { force: true });
+        throw e;
+      }
+      this.writeSshConfig();
+      log.info(`created ${name}`);
+    }).then(async () => {
+      if (p.start) return this.start(name, { waitSsh: p.waitSsh }, progress);
+      return this.summary(name);
+    });
+  }
+
+  private usedPorts(): Set<number> {
+    const ports = new Set<number>();
+    for (const n of this.names()) {
+      if (this.exists(n)) ports.add(this.config(n).sshPort);
+    }
+    return ports;
+  }
+
+  writeSshConfig(): void {
+    const entries = this.names()
+      .filter((n) => this.exists(n))
+      .map((n) => this.config(n))
+      .filter((c) => c.ssh)
+      .map((c) => ({ vm: c.name, port: c.sshPort, user: c.user, identityFile: this.home.privateKey, knownHostsFile: this.home.knownHosts(c.name) }));
+    writeSshConfig(this.home.sshConfig, entries);
+  }
+
+  // ---- start / stop --------------------------------------------------------
+
+  async start(name: string, o: { waitSsh?: boolean; timeoutSec?: number }, progress: Progress): Promise<VmSummary> {
+    let cfg = this.config(name);
+    if (o.waitSsh && !cfg.ssh) throw new DevvmError('invalid-state', `SSH is disabled for VM "${name}"`, 'start it without --wait-ssh');
+    if (this.state(name) === 'running') {
+      if (o.waitSsh) await this.waitSsh(name, o.timeoutSec ?? 900, progress);
+      return this.summary(name);
+    }
+    await this.withOp(name, 'starting', async () => {
+      cfg = this.config(name);
+      const f = this.home.vm(name);
+      const img = this.images.get(cfg.image);
+      for (const file of [img.file, f.cache, f.overlay]) {
+        if (!existsSync(file)) throw new DevvmError('not-found', `disk layer missing: ${file}`, `the VM cannot start; see "devvm info ${name}"`);
+      }
+      if (!(await portIsFree(cfg.sshPort))) {
+        const old = cfg.sshPort;
+        cfg = { ...cfg, sshPort: await freePort(this.usedPorts()) };
+        this.save(cfg);
+        this.writeSshConfig();
+        log.info(`${name}: port ${old} is taken, using ${cfg.sshPort}`);
+      }
+      this.accel ??= await this.opts.accelerator();
+      const seed = !cfg.provisioned && existsSync(f.seed) ? f.seed : null;
+      const args = qemuArgs({
+        name,
+        accel: this.accel.name,
+        cpus: cfg.cpus,
+        memoryMiB: cfg.memoryMiB,
+        disks: { base: { file: img.file, format: img.format }, cache: f.cache, overlay: f.overlay },
+        kernel: img.kernel,
+        initrd: img.initrd,
+        seed,
+        sshPort: cfg.sshPort,
+        mac: cfg.mac,
+        qmpSocket: f.qmp,
+        serialSocket: f.serial,
+        serialLog: f.serialLog,
+        pidFile: f.pid,
+      });
+      progress(`booting (${this.accel.name})`);
+      const serialStart = existsSync(f.serialLog) ? statSync(f.serialLog).size : 0;
+      const m = await Machine.launch(this.opts.qemuBinary, args, { qmpSocket: f.qmp, pidFile: f.pid, qemuLog: f.qemuLog });
+      this.adopt(name, m);
+      if (seed) this.watchProvisioning(name, serialStart);
+    });
+    if (o.waitSsh) await this.waitSsh(name, o.timeoutSec ?? 900, progress);
+    return this.summary(name);
+  }
+
+  /** Reads new serial output until cloud-init's final message (success) or a known failure. */
+  private watchProvisioning(name: string, offset: number): void {
+    this.stopWatching(name);
+    const f: VmFiles = this.home.vm(name);
+    let pos = offset;
+    let carry = '';
+    const tick = () => {
+      const { text, size } = readFrom(f.serialLog, pos);
+      pos = size;
+      const window = carry + text;
+      carry = window.slice(-512);
+      if (!text) return;
+      let cfg: VmConfig;
+      try {
+        cfg = this.config(name);
+      } catch {
+        return this.stopWatching(name);
+      }
+      const failed = /Failed to create user[^\r\n]*|cc_users_groups[^\r\n]*(?:Error|Traceback)[^\r\n]*/.exec(window);
+      if (failed && !cfg.provisionError) {
+        this.save({ ...cfg, provisionError: `first-user setup failed in the guest: ${failed[0].slice(0, 160)}` });
+        this.changed(name);
+      }
+      if (window.includes(`${provision.READY_MARKER} ${cfg.instanceId}`)) {
+        this.save({ ...this.config(name), provisioned: true });
+        // The seed holds the password hash and the host's private key: gone once used.
+        rmSync(f.seed, { force: true });
+        log.info(`${name}: first setup finished; seed removed`);
+        this.stopWatching(name);
+        this.changed(name);
+      }
+    };
+    this.watchers.set(name, setInterval(tick, 250));
+  }
+
+  private stopWatching(name: string): void {
+    const t = this.watchers.get(name);
+    if (t) clearInterval(t);
+    this.watchers.delete(name);
+  }
+
+  async waitSsh(name: string, timeoutSec: number, progress: Progress): Promise<void> {
+    const deadline = Date.now() + timeoutSec * 1000;
+    const f = this.home.vm(name);
+    progress('waiting for SSH');
+    for (;;) {
+      const cfg = this.config(name);
+      if (!this.machines.get(name)?.alive) {
+        throw new DevvmError('invalid-state', `VM "${name}" stopped before SSH answered`, `serial log: ${tailLines(f.serialLog, 2) || 'empty'}; see ${f.qemuLog}`);
+      }
+      if (cfg.provisionError) throw new DevvmError('provisioning-failed', cfg.provisionError, `see ${f.serialLog}`);
+      if (await sshBanner(cfg.sshPort, 1500)) {
+        try {
+          await run('ssh', ['-F', this.home.sshConfig, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', sshHostAlias(name), 'true'], { timeoutMs: 30000 });
+          return;
+        } catch (e) {
+          // sshd answers before cloud-init has installed the user's key: retry until the deadline
+          log.info(`${name}: ssh not ready yet: ${(e as Error).message}`);
+        }
+      }
+      if (Date.now() > deadline) {
+        throw new DevvmError('timeout', `SSH to VM "${name}" did not answer within ${timeoutSec} s`, `serial log: ${tailLines(f.serialLog, 2)}`);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  async stop(name: string, force: boolean): Promise<VmSummary> {
+    this.config(name);
+    const m = this.machines.get(name);
+    if (!m?.alive) {
+      if (this.ops.has(name) && force) {
+        throw new DevvmError('busy', `VM "${name}" is ${this.ops.get(name)}`, 'wait for it to finish');
+      }
+      return this.summary(name);
+    }
+    await this.withOp(name, 'stopping', () => m.stop(force, this.opts.stopTimeoutMs));
+    return this.summary(name);
+  }
+
+  async delete(name: string, force: boolean): Promise<void> {
+    this.config(name);
+    if (this.state(name) !== 'stopped') {
+      if (!force) throw new DevvmError('invalid-state', `VM "${name}" is ${this.state(name)}`, 'stop it first, or use delete --force');
+      await this.stop(name, true);
+    }
+    await this.withOp(name, 'stopping', async () => {
+      rmSync(this.home.vm(name).dir, { recursive: true, force: true });
+      rmSync(this.home.knownHosts(name), { force: true });
+    });
+    this.writeSshConfig();
+    this.emit('removed', name);
+  }
+
+  /** For helper shutdown in tests: leave VMs running unless asked. */
+  async shutdown(stopVms: boolean): Promise<void> {
+    for (const name of [...this.watchers.keys()]) this.stopWatching(name);
+    for (const [name, m] of this.machines) {
+      if (stopVms) await m.stop(true, 0);
+      else m.qmp.close();
+      this.machines.delete(name);
+    }
+  }
+}

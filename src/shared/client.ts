@@ -1,0 +1,94 @@
+/**
+ * Client side of the helper RPC, used by the CLI and the extension: connect to the
+ * socket, and when nothing answers, start the helper detached and connect again.
+ */
+import { spawn } from 'node:child_process';
+import { openSync, closeSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import {
+  createMessageConnection,
+  MessageConnection,
+  ResponseError,
+  SocketMessageReader,
+  SocketMessageWriter,
+} from 'vscode-jsonrpc/node';
+import { asDevvmError, DevvmError } from './errors';
+import { helperSocket } from './paths';
+import type { RpcErrorData } from './rpc';
+
+function connectOnce(socketPath: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection(socketPath);
+    sock.once('connect', () => {
+      sock.removeAllListeners('error');
+      resolve(sock);
+    });
+    sock.once('error', reject);
+  });
+}
+
+export interface ConnectOptions {
+  home: string;
+  /** dist/helper.js; when given, the helper is started if the socket does not answer. */
+  helperScript?: string;
+  env?: NodeJS.ProcessEnv;
+  /** How long to wait for a freshly started helper. */
+  timeoutMs?: number;
+}
+
+export function startHelper(home: string, helperScript: string, env: NodeJS.ProcessEnv = process.env): void {
+  mkdirSync(home, { recursive: true, mode: 0o700 });
+  // The helper's own early output (before it opens helper.log) goes to a file, not to us.
+  const out = openSync(path.join(home, 'helper.out'), 'a', 0o600);
+  const child = spawn(process.execPath, [helperScript], {
+    detached: true,
+    stdio: ['ignore', out, out],
+    env: { ...env, DEVVM_HOME: home, ELECTRON_RUN_AS_NODE: '1' },
+  });
+  child.unref();
+  closeSync(out);
+}
+
+export async function connect(opts: ConnectOptions): Promise<MessageConnection> {
+  const sockPath = helperSocket(opts.home);
+  let sock: net.Socket;
+  try {
+    sock = await connectOnce(sockPath);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (!opts.helperScript || (code !== 'ENOENT' && code !== 'ECONNREFUSED')) {
+      throw new DevvmError('not-found', `cannot reach the devvm helper at ${sockPath}: ${code ?? e}`);
+    }
+    startHelper(opts.home, opts.helperScript, opts.env);
+    const deadline = Date.now() + (opts.timeoutMs ?? 10000);
+    for (;;) {
+      try {
+        sock = await connectOnce(sockPath);
+        break;
+      } catch {
+        if (Date.now() > deadline) {
+          throw new DevvmError('timeout', 'the devvm helper did not start', `see ${path.join(opts.home, 'helper.log')} and helper.out`);
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
+  }
+  const conn = createMessageConnection(new SocketMessageReader(sock), new SocketMessageWriter(sock));
+  conn.listen();
+  return conn;
+}
+
+/** Turns an RPC failure back into the DevvmError the helper threw. */
+export function fromRpcError(e: unknown): DevvmError {
+  if (e instanceof ResponseError) {
+    const data = e.data as RpcErrorData | undefined;
+    return new DevvmError(data?.code ?? 'internal', e.message, data?.hint);
+  }
+  if (e instanceof DevvmError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  if (/Connection got disposed|connection is closed|ECONNRESET|EPIPE/i.test(msg)) {
+    return new DevvmError('internal', 'the devvm helper went away during the request', 'run the command again; the helper restarts on demand');
+  }
+  return asDevvmError(e);
+}

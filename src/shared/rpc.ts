@@ -1,0 +1,107 @@
+/**
+ * The helper's RPC protocol, declared once. Helper, CLI and extension import these
+ * types, so a request's parameters and result are checked end to end by the compiler.
+ * Transport: vscode-jsonrpc over the helper's unix socket (mode 0600).
+ */
+import { NotificationType, NotificationType0, RequestType, RequestType0 } from 'vscode-jsonrpc';
+import type { DoctorReport, HelperInfo, ImageInfo, VmInfo, VmSummary } from './types';
+
+/** Error data attached to every ResponseError the helper sends. */
+export interface RpcErrorData {
+  code: import('./errors').ErrorCode;
+  hint?: string;
+}
+
+/** Long requests may carry a token; the helper then sends `progress` notifications with it. */
+export interface WithProgress {
+  progressToken?: string;
+}
+
+export interface NameParams {
+  name: string;
+}
+
+export interface CreateParams extends WithProgress {
+  name: string;
+  image: string;
+  user: string;
+  fullName?: string;
+  /** Plain text, sent over the 0600 socket only; the helper keeps just its SHA-512 crypt hash. */
+  password?: string;
+  sshKeys?: string[];
+  autologin?: boolean;
+  ssh?: boolean;
+  cpus?: number;
+  memoryMiB?: number;
+  diskGiB?: number;
+  start?: boolean;
+  waitSsh?: boolean;
+}
+
+export interface StartParams extends NameParams, WithProgress {
+  waitSsh?: boolean;
+  /** Seconds to wait for SSH before giving up (default 900: first boots under TCG are slow). */
+  timeoutSec?: number;
+}
+
+export interface StopParams extends NameParams, WithProgress {
+  force?: boolean;
+}
+
+export interface ImageBuildParams extends WithProgress {
+  recipe: string;
+  name?: string;
+}
+
+export interface ImageImportParams extends WithProgress {
+  file: string;
+  name: string;
+  kernel?: string;
+  initrd?: string;
+}
+
+export interface SshTarget {
+  /** The ssh_config file with this VM's Host block. */
+  configFile: string;
+  host: string;
+  user: string;
+  port: number;
+}
+
+export interface ProgressParams {
+  token: string;
+  message: string;
+  /** 0..1 when known. */
+  fraction?: number;
+}
+
+export const Rpc = {
+  ping: new RequestType0<HelperInfo, RpcErrorData>('helper/ping'),
+  shutdown: new RequestType<{ stopVms?: boolean }, void, RpcErrorData>('helper/shutdown'),
+  doctor: new RequestType0<DoctorReport, RpcErrorData>('helper/doctor'),
+
+  vmList: new RequestType0<VmSummary[], RpcErrorData>('vm/list'),
+  vmInfo: new RequestType<NameParams, VmInfo, RpcErrorData>('vm/info'),
+  vmCreate: new RequestType<CreateParams, VmSummary, RpcErrorData>('vm/create'),
+  vmStart: new RequestType<StartParams, VmSummary, RpcErrorData>('vm/start'),
+  vmStop: new RequestType<StopParams, VmSummary, RpcErrorData>('vm/stop'),
+  vmDelete: new RequestType<NameParams & { force?: boolean }, void, RpcErrorData>('vm/delete'),
+  vmSshTarget: new RequestType<NameParams, SshTarget, RpcErrorData>('vm/sshTarget'),
+
+  imageList: new RequestType0<ImageInfo[], RpcErrorData>('image/list'),
+  imageBuild: new RequestType<ImageBuildParams, ImageInfo, RpcErrorData>('image/build'),
+  imageImport: new RequestType<ImageImportParams, ImageInfo, RpcErrorData>('image/import'),
+  imageDelete: new RequestType<NameParams, void, RpcErrorData>('image/delete'),
+
+  sshInclude: new RequestType<{ sshConfig?: string }, { changed: boolean; file: string; backup: string | null }, RpcErrorData>('ssh/include'),
+} as const;
+
+export const Notify = {
+  vmChanged: new NotificationType<VmSummary>('vm/changed'),
+  vmRemoved: new NotificationType<NameParams>('vm/removed'),
+  imagesChanged: new NotificationType0('image/changed'),
+  progress: new NotificationType<ProgressParams>('progress'),
+} as const;
+
+/** Numeric JSON-RPC error code used for every devvm error; the symbolic code is in data. */
+export const RPC_ERROR = -32001;

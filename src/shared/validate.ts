@@ -1,0 +1,116 @@
+/**
+ * Input rules shared by the helper (which enforces them), the CLI and the extension's
+ * form (which check them early for a better message). Each returns the value or throws
+ * a DevvmError('invalid-argument') with a one-line reason.
+ */
+import { DevvmError } from './errors';
+
+const VM_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+const IMAGE_NAME = /^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$/;
+const USER_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
+
+/** Accounts that exist in a Debian guest (or are meaningful to sudo/ssh) and must not be reused. */
+const RESERVED_USERS = new Set([
+  'root', 'daemon', 'bin', 'sys', 'sync', 'games', 'man', 'lp', 'mail', 'news', 'uucp', 'proxy',
+  'www-data', 'backup', 'list', 'irc', 'gnats', 'nobody', 'nogroup', 'systemd-network',
+  'systemd-resolve', 'systemd-timesync', 'messagebus', 'sshd', '_apt', 'sudo', 'admin', 'users',
+  'staff', 'adm', 'disk', 'tty', 'kmem', 'dialout', 'cdrom', 'video', 'audio', 'plugdev', 'netdev',
+]);
+
+function invalid(message: string, hint?: string): never {
+  throw new DevvmError('invalid-argument', message, hint);
+}
+
+/** Printable preview of untrusted input for error messages (no control chars, bounded). */
+export function preview(value: unknown): string {
+  const s = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  const clean = s.replace(/[\x00-\x1f\x7f]/g, '?');
+  return JSON.stringify(clean.length > 40 ? `${clean.slice(0, 40)}…` : clean);
+}
+
+export function vmName(value: unknown): string {
+  if (typeof value !== 'string' || !VM_NAME.test(value)) {
+    invalid(`invalid VM name ${preview(value)}`, 'use 1-63 lowercase letters, digits and inner dashes, like "dev" or "web-1"');
+  }
+  return value;
+}
+
+export function imageName(value: unknown): string {
+  if (typeof value !== 'string' || !IMAGE_NAME.test(value) || value.includes('..')) {
+    invalid(`invalid image name ${preview(value)}`, 'use 1-63 lowercase letters, digits, dots, dashes and underscores, like "debian-12"');
+  }
+  return value;
+}
+
+export function snapshotName(value: unknown): string {
+  if (typeof value !== 'string' || !VM_NAME.test(value)) {
+    invalid(`invalid snapshot name ${preview(value)}`, 'use 1-63 lowercase letters, digits and inner dashes');
+  }
+  return value;
+}
+
+export function userName(value: unknown): string {
+  if (typeof value !== 'string' || !USER_NAME.test(value)) {
+    invalid(`invalid user name ${preview(value)}`, 'use up to 32 lowercase letters, digits, "_" and "-", starting with a letter or "_"');
+  }
+  if (RESERVED_USERS.has(value)) invalid(`user name "${value}" is reserved in the guest`, 'pick another short name');
+  return value;
+}
+
+/** Full name (GECOS): any Unicode text except the characters passwd(5) and useradd reject. */
+export function fullName(value: unknown): string {
+  if (typeof value !== 'string') invalid('full name must be text');
+  if (value.length > 200) invalid('full name is longer than 200 characters');
+  if (/[:,=\\\x00-\x1f\x7f]/.test(value)) invalid(`full name ${preview(value)} contains ":", ",", "=", "\\" or a control character`, 'these break /etc/passwd');
+  return value.trim();
+}
+
+/** Any text without NUL or line breaks (stdin and files are read one line), 1-1024 characters. */
+export function password(value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0) invalid('password is empty');
+  if (value.length > 1024) invalid('password is longer than 1024 characters');
+  if (/[\x00\r\n]/.test(value)) invalid('password contains a NUL or a line break');
+  return value;
+}
+
+function integer(what: string, value: unknown, min: number, max: number, unit: string): number {
+  const n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n)) invalid(`${what} must be a whole number, got ${preview(value)}`);
+  if (n < min || n > max) invalid(`${what} ${n}${unit} is out of range`, `use ${min}-${max}${unit}`);
+  return n;
+}
+
+export const LIMITS = {
+  cpus: { min: 1, max: 64 },
+  memoryMiB: { min: 256, max: 262144 },
+  diskGiB: { min: 1, max: 16384 },
+} as const;
+
+export function cpus(value: unknown, hostCpus = LIMITS.cpus.max): number {
+  return integer('CPU count', value, LIMITS.cpus.min, Math.min(LIMITS.cpus.max, hostCpus), '');
+}
+
+export function memoryMiB(value: unknown, hostMiB: number = LIMITS.memoryMiB.max): number {
+  return integer('memory', value, LIMITS.memoryMiB.min, Math.min(LIMITS.memoryMiB.max, hostMiB), ' MiB');
+}
+
+export function diskGiB(value: unknown): number {
+  return integer('disk size', value, LIMITS.diskGiB.min, LIMITS.diskGiB.max, ' GiB');
+}
+
+/** An OpenSSH public key line: type, base64 body, optional comment, one line. */
+export function sshPublicKey(value: unknown): string {
+  if (typeof value !== 'string') invalid('SSH public key must be text');
+  const line = value.trim();
+  if (!/^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( [^\r\n]*)?$/.test(line)) {
+    invalid('not an OpenSSH public key', 'pass the contents of a .pub file');
+  }
+  return line;
+}
+
+export function nonEmptyPath(what: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 4096 || value.includes('\0')) {
+    invalid(`invalid ${what} ${preview(value)}`);
+  }
+  return value;
+}
