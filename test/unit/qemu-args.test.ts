@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { KERNEL_CMDLINE, qemuArgs, randomMac, type QemuSpec } from '../../src/helper/qemu/args';
+
+const spec: QemuSpec = {
+  name: 'dev',
+  accel: 'tcg',
+  cpus: 2,
+  memoryMiB: 1024,
+  disks: { base: { file: '/img/disk.qcow2', format: 'qcow2' }, cache: '/vm/cache.qcow2', overlay: '/vm/overlay.qcow2' },
+  kernel: '/img/vmlinuz',
+  initrd: '/img/initrd.img',
+  seed: '/vm/seed.iso',
+  sshPort: 40022,
+  mac: '52:54:00:12:34:56',
+  qmpSocket: '/vm/qmp.sock',
+  serialSocket: '/vm/serial.sock',
+  serialLog: '/vm/serial.log',
+  pidFile: '/vm/pid',
+};
+
+const after = (args: string[], flag: string) => args.filter((_, i) => args[i - 1] === flag);
+
+test('every layer is an explicit blockdev node, chained overlay -> copy-on-read(cache) -> base', () => {
+  const nodes = after(qemuArgs(spec), '-blockdev').map((j) => JSON.parse(j) as Record<string, unknown>);
+  const byName = new Map(nodes.map((n) => [n['node-name'], n]));
+  assert.equal(byName.get('base')?.['read-only'], true);
+  assert.equal(byName.get('base-file')?.['read-only'], true);
+  assert.equal(byName.get('cache')?.backing, 'base');
+  assert.deepEqual(byName.get('cache-cor'), { driver: 'copy-on-read', file: 'cache', 'node-name': 'cache-cor' });
+  assert.equal(byName.get('overlay')?.backing, 'cache-cor');
+  assert.equal(byName.get('seed')?.['read-only'], true);
+  assert.ok(after(qemuArgs(spec), '-device').includes('virtio-blk-pci,drive=overlay,id=disk0,bootindex=0'));
+});
+
+test('SSH is forwarded on loopback only; sockets and logs where given', () => {
+  const a = qemuArgs(spec);
+  assert.deepEqual(after(a, '-netdev'), ['user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22']);
+  assert.deepEqual(after(a, '-qmp'), ['unix:/vm/qmp.sock,server=on,wait=off']);
+  assert.match(after(a, '-chardev')[0]!, /path=\/vm\/serial\.sock,.*logfile=\/vm\/serial\.log/);
+  assert.deepEqual(after(a, '-pidfile'), ['/vm/pid']);
+});
+
+test('no seed after first setup; no kernel means firmware boot', () => {
+  const a = qemuArgs({ ...spec, seed: null, kernel: null, initrd: null });
+  assert.ok(!a.join(' ').includes('seed'));
+  assert.ok(!a.includes('-kernel') && !a.includes('-append'));
+});
+
+test('accelerator picks the CPU model', () => {
+  const tcg = qemuArgs(spec);
+  assert.deepEqual([after(tcg, '-accel')[0], after(tcg, '-cpu')[0]], ['tcg,thread=multi', 'max']);
+  const kvm = qemuArgs({ ...spec, accel: 'kvm' });
+  assert.deepEqual([after(kvm, '-accel')[0], after(kvm, '-cpu')[0]], ['kvm', 'host']);
+});
+
+test('kernel command line boots root on vda with a serial console', () => {
+  const a = qemuArgs(spec);
+  assert.deepEqual(after(a, '-append'), [KERNEL_CMDLINE]);
+  assert.match(KERNEL_CMDLINE, /root=\/dev\/vda/);
+  assert.match(KERNEL_CMDLINE, /console=ttyS0/);
+});
+
+test('MACs are locally administered QEMU addresses', () => {
+  assert.equal(randomMac(Buffer.from([1, 0xab, 0xff])), '52:54:00:01:ab:ff');
+});
