@@ -383,7 +383,7 @@ export class Vms extends EventEmitter {
       for (const file of [img.file, f.cache, f.overlay]) {
         if (!existsSync(file)) throw new DevvmError('not-found', `disk layer missing: ${file}`, `the VM cannot start; see "devvm info ${name}"`);
       }
-      if (!(await portIsFree(cfg.sshPort))) {
+      if (cfg.ssh && !(await portIsFree(cfg.sshPort))) {
         const old = cfg.sshPort;
         cfg = { ...cfg, sshPort: await freePort(this.usedPorts()) };
         this.save(cfg);
@@ -401,7 +401,7 @@ export class Vms extends EventEmitter {
         kernel: img.kernel,
         initrd: img.initrd,
         seed,
-        sshPort: cfg.sshPort,
+        sshPort: cfg.ssh ? cfg.sshPort : null,
         mac: cfg.mac,
         qmpSocket: f.qmp,
         serialSocket: f.serial,

@@ -41,6 +41,10 @@ test('SSH is forwarded on loopback only; sockets and logs where given', () => {
   assert.deepEqual(after(a, '-pidfile'), ['/vm/pid']);
 });
 
+test('SSH disabled: no port forward at all', () => {
+  assert.deepEqual(after(qemuArgs({ ...spec, sshPort: null }), '-netdev'), ['user,id=net0']);
+});
+
 test('no seed after first setup; no kernel means firmware boot', () => {
   const a = qemuArgs({ ...spec, seed: null, kernel: null, initrd: null });
   assert.ok(!a.join(' ').includes('seed'));

@@ -20,7 +20,8 @@ export interface QemuSpec {
   kernel: string | null;
   initrd: string | null;
   seed: string | null;
-  sshPort: number;
+  /** null: SSH disabled for this VM, nothing is forwarded. */
+  sshPort: number | null;
   mac: string;
   qmpSocket: string;
   serialSocket: string;
@@ -71,7 +72,7 @@ export function qemuArgs(s: QemuSpec): string[] {
   }
   args.push(
     // Only loopback: the forwarded SSH port must not be reachable from other hosts.
-    '-netdev', `user,id=net0,hostfwd=tcp:127.0.0.1:${s.sshPort}-:22`,
+    '-netdev', s.sshPort === null ? 'user,id=net0' : `user,id=net0,hostfwd=tcp:127.0.0.1:${s.sshPort}-:22`,
     '-device', `virtio-net-pci,netdev=net0,mac=${s.mac}`,
     '-device', 'virtio-rng-pci',
     '-device', 'qemu-xhci,id=xhci',

@@ -1,0 +1,191 @@
+/**
+ * Bad input and faults against the real CLI, helper and QEMU: each case gets a clear
+ * one-line error and leaves `list --json` and every file under DEVVM_HOME unchanged.
+ * Uses a blank imported disk (no guest OS needed to be "running" for these).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { Sandbox, ROOT, waitFor } from './harness';
+
+const sb = new Sandbox('bad');
+const blank = path.join(sb.home, '..', `${path.basename(sb.home)}-blank.qcow2`);
+const corrupt = path.join(sb.home, '..', `${path.basename(sb.home)}-corrupt.qcow2`);
+
+before(() => {
+  spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', blank, '2G']);
+  writeFileSync(corrupt, Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(4096, 0xff)]));
+  sb.ok(['image', 'import', blank, '--name', 'blank']);
+  sb.ok(['create', 'taken', '--image', 'blank', '--user', 'alice']);
+  sb.ok(['create', 'runner', '--image', 'blank', '--user', 'alice', '--memory', '256', '--cpus', '1']);
+  sb.ok(['start', 'runner']);
+});
+
+after(() => {
+  sb.cleanup();
+  spawnSync('rm', ['-f', blank, corrupt]);
+});
+
+const cases: Array<[string, string[], string?, number?]> = [
+  ['name with /', ['create', 'a/b', '--image', 'blank', '--user', 'bob']],
+  ['name ..', ['create', '..', '--image', 'blank', '--user', 'bob']],
+  ['name ../evil', ['create', '../evil', '--image', 'blank', '--user', 'bob']],
+  ['name with space', ['create', 'has space', '--image', 'blank', '--user', 'bob']],
+  ['name of 200 characters', ['create', 'x'.repeat(200), '--image', 'blank', '--user', 'bob']],
+  ['uppercase name', ['create', 'UPPER', '--image', 'blank', '--user', 'bob']],
+  ['shell in name', ['create', '$(touch /tmp/devvm-pwned)', '--image', 'blank', '--user', 'bob']],
+  ['reserved user root', ['create', 'vm1', '--image', 'blank', '--user', 'root']],
+  ['shell in user name', ['create', 'vm1', '--image', 'blank', '--user', 'a;rm -rf /']],
+  ['space in user name', ['create', 'vm1', '--image', 'blank', '--user', 'ali ce']],
+  ['colon in full name', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--full-name', 'Bob: admin']],
+  ['newline in full name', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--full-name', 'Bob\nroot::0:0']],
+  ['password with inner newline', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--password-stdin'], 'one\ntwo\n'],
+  ['empty password', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--password-stdin'], '\n'],
+  ['missing password file', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--password-file', '/nonexistent/pw']],
+  ['negative cpus', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--cpus', '-1']],
+  ['zero cpus', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--cpus', '0']],
+  ['1000 cpus', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--cpus', '1000']],
+  ['non-numeric cpus', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--cpus', 'two'], undefined, 2],
+  ['10 MiB memory', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--memory', '10']],
+  ['more memory than the host', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--memory', '200000']],
+  ['negative disk', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--disk', '-5']],
+  ['huge disk', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--disk', '99999999']],
+  ['disk smaller than the image', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--disk', '1']],
+  ['missing image', ['create', 'vm1', '--image', 'nope', '--user', 'bob']],
+  ['image name with traversal', ['create', 'vm1', '--image', '../blank', '--user', 'bob']],
+  ['bogus ssh key', ['create', 'vm1', '--image', 'blank', '--user', 'bob', '--ssh-key', 'ssh-rsa not!base64']],
+  ['busy name', ['create', 'taken', '--image', 'blank', '--user', 'bob']],
+  ['import a missing file', ['image', 'import', '/nonexistent/disk.qcow2', '--name', 'x']],
+  ['import a corrupt qcow2', ['image', 'import', corrupt, '--name', 'x']],
+  ['import under a taken name', ['image', 'import', blank, '--name', 'blank']],
+  ['import with a bad name', ['image', 'import', blank, '--name', '../x']],
+  ['delete an image in use', ['image', 'delete', 'blank']],
+  ['unknown recipe', ['image', 'build', 'windows-95']],
+  ['delete a running VM', ['delete', 'runner']],
+  ['delete a missing VM', ['delete', 'ghost']],
+  ['start a missing VM', ['start', 'ghost']],
+  ['stop a missing VM', ['stop', 'ghost']],
+  ['info on a path', ['info', '../../etc']],
+  ['ssh to a missing VM', ['ssh', 'ghost', '--', 'true']],
+  ['unknown command', ['frobnicate'], undefined, 2],
+  ['unknown flag', ['list', '--colour'], undefined, 2],
+  ['missing argument', ['create'], undefined, 2],
+];
+
+for (const [what, args, input, exit] of cases) {
+  test(`bad input: ${what}`, () => {
+    const list = sb.ok(['list', '--json']);
+    const files = sb.files(['runner']);
+    const r = sb.cli(args, input);
+    assert.equal(r.code, exit ?? 1, `exit code; stderr: ${r.stderr}`);
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, `one line: ${r.stderr}`);
+    assert.match(lines[0]!, /^devvm: \S.*/);
+    assert.equal(r.stdout, '');
+    assert.equal(sb.ok(['list', '--json']), list, 'list unchanged');
+    assert.deepEqual(sb.files(['runner']), files, 'files unchanged');
+  });
+}
+
+test('--json errors are one JSON object with code and message', () => {
+  const r = sb.cli(['info', 'ghost', '--json']);
+  assert.equal(r.code, 1);
+  const e = JSON.parse(r.stdout) as { error: { code: string; message: string } };
+  assert.equal(e.error.code, 'not-found');
+  assert.match(e.error.message, /no VM named "ghost"/);
+});
+
+test('shell metacharacters in a name never reach a shell', () => {
+  assert.throws(() => readFileSync('/tmp/devvm-pwned'));
+});
+
+test('a second helper for the same DEVVM_HOME refuses to start and the first keeps serving', () => {
+  const first = sb.json<{ pid: number }>(['helper', 'status']);
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'helper.js')], { env: sb.env, encoding: 'utf8', timeout: 15000 });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /another helper is already running/);
+  assert.equal(sb.json<{ pid: number }>(['helper', 'status']).pid, first.pid);
+});
+
+function rawRpc(payload: Buffer | string): Promise<string> {
+  return new Promise((resolve) => {
+    const sock = net.createConnection(path.join(sb.home, 'helper.sock'));
+    let data = '';
+    sock.on('data', (c) => (data += c.toString()));
+    sock.on('close', () => resolve(data));
+    sock.on('error', () => resolve(data));
+    sock.on('connect', () => sock.write(payload));
+    setTimeout(() => sock.destroy(), 1500);
+  });
+}
+
+const frame = (o: unknown) => {
+  const body = JSON.stringify(o);
+  return `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+};
+
+test('malformed RPC messages are answered or dropped; the helper keeps serving', async () => {
+  const list = sb.ok(['list', '--json']);
+  await rawRpc('this is not JSON-RPC at all\r\n\r\n');
+  await rawRpc('Content-Length: 12\r\n\r\n{"jsonrpc":');
+  await rawRpc(Buffer.from([0xff, 0xfe, 0, 1, 2, 3]));
+  const bad = await rawRpc(frame({ jsonrpc: '2.0', id: 1, method: 'vm/create', params: { name: 12, image: [], user: {} } }));
+  assert.match(bad, /invalid VM name/);
+  assert.match(bad, /"code":"invalid-argument"/);
+  const unknown = await rawRpc(frame({ jsonrpc: '2.0', id: 2, method: 'vm/explode', params: {} }));
+  assert.match(unknown, /-32601/);
+  const notObject = await rawRpc(frame({ jsonrpc: '2.0', id: 3, method: 'vm/info', params: ['a', 'b'] }));
+  assert.match(notObject, /"error"/);
+  assert.equal(sb.ok(['list', '--json']), list);
+});
+
+test('a busy SSH port is replaced by a free one at start', async () => {
+  const before = sb.json<{ sshPort: number }>(['info', 'taken']);
+  const blocker = net.createServer().listen(before.sshPort, '127.0.0.1');
+  await new Promise((r) => blocker.once('listening', r));
+  try {
+    sb.ok(['start', 'taken']);
+    const after = sb.json<{ sshPort: number; state: string }>(['info', 'taken']);
+    assert.equal(after.state, 'running');
+    assert.notEqual(after.sshPort, before.sshPort);
+    assert.match(readFileSync(path.join(sb.home, 'ssh_config'), 'utf8'), new RegExp(`Port ${after.sshPort}\\n`));
+    sb.ok(['stop', 'taken', '--force']);
+  } finally {
+    blocker.close();
+  }
+});
+
+test('kill -9 of the helper: the VM keeps running and the next call reattaches', async () => {
+  const before = sb.json<{ pid: number }>(['info', 'runner']);
+  const helper = Number(readFileSync(path.join(sb.home, 'helper.pid'), 'utf8'));
+  process.kill(helper, 'SIGKILL');
+  await waitFor('helper to die', 5000, () => {
+    try {
+      process.kill(helper, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  const list = sb.json<Array<{ name: string; state: string }>>(['list']);
+  assert.equal(list.find((v) => v.name === 'runner')?.state, 'running');
+  assert.equal(list.find((v) => v.name === 'taken')?.state, 'stopped');
+  const after = sb.json<{ pid: number }>(['info', 'runner']);
+  assert.equal(after.pid, before.pid, 'same QEMU process');
+  assert.notEqual(Number(readFileSync(path.join(sb.home, 'helper.pid'), 'utf8')), helper);
+  sb.ok(['stop', 'runner', '--force']);
+  assert.equal(sb.json<{ state: string }>(['info', 'runner']).state, 'stopped');
+});
+
+test('kill -9 of QEMU: the VM is reported stopped, metadata intact', async () => {
+  sb.ok(['start', 'runner']);
+  const { pid } = sb.json<{ pid: number }>(['info', 'runner']);
+  process.kill(pid, 'SIGKILL');
+  await waitFor('runner to be stopped', 10000, () => sb.json<{ state: string }>(['info', 'runner']).state === 'stopped');
+  const info = sb.json<{ user: string; layers: unknown[] }>(['info', 'runner']);
+  assert.equal(info.user, 'alice');
+  assert.equal(info.layers.length, 3);
+});
