@@ -1,0 +1,121 @@
+/**
+ * `npm run bench [-- --json]`: every figure the README claims, each measured in this run,
+ * with ratios against a baseline taken in the same run (machines here are noisy).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { KERNEL_CMDLINE } from '../src/helper/qemu/args';
+import { Sandbox } from '../test/integration/harness';
+
+const json = process.argv.includes('--json');
+const note = (m: string) => process.stderr.write(`bench: ${m}\n`);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+};
+
+function timed(f: () => void): number {
+  const t = performance.now();
+  f();
+  return performance.now() - t;
+}
+
+async function sshUntilOk(args: string[], deadlineMs: number): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    const r = spawnSync('ssh', [...args, 'true'], { stdio: 'ignore', timeout: 30000 });
+    if (r.status === 0) return performance.now() - t0;
+    if (performance.now() - t0 > deadlineMs) throw new Error('baseline guest never answered SSH');
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function main(): Promise<void> {
+  const sb = new Sandbox('bench');
+  const tmp = path.join(os.tmpdir(), `devvm-bench-${process.pid}`);
+  spawnSync('mkdir', ['-p', tmp]);
+  const out: Record<string, number> = {};
+  try {
+    // --- create: O(1) whatever the base size --------------------------------
+    for (const [name, size] of [['small', '1G'], ['large', '64G']] as const) {
+      spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', path.join(tmp, `${name}.qcow2`), size]);
+      sb.ok(['image', 'import', path.join(tmp, `${name}.qcow2`), '--name', name]);
+    }
+    sb.ok(['list']); // helper up and warm
+    const createTimes = (image: string) => {
+      const ts: number[] = [];
+      for (let i = 0; i < 7; i++) ts.push(timed(() => sb.ok(['create', `${image}-${i}`, '--image', image, '--user', 'bench', '--disk', '64'])));
+      return median(ts);
+    };
+    note('create on 1 GiB and 64 GiB bases');
+    const small = createTimes('small');
+    const large = createTimes('large');
+    out.createMs = Math.round(small);
+    out.createRatioLargeSmall = +(large / small).toFixed(2);
+    const vmDir = path.join(sb.home, 'vms', 'small-0');
+    out.overlayBytes = ['overlay.qcow2', 'cache.qcow2'].reduce((n, f) => n + statSync(path.join(vmDir, f)).blocks * 512, 0);
+    note('list');
+    const listTimes: number[] = [];
+    for (let i = 0; i < 10; i++) listTimes.push(timed(() => sb.ok(['list', '--json'])));
+    out.listMs = Math.round(median(listTimes));
+    for (const image of ['small', 'large']) for (let i = 0; i < 7; i++) sb.ok(['delete', `${image}-${i}`]);
+
+    // --- time to SSH: devvm vs a hand-written QEMU command line ---------------
+    note('building or finding the debian-12 image');
+    sb.ok(['image', 'build', 'debian-12']);
+    const img = sb.json<Array<{ name: string; file: string; kernel: string; initrd: string }>>(['image', 'list']).find((i) => i.name === 'debian-12')!;
+    // The baseline boots the same image and kernel with a seed devvm made (same first-user work).
+    sb.ok(['create', 'seedsrc', '--image', 'debian-12', '--user', 'bench']);
+    const seed = path.join(tmp, 'seed.iso');
+    copyFileSync(path.join(sb.home, 'vms', 'seedsrc', 'seed.iso'), seed);
+    const port = sb.json<{ sshPort: number }>(['info', 'seedsrc']).sshPort;
+    const overlay = path.join(tmp, 'baseline.qcow2');
+    spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', img.file, '-F', 'qcow2', overlay, '20G']);
+    note('baseline: hand-written QEMU, first boot to SSH');
+    const t0 = performance.now();
+    const qemu = spawn('qemu-system-x86_64', [
+      '-machine', 'q35', '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', '2048', '-nodefaults', '-display', 'none',
+      '-kernel', img.kernel, '-initrd', img.initrd, '-append', KERNEL_CMDLINE,
+      '-drive', `file=${overlay},if=virtio,format=qcow2`, '-drive', `file=${seed},if=virtio,format=raw,readonly=on`,
+      '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:22`, '-device', 'virtio-net-pci,netdev=n0', '-device', 'virtio-rng-pci',
+      '-serial', `file:${path.join(tmp, 'baseline-serial.log')}`,
+    ], { stdio: 'ignore' });
+    try {
+      await sshUntilOk(['-F', path.join(sb.home, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', 'devvm-seedsrc'], 900_000);
+    } finally {
+      qemu.kill('SIGKILL');
+    }
+    const baseline = performance.now() - t0;
+    note(`baseline ${Math.round(baseline)} ms; devvm create + start --wait-ssh`);
+    const devvm = timed(() => sb.ok(['create', 'timed', '--image', 'debian-12', '--user', 'bench', '--start', '--wait-ssh']));
+    const sshCmd = timed(() => sb.ok(['ssh', 'timed', '--', 'true']));
+    out.timeToSshMs = Math.round(devvm + sshCmd);
+    out.timeToSshBaselineMs = Math.round(baseline);
+    out.timeToSshRatioVsQemu = +((devvm + sshCmd) / baseline).toFixed(2);
+    const helperPid = Number(readFileSync(path.join(sb.home, 'helper.pid'), 'utf8'));
+    await new Promise((r) => setTimeout(r, 2000));
+    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${helperPid}/status`, 'utf8'));
+    out.helperRssMb = +(Number(rss?.[1] ?? 0) / 1024).toFixed(1);
+  } finally {
+    sb.cleanup();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  if (json) {
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  } else {
+    const targets: Record<string, string> = {
+      createMs: '< 300', createRatioLargeSmall: '≤ 1.2', overlayBytes: '< 2 MiB', listMs: '< 150',
+      timeToSshMs: '', timeToSshBaselineMs: '', timeToSshRatioVsQemu: '≤ 1.10', helperRssMb: '< 60',
+    };
+    process.stdout.write('| figure | value | target |\n|---|---|---|\n');
+    for (const [k, val] of Object.entries(out)) process.stdout.write(`| ${k} | ${val} | ${targets[k] ?? ''} |\n`);
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});
