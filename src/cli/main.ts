@@ -25,6 +25,7 @@ class UsageError extends Error {}
 const USAGE = `usage: devvm <command> [options]
 
   image build debian-12 [--name N]            build a base image from Debian packages
+  image pull debian-12 [--name N]             download the official cloud image (checksum verified)
   image import FILE --name N [--kernel K --initrd I]
   image list [--json]                         image delete NAME
   create NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]
@@ -294,11 +295,12 @@ class Cli {
   private async image(argv: string[]): Promise<number> {
     const [sub, ...rest] = argv;
     switch (sub) {
-      case 'build': {
+      case 'build':
+      case 'pull': {
         const { values, positionals } = parse(rest, { name: { type: 'string' } }, 1);
         this.json = Boolean(values.json);
-        const i = await this.call(Rpc.imageBuild, this.withToken({ recipe: positionals[0]!, name: values.name as string | undefined }));
-        this.print(i, () => `image ${i.name} ready: ${i.file} (${human(i.actualSize)})`);
+        const i = await this.call(sub === 'build' ? Rpc.imageBuild : Rpc.imagePull, this.withToken({ recipe: positionals[0]!, name: values.name as string | undefined }));
+        this.print(i, () => `image ${i.name} ready: ${i.file} (${human(i.actualSize)}, sha256 ${i.sha256.slice(0, 16)}…)`);
         return 0;
       }
       case 'import': {

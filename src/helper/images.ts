@@ -4,7 +4,7 @@
  * for direct kernel boot.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, createReadStream, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, createReadStream, createWriteStream, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DevvmError } from '../shared/errors';
 import type { ImageInfo } from '../shared/types';
@@ -20,6 +20,11 @@ export type ImageMeta = Omit<ImageInfo, 'usedBy' | 'actualSize'>;
 export type Progress = (message: string, fraction?: number) => void;
 
 export const RECIPES = ['debian-12'] as const;
+
+/** Official cloud images `image pull` knows; they boot through firmware and their own GRUB. */
+const PULL_SOURCES: Record<string, { base: string; file: string }> = {
+  'debian-12': { base: 'https://cloud.debian.org/images/cloud/bookworm/latest/', file: 'debian-12-genericcloud-amd64.qcow2' },
+};
 
 export function sha256File(file: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -87,6 +92,57 @@ export class Images {
       writeFileSync(shaFile, `${sha}\n`);
     }
     return this.register(target, { disk: built.disk, kernel: built.kernel, initrd: built.initrd, sha256: sha, source: `recipe:${recipe}#${built.recipeHash}`, move: false });
+  }
+
+  /**
+   * Downloads the official Debian cloud image and verifies it against the published
+   * SHA512SUMS before registering it. DEVVM_PULL_BASE points elsewhere (a mirror, tests).
+   */
+  async pull(recipe: string, name: string | undefined, progress: Progress, signal?: AbortSignal): Promise<ImageMeta> {
+    const source = PULL_SOURCES[recipe];
+    if (!source) throw new DevvmError('invalid-argument', `unknown image "${recipe}" to pull`, `available: ${Object.keys(PULL_SOURCES).join(', ')}`);
+    const target = v.imageName(name ?? recipe);
+    if (existsSync(this.home.image(target).meta)) return this.get(target);
+    const base = (process.env.DEVVM_PULL_BASE || source.base).replace(/\/?$/, '/');
+    const get = async (url: string) => {
+      let res: Response;
+      try {
+        res = await fetch(url, { signal });
+      } catch (e) {
+        throw new DevvmError('io', `cannot download ${url}: ${(e as Error).cause ?? (e as Error).message}`, 'check the network or set DEVVM_PULL_BASE to a mirror');
+      }
+      if (!res.ok || !res.body) throw new DevvmError('io', `cannot download ${url}: HTTP ${res.status}`);
+      return res;
+    };
+    const sums = await (await get(`${base}SHA512SUMS`)).text();
+    const want = sums.split('\n').map((l) => /^([0-9a-f]{128})\s+\*?(\S+)$/.exec(l.trim())).find((m) => m?.[2] === source.file)?.[1];
+    if (!want) throw new DevvmError('io', `${source.file} is not listed in ${base}SHA512SUMS`);
+    mkdirSync(this.home.tmpDir, { recursive: true, mode: 0o700 });
+    const tmp = path.join(this.home.tmpDir, `pull-${process.pid}-${Date.now()}.qcow2`);
+    try {
+      const res = await get(`${base}${source.file}`);
+      const total = Number(res.headers.get('content-length')) || 0;
+      const h512 = createHash('sha512');
+      const out = createWriteStream(tmp, { mode: 0o600 });
+      let done = 0;
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        h512.update(chunk);
+        done += chunk.length;
+        if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+        progress(`downloading ${source.file}`, total ? done / total : undefined);
+      }
+      await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+      if (h512.digest('hex') !== want) {
+        throw new DevvmError('io', `checksum mismatch for ${source.file}`, 'the download is damaged or was tampered with; nothing was registered');
+      }
+      progress('computing checksum');
+      const sha = await sha256File(tmp);
+      const info = await imgInfo(tmp);
+      if (info.format !== 'qcow2') throw new DevvmError('io', `${source.file} is not a qcow2 image`);
+      return await this.register(target, { disk: tmp, kernel: null, initrd: null, sha256: sha, source: `${base}${source.file}`, move: true });
+    } finally {
+      rmSync(tmp, { force: true });
+    }
   }
 
   async import(file: string, name: string, kernel: string | undefined, initrd: string | undefined, progress: Progress): Promise<ImageMeta> {

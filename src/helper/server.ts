@@ -149,6 +149,13 @@ export class Server {
       this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
       return images.info(meta.name, vms.imageUsers(meta.name));
     });
+    handle(Rpc.imagePull, async (p) => {
+      const recipe = optString(p, 'recipe');
+      if (!recipe) throw new DevvmError('invalid-argument', 'recipe is required');
+      const meta = await images.pull(recipe, optString(p, 'name'), progressFor(p));
+      this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
+      return images.info(meta.name, vms.imageUsers(meta.name));
+    });
     handle(Rpc.imageImport, async (p) => {
       const name = v.imageName(p.name);
       const meta = await images.import(v.nonEmptyPath('file', p.file), name, optString(p, 'kernel'), optString(p, 'initrd'), progressFor(p));

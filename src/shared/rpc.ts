@@ -90,6 +90,7 @@ export const Rpc = {
 
   imageList: new RequestType0<ImageInfo[], RpcErrorData>('image/list'),
   imageBuild: new RequestType<ImageBuildParams, ImageInfo, RpcErrorData>('image/build'),
+  imagePull: new RequestType<ImageBuildParams, ImageInfo, RpcErrorData>('image/pull'),
   imageImport: new RequestType<ImageImportParams, ImageInfo, RpcErrorData>('image/import'),
   imageDelete: new RequestType<NameParams, void, RpcErrorData>('image/delete'),
 

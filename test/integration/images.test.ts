@@ -1,0 +1,126 @@
+/**
+ * Images and layers without booting: import (qcow2 and raw), pull against a local HTTP
+ * server with checksum verification, O(1) layer creation, and `info --json` layers.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { Sandbox } from './harness';
+
+const sb = new Sandbox('images');
+const dir = mkdtempSync(path.join(os.tmpdir(), 'devvm-images-src-'));
+let server: http.Server;
+let base = '';
+const served = new Map<string, Buffer>();
+
+before(async () => {
+  spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', path.join(dir, 'a.qcow2'), '1G']);
+  const raw = Buffer.alloc(4 * 1024 * 1024);
+  raw.write('hello from a raw disk', 1024 * 1024);
+  writeFileSync(path.join(dir, 'b.raw'), raw);
+  const cloud = readFileSync(path.join(dir, 'a.qcow2'));
+  const file = 'debian-12-genericcloud-amd64.qcow2';
+  served.set(`/good/${file}`, cloud);
+  served.set('/good/SHA512SUMS', Buffer.from(`${'0'.repeat(128)}  other.qcow2\n${createHash('sha512').update(cloud).digest('hex')}  ${file}\n`));
+  served.set(`/bad/${file}`, Buffer.concat([cloud, Buffer.from('tampered')]));
+  served.set('/bad/SHA512SUMS', served.get('/good/SHA512SUMS')!);
+  server = http.createServer((req, res) => {
+    const body = served.get(req.url ?? '');
+    if (!body) return res.writeHead(404).end();
+    res.writeHead(200, { 'content-length': body.length }).end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+});
+
+after(() => {
+  server.close();
+  sb.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface Img { name: string; file: string; format: string; sha256: string; virtualSize: number; usedBy: string[] }
+
+test('import registers a read-only base with its sha256', () => {
+  sb.ok(['image', 'import', path.join(dir, 'a.qcow2'), '--name', 'a']);
+  sb.ok(['image', 'import', path.join(dir, 'b.raw'), '--name', 'b']);
+  const list = sb.json<Img[]>(['image', 'list']);
+  assert.deepEqual(list.map((i) => i.name), ['a', 'b']);
+  for (const i of list) {
+    assert.equal(i.format, 'qcow2');
+    assert.equal(statSync(i.file).mode & 0o222, 0, 'base is read-only');
+    assert.equal(i.sha256, createHash('sha256').update(readFileSync(i.file)).digest('hex'));
+  }
+  assert.equal(list[1]!.virtualSize, 4 * 1024 * 1024);
+});
+
+test('pull downloads, verifies SHA512SUMS and registers', () => {
+  sb.env.DEVVM_PULL_BASE = `${base}/good/`;
+  sb.cli(['helper', 'stop']); // the helper reads DEVVM_PULL_BASE at start
+  const i = sb.json<Img>(['image', 'pull', 'debian-12', '--name', 'cloud']);
+  assert.equal(i.name, 'cloud');
+  assert.equal(i.virtualSize, 1024 ** 3);
+});
+
+test('pull refuses a download whose checksum does not match, and registers nothing', () => {
+  sb.env.DEVVM_PULL_BASE = `${base}/bad/`;
+  sb.cli(['helper', 'stop']);
+  const before = sb.ok(['image', 'list', '--json']);
+  const r = sb.cli(['image', 'pull', 'debian-12', '--name', 'evil']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^devvm: checksum mismatch/);
+  assert.equal(sb.ok(['image', 'list', '--json']), before);
+  sb.env.DEVVM_PULL_BASE = `${base}/missing/`;
+  sb.cli(['helper', 'stop']);
+  assert.match(sb.cli(['image', 'pull', 'debian-12', '--name', 'evil']).stderr, /HTTP 404/);
+});
+
+test('create makes a cache and an overlay in O(1); info lists every layer and who shares the base', () => {
+  sb.ok(['create', 'one', '--image', 'a', '--user', 'alice', '--disk', '30']);
+  sb.ok(['create', 'two', '--image', 'a', '--user', 'bob']);
+  const info = sb.json<{ layers: Array<{ role: string; file: string; virtualSize: number; actualSize: number; readOnly: boolean; sharedBy: string[]; format: string }> }>(['info', 'one']);
+  assert.deepEqual(info.layers.map((l) => l.role), ['overlay', 'cache', 'base']);
+  const [overlay, cache, baseLayer] = info.layers;
+  assert.equal(overlay!.virtualSize, 30 * 1024 ** 3);
+  assert.equal(cache!.virtualSize, 1024 ** 3);
+  assert.ok(overlay!.actualSize + cache!.actualSize < 2 * 1024 * 1024, 'fresh layers are tiny');
+  assert.deepEqual(baseLayer!.sharedBy, ['one', 'two']);
+  assert.deepEqual(overlay!.sharedBy, ['one']);
+  assert.equal(baseLayer!.readOnly, true);
+  const chain = JSON.parse(spawnSync('qemu-img', ['info', '--backing-chain', '--output=json', overlay!.file], { encoding: 'utf8' }).stdout) as Array<{ filename: string }>;
+  assert.deepEqual(chain.map((c) => c.filename), [overlay!.file, cache!.file, baseLayer!.file]);
+  assert.deepEqual(sb.json<Img[]>(['image', 'list']).find((i) => i.name === 'a')!.usedBy, ['one', 'two']);
+});
+
+test('ssh_config has a pinned block per VM, files are private', () => {
+  const cfg = path.join(sb.home, 'ssh_config');
+  const text = readFileSync(cfg, 'utf8');
+  assert.match(text, /Host devvm-one\n/);
+  assert.match(text, /Host devvm-two\n/);
+  for (const f of [cfg, path.join(sb.home, 'keys', 'id_ed25519'), path.join(sb.home, 'vms', 'one', 'seed.iso'), path.join(sb.home, 'vms', 'one', 'vm.json'), path.join(sb.home, 'helper.sock')]) {
+    assert.equal(statSync(f).mode & 0o077, 0, `${f} is private`);
+  }
+});
+
+test('ssh-config --include adds one Include line, once', () => {
+  const userCfg = path.join(dir, 'user_ssh_config');
+  writeFileSync(userCfg, 'Host example\n  User me\n');
+  sb.ok(['ssh-config', '--include', '--user-config', userCfg]);
+  sb.ok(['ssh-config', '--include', '--user-config', userCfg]);
+  const text = readFileSync(userCfg, 'utf8');
+  assert.equal(text.split(`Include ${path.join(sb.home, 'ssh_config')}`).length, 2);
+  assert.equal(readFileSync(`${userCfg}.devvm-backup`, 'utf8'), 'Host example\n  User me\n');
+});
+
+test('delete removes the VM, its pinned key and its ssh block; unused images can go', () => {
+  sb.ok(['delete', 'two']);
+  assert.doesNotMatch(readFileSync(path.join(sb.home, 'ssh_config'), 'utf8'), /devvm-two/);
+  assert.deepEqual(sb.json<Array<{ name: string }>>(['list']).map((v) => v.name), ['one']);
+  sb.ok(['image', 'delete', 'b']);
+  assert.deepEqual(sb.json<Img[]>(['image', 'list']).map((i) => i.name), ['a', 'cloud']);
+});
