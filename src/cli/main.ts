@@ -258,7 +258,7 @@ class Cli {
           this.print({ file }, () => `${file}\nadd it to your ssh config with: devvm ssh-config --include`);
           return 0;
         }
-        const r = await this.call(Rpc.sshInclude, { sshConfig: values['user-config'] as string | undefined });
+        const r = await this.call(Rpc.sshInclude, { userConfig: values['user-config'] as string | undefined });
         this.print(r, () => (r.changed ? `added "Include ${file}" to ${r.file}${r.backup ? ` (backup: ${r.backup})` : ''}` : `${r.file} already includes ${file}`));
         return 0;
       }

@@ -167,7 +167,7 @@ export class Server {
       images.delete(name, vms.imageUsers(name));
       this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
     });
-    handle(Rpc.sshInclude, (p) => ensureInclude(home.sshConfig, optString(p, 'sshConfig')));
+    handle(Rpc.sshInclude, (p) => ensureInclude(home.sshConfig, optString(p, 'userConfig')));
 
     // Unknown methods get JSON-RPC's MethodNotFound from vscode-jsonrpc itself.
   }

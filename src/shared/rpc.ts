@@ -94,7 +94,7 @@ export const Rpc = {
   imageImport: new RequestType<ImageImportParams, ImageInfo, RpcErrorData>('image/import'),
   imageDelete: new RequestType<NameParams, void, RpcErrorData>('image/delete'),
 
-  sshInclude: new RequestType<{ sshConfig?: string }, { changed: boolean; file: string; backup: string | null }, RpcErrorData>('ssh/include'),
+  sshInclude: new RequestType<{ userConfig?: string }, { changed: boolean; file: string; backup: string | null }, RpcErrorData>('ssh/include'),
 } as const;
 
 export const Notify = {
