@@ -128,7 +128,7 @@ export class Images {
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
         h512.update(chunk);
         done += chunk.length;
-        if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+        if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
         progress(`downloading ${source.file}`, total ? done / total : undefined);
       }
       await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));

@@ -41,6 +41,8 @@ async function main(): Promise<void> {
     stopTimeoutMs: Number(process.env.DEVVM_STOP_TIMEOUT_MS) || 90000,
   });
   await vms.reattach();
+  // Probe now, in the background, so the first start does not wait for it.
+  void accelerator().catch((e: Error) => log.warn(`accelerator probe failed: ${e.message}`));
 
   let server: Server;
   const srv = net.createServer((sock) => server.accept(sock));

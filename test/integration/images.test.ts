@@ -31,8 +31,8 @@ before(async () => {
   served.set('/bad/SHA512SUMS', served.get('/good/SHA512SUMS')!);
   server = http.createServer((req, res) => {
     const body = served.get(req.url ?? '');
-    if (!body) return res.writeHead(404).end();
-    res.writeHead(200, { 'content-length': body.length }).end(body);
+    if (body) res.writeHead(200, { 'content-length': body.length }).end(body);
+    else res.writeHead(404).end();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
