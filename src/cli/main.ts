@@ -39,7 +39,20 @@ const USAGE = `usage: devvm <command> [options]
 
 type Opts = ParseArgsConfig['options'];
 
-function parse(argv: string[], options: Opts, positionals: number | [number, number]) {
+function parse(rawArgv: string[], options: Opts, positionals: number | [number, number]) {
+  // parseArgs reads `--cpus -1` as two options; join a negative number to its option so
+  // validation can answer "out of range" instead of "ambiguous".
+  const argv: string[] = [];
+  for (let i = 0; i < rawArgv.length; i++) {
+    const a = rawArgv[i]!;
+    const next = rawArgv[i + 1];
+    if (next !== undefined && /^-\d/.test(next) && options?.[a.replace(/^--/, '')]?.type === 'string') {
+      argv.push(`${a}=${next}`);
+      i++;
+    } else {
+      argv.push(a);
+    }
+  }
   let r;
   try {
     r = parseArgs({ args: argv, options: { ...options, json: { type: 'boolean' } }, allowPositionals: true, strict: true });

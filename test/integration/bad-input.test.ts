@@ -118,7 +118,7 @@ function rawRpc(payload: Buffer | string): Promise<string> {
     sock.on('close', () => resolve(data));
     sock.on('error', () => resolve(data));
     sock.on('connect', () => sock.write(payload));
-    setTimeout(() => sock.destroy(), 1500);
+    setTimeout(() => sock.destroy(), 1000);
   });
 }
 

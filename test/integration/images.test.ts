@@ -59,25 +59,28 @@ test('import registers a read-only base with its sha256', () => {
   assert.equal(list[1]!.virtualSize, 4 * 1024 * 1024);
 });
 
-test('pull downloads, verifies SHA512SUMS and registers', () => {
+// The HTTP server lives in this process: pulls must not block its event loop (cliAsync).
+test('pull downloads, verifies SHA512SUMS and registers', async () => {
   sb.env.DEVVM_PULL_BASE = `${base}/good/`;
   sb.cli(['helper', 'stop']); // the helper reads DEVVM_PULL_BASE at start
-  const i = sb.json<Img>(['image', 'pull', 'debian-12', '--name', 'cloud']);
+  const r = await sb.cliAsync(['image', 'pull', 'debian-12', '--name', 'cloud', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const i = JSON.parse(r.stdout) as Img;
   assert.equal(i.name, 'cloud');
   assert.equal(i.virtualSize, 1024 ** 3);
 });
 
-test('pull refuses a download whose checksum does not match, and registers nothing', () => {
+test('pull refuses a download whose checksum does not match, and registers nothing', async () => {
   sb.env.DEVVM_PULL_BASE = `${base}/bad/`;
   sb.cli(['helper', 'stop']);
   const before = sb.ok(['image', 'list', '--json']);
-  const r = sb.cli(['image', 'pull', 'debian-12', '--name', 'evil']);
+  const r = await sb.cliAsync(['image', 'pull', 'debian-12', '--name', 'evil']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^devvm: checksum mismatch/);
   assert.equal(sb.ok(['image', 'list', '--json']), before);
   sb.env.DEVVM_PULL_BASE = `${base}/missing/`;
   sb.cli(['helper', 'stop']);
-  assert.match(sb.cli(['image', 'pull', 'debian-12', '--name', 'evil']).stderr, /HTTP 404/);
+  assert.match((await sb.cliAsync(['image', 'pull', 'debian-12', '--name', 'evil'])).stderr, /HTTP 404/);
 });
 
 test('create makes a cache and an overlay in O(1); info lists every layer and who shares the base', () => {
