@@ -441,7 +441,8 @@ export class Vms extends EventEmitter {
         this.save({ ...cfg, provisionError: `first-user setup failed in the guest: ${failed[0].slice(0, 160)}` });
         this.changed(name);
       }
-      if (window.includes(`${provision.READY_MARKER} ${cfg.instanceId}`)) {
+      // Trailing space: an id must not match as the prefix of a longer one.
+      if (window.includes(`${provision.READY_MARKER} ${cfg.instanceId} `)) {
         this.save({ ...this.config(name), provisioned: true });
         // The seed holds the password hash and the host's private key: gone once used.
         rmSync(f.seed, { force: true });

@@ -61,14 +61,18 @@ export function userName(value: unknown): string {
 export function fullName(value: unknown): string {
   if (typeof value !== 'string') invalid('full name must be text');
   if (value.length > 200) invalid('full name is longer than 200 characters');
-  if (/[:,=\\\x00-\x1f\x7f]/.test(value)) invalid(`full name ${preview(value)} contains ":", ",", "=", "\\" or a control character`, 'these break /etc/passwd');
+  if (/[:,=\\\x00-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]/.test(value)) invalid(`full name ${preview(value)} contains ":", ",", "=", "\\" or a control character`, 'these break /etc/passwd');
   return value.trim();
 }
 
-/** Any text without NUL or line breaks (stdin and files are read one line), 1-1024 characters. */
+/**
+ * Any text without NUL or line breaks (stdin and files are read one line), at most 256
+ * UTF-8 bytes: `openssl passwd -stdin` silently cuts longer lines, which would hash a
+ * password the user never typed.
+ */
 export function password(value: unknown): string {
   if (typeof value !== 'string' || value.length === 0) invalid('password is empty');
-  if (value.length > 1024) invalid('password is longer than 1024 characters');
+  if (Buffer.byteLength(value, 'utf8') > 256) invalid('password is longer than 256 bytes');
   if (/[\x00\r\n]/.test(value)) invalid('password contains a NUL or a line break');
   return value;
 }

@@ -27,13 +27,14 @@ test('user names: POSIX-ish, not reserved', () => {
 test('full names: unicode yes, passwd separators and control chars no', () => {
   assert.equal(v.fullName('Zoë Ångström 李'), 'Zoë Ångström 李');
   assert.equal(v.fullName(`O'Brien "Bob" $HOME & <x> | {y} #1`), `O'Brien "Bob" $HOME & <x> | {y} #1`);
-  for (const bad of ['a:b', 'a,b', 'a=b', 'a\\b', 'line\nbreak', 'tab\there', 'x'.repeat(201)]) rejects(() => v.fullName(bad));
+  for (const bad of ['a:b', 'a,b', 'a=b', 'a\\b', 'line\nbreak', 'tab\there', 'c1\u0085x', 'ls\u2028x', 'x'.repeat(201)]) rejects(() => v.fullName(bad));
 });
 
 test('passwords: anything printable, no NUL or line breaks', () => {
   const p = `p'a"s$s\`w!o#r&d|;<>*?{}[]%@ -- : \\ ü`;
   assert.equal(v.password(p), p);
-  for (const bad of ['', 'a\nb', 'a\rb', 'a\0b', 'x'.repeat(1025)]) rejects(() => v.password(bad));
+  for (const bad of ['', 'a\nb', 'a\rb', 'a\0b', 'x'.repeat(257), 'ü'.repeat(129)]) rejects(() => v.password(bad));
+  assert.equal(v.password('x'.repeat(256)), 'x'.repeat(256));
 });
 
 test('sizes: integers in range, numeric strings accepted', () => {
