@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -18,8 +18,9 @@ test('one pinned Host block per VM', () => {
   assert.throws(() => renderSshConfig([{ vm: 'x', port: 1, user: 'u', identityFile: '/a"b', knownHostsFile: '/k' }]));
 });
 
-test('Include is added once, at the top, with a backup', () => {
+test('Include is added once, at the top, with a backup', (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'devvm-ssh-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const user = path.join(dir, '.ssh', 'config');
   const first = ensureInclude('/h/ssh_config', user);
   assert.equal(first.changed, true);
