@@ -23,11 +23,19 @@ function timed(f: () => void): number {
   return performance.now() - t;
 }
 
-async function sshUntilOk(args: string[], deadlineMs: number): Promise<number> {
+/** The same readiness devvm waits for: cloud-init's final message on the console, then a working SSH command. */
+async function readyAndSsh(serialLog: string, args: string[], deadlineMs: number): Promise<number> {
   const t0 = performance.now();
   for (;;) {
-    const r = spawnSync('ssh', [...args, 'true'], { stdio: 'ignore', timeout: 30000 });
-    if (r.status === 0) return performance.now() - t0;
+    let log = '';
+    try {
+      log = readFileSync(serialLog, 'utf8');
+    } catch {
+      // not written yet
+    }
+    if (log.includes('DEVVM-PROVISIONED') && spawnSync('ssh', [...args, 'true'], { stdio: 'ignore', timeout: 30000 }).status === 0) {
+      return performance.now() - t0;
+    }
     if (performance.now() - t0 > deadlineMs) throw new Error('baseline guest never answered SSH');
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -84,7 +92,7 @@ async function main(): Promise<void> {
       '-serial', `file:${path.join(tmp, 'baseline-serial.log')}`,
     ], { stdio: 'ignore' });
     try {
-      await sshUntilOk(['-F', path.join(sb.home, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', 'devvm-seedsrc'], 900_000);
+      await readyAndSsh(path.join(tmp, 'baseline-serial.log'), ['-F', path.join(sb.home, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', 'devvm-seedsrc'], 900_000);
     } finally {
       qemu.kill('SIGKILL');
     }

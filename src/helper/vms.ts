@@ -470,7 +470,11 @@ export class Vms extends EventEmitter {
         throw new DevvmError('invalid-state', `VM "${name}" stopped before SSH answered`, `serial log: ${tailLines(f.serialLog, 2) || 'empty'}; see ${f.qemuLog}`);
       }
       if (cfg.provisionError) throw new DevvmError('provisioning-failed', cfg.provisionError, `see ${f.serialLog}`);
-      if (await sshBanner(cfg.sshPort, 1500)) {
+      // On first boot sshd answers while cloud-init still works (and restarts sshd when it
+      // applies its SSH settings): ready means first setup finished and SSH works.
+      const settling = this.watchers.has(name);
+      if (settling) progress('first boot: waiting for first setup (cloud-init) to finish');
+      if (!settling && (await sshBanner(cfg.sshPort, 1500))) {
         try {
           await run('ssh', ['-F', this.home.sshConfig, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', sshHostAlias(name), 'true'], { timeoutMs: 30000 });
           return;

@@ -30,7 +30,7 @@ test('every layer is an explicit blockdev node, chained overlay -> copy-on-read(
   assert.deepEqual(byName.get('cache-cor'), { driver: 'copy-on-read', file: 'cache', 'node-name': 'cache-cor' });
   assert.equal(byName.get('overlay')?.backing, 'cache-cor');
   assert.equal(byName.get('seed')?.['read-only'], true);
-  assert.ok(after(qemuArgs(spec), '-device').includes('virtio-blk-pci,drive=overlay,id=disk0,bootindex=0'));
+  assert.ok(after(qemuArgs(spec), '-device').includes('virtio-blk-pci,drive=overlay,id=disk0,addr=0x3'));
 });
 
 test('SSH is forwarded on loopback only; sockets and logs where given', () => {

@@ -71,11 +71,22 @@ iface devvm-dhcp inet dhcp
 EOF
 
 cat > "$R/etc/cloud/cloud.cfg.d/90-devvm.cfg" <<'EOF'
-# devvm attaches a NoCloud seed (label cidata) on first boot: never probe cloud
-# metadata services (each probe times out slowly under emulation).
-datasource_list: [NoCloud, None]
+# devvm attaches a NoCloud seed (label cidata) for first setup only. No cloud metadata
+# services are probed. The second entry only makes ds-identify look for the seed instead
+# of trusting a lone NoCloud: with the usual [NoCloud, None], a boot without the seed
+# falls back to DataSourceNone, a "new instance" that regenerates the host keys (the
+# pinned one stops working) and creates a "debian" user. This way cloud-init stays
+# disabled on boots without a seed (faster too), and a seed with a new instance-id
+# (a clone) provisions again. ConfigDrive is local only (a disk labelled config-2).
+datasource_list: [NoCloud, ConfigDrive]
 # The image has only the C.UTF-8 locale; anything else makes the locale module fail.
 locale: C.UTF-8
+# Debian's lists minus modules that cannot apply here (no GRUB with direct kernel boot,
+# no snap, ubuntu or cloud-vendor agents, no keys-to-console: the host made the key);
+# grub-dpkg alone cost 2.3 s of first boot.
+cloud_init_modules: [migrator, seed_random, bootcmd, write-files, growpart, resizefs, disk_setup, mounts, set_hostname, update_hostname, update_etc_hosts, ca-certs, rsyslog, users-groups, ssh]
+cloud_config_modules: [ssh-import-id, keyboard, locale, set-passwords, apt-pipelining, apt-configure, ntp, timezone, runcmd]
+cloud_final_modules: [package-update-upgrade-install, write-files-deferred, scripts-vendor, scripts-per-once, scripts-per-boot, scripts-per-instance, scripts-user, ssh-authkey-fingerprints, install-hotplug, phone-home, final-message, power-state-change]
 EOF
 echo 'LANG=C.UTF-8' > "$R/etc/default/locale"
 
@@ -452,11 +463,16 @@ async function removeStaleBuilds(imagesDir: string): Promise<void> {
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+    const onAbort = () => {
       clearTimeout(t);
       reject(new DevvmError('invalid-state', 'image build was cancelled'));
-    }, { once: true });
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 
 /**

@@ -2,7 +2,8 @@
  * QEMU command line for a VM, as a pure function of its configuration (unit-tested).
  * Every disk layer is an explicit -blockdev node so live snapshots never write
  * json:{...} backing names (MACHINE.md), and the cache layer sits behind a
- * copy-on-read filter so base reads land in the per-VM cache.
+ * copy-on-read filter so base reads land in the per-VM cache. PCI slots are fixed: the
+ * guest's NIC is enp0s2 and the root disk is always /dev/vda (enumerated before the seed).
  */
 
 export interface DiskChain {
@@ -61,21 +62,21 @@ export function qemuArgs(s: QemuSpec): string[] {
     ...blockdev({ driver: 'copy-on-read', file: 'cache', 'node-name': 'cache-cor' }),
     ...blockdev({ driver: 'file', filename: overlay, 'node-name': 'overlay-file', discard: 'unmap' }),
     ...blockdev({ driver: 'qcow2', file: 'overlay-file', backing: 'cache-cor', 'node-name': 'overlay', discard: 'unmap' }),
-    '-device', 'virtio-blk-pci,drive=overlay,id=disk0,bootindex=0',
+    '-device', 'virtio-blk-pci,drive=overlay,id=disk0,addr=0x3',
   );
   if (s.seed) {
     args.push(
       ...blockdev({ driver: 'file', filename: s.seed, 'node-name': 'seed-file', 'read-only': true }),
       ...blockdev({ driver: 'raw', file: 'seed-file', 'node-name': 'seed', 'read-only': true }),
-      '-device', 'virtio-blk-pci,drive=seed,id=seed0',
+      '-device', 'virtio-blk-pci,drive=seed,id=seed0,addr=0x4',
     );
   }
   args.push(
     // Only loopback: the forwarded SSH port must not be reachable from other hosts.
     '-netdev', s.sshPort === null ? 'user,id=net0' : `user,id=net0,hostfwd=tcp:127.0.0.1:${s.sshPort}-:22`,
-    '-device', `virtio-net-pci,netdev=net0,mac=${s.mac}`,
-    '-device', 'virtio-rng-pci',
-    '-device', 'qemu-xhci,id=xhci',
+    '-device', `virtio-net-pci,netdev=net0,mac=${s.mac},addr=0x2`,
+    '-device', 'virtio-rng-pci,addr=0x5',
+    '-device', 'qemu-xhci,id=xhci,addr=0x6',
   );
   return args;
 }
