@@ -4,7 +4,7 @@
  * and cleanup that stops every VM and the helper.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -90,17 +90,20 @@ export class Sandbox {
   }
 
   cleanup(): void {
-    this.cli(['helper', 'stop', '--stop-vms']);
-    // A helper killed by a test leaves QEMUs behind: end them by their pid files.
+    let helperPid = 0;
     try {
-      for (const vm of readdirSync(path.join(this.home, 'vms'))) {
-        const r = spawnSync('pkill', ['-9', '-f', path.join(this.home, 'vms', vm, 'qmp.sock')]);
-        void r;
-      }
+      helperPid = Number(readFileSync(path.join(this.home, 'helper.pid'), 'utf8'));
     } catch {
-      // no vms dir
+      // no helper running
     }
-    rmSync(this.home, { recursive: true, force: true });
+    this.cli(['helper', 'stop', '--stop-vms']);
+    // A helper killed by a test leaves QEMUs behind: end those too, then wait for all to exit.
+    spawnSync('pkill', ['-9', '-f', path.join(this.home, 'vms')]);
+    const deadline = Date.now() + 15000;
+    while (helperPid && Date.now() < deadline && spawnSync('kill', ['-0', String(helperPid)]).status === 0) {
+      spawnSync('sleep', ['0.1']);
+    }
+    rmSync(this.home, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
   }
 }
 
