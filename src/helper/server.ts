@@ -142,20 +142,16 @@ export class Server {
     handle(Rpc.vmSshTarget, (p) => vms.sshTarget(v.vmName(p.name)));
 
     handle(Rpc.imageList, () => Promise.all(images.names().map((n) => images.info(n, vms.imageUsers(n)))));
-    handle(Rpc.imageBuild, async (p) => {
+    // build and pull differ only in where the base comes from.
+    const fromRecipe = (make: 'build' | 'pull') => async (p: Record<string, unknown>) => {
       const recipe = optString(p, 'recipe');
       if (!recipe) throw new DevvmError('invalid-argument', 'recipe is required');
-      const meta = await images.build(recipe, optString(p, 'name'), progressFor(p));
+      const meta = await images[make](recipe, optString(p, 'name'), progressFor(p));
       this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
       return images.info(meta.name, vms.imageUsers(meta.name));
-    });
-    handle(Rpc.imagePull, async (p) => {
-      const recipe = optString(p, 'recipe');
-      if (!recipe) throw new DevvmError('invalid-argument', 'recipe is required');
-      const meta = await images.pull(recipe, optString(p, 'name'), progressFor(p));
-      this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
-      return images.info(meta.name, vms.imageUsers(meta.name));
-    });
+    };
+    handle(Rpc.imageBuild, fromRecipe('build'));
+    handle(Rpc.imagePull, fromRecipe('pull'));
     handle(Rpc.imageImport, async (p) => {
       const name = v.imageName(p.name);
       const meta = await images.import(v.nonEmptyPath('file', p.file), name, optString(p, 'kernel'), optString(p, 'initrd'), progressFor(p));
