@@ -9,25 +9,42 @@ import { loadNative } from './native';
 import { run } from './proc';
 import { includeLine } from './sshconfig';
 
-async function version(cmd: string, args: string[], pkg: string, name = cmd): Promise<DoctorCheck> {
+function onPath(cmd: string): string | null {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const p = path.join(dir, cmd);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/** Whether `cmd` is installed, with its version line when `args` print one (on stdout or stderr). */
+async function tool(cmd: string, pkg: string, args?: string[], name = cmd): Promise<DoctorCheck> {
+  const where = onPath(cmd);
+  if (!where) return { name, ok: false, detail: `${cmd} not found`, fix: `apt-get install ${pkg}` };
+  if (!args) return { name, ok: true, detail: where };
   try {
-    const { stdout } = await run(cmd, args, { timeoutMs: 10000 });
-    return { name, ok: true, detail: stdout.trim().split('\n')[0] ?? '' };
-  } catch {
-    return { name, ok: false, detail: `${cmd} not found`, fix: `apt-get install ${pkg}` };
+    const { stdout, stderr } = await run(where, args, { timeoutMs: 10000 });
+    return { name, ok: true, detail: (stdout.trim() || stderr.trim()).split('\n')[0] ?? where };
+  } catch (e) {
+    return { name, ok: false, detail: `${where} does not run: ${(e as Error).message}`, fix: `reinstall ${pkg}` };
   }
 }
 
 export async function doctor(home: Home, qemuBinary: string, accel: AccelChoice): Promise<DoctorReport> {
   const native = loadNative();
   const checks = await Promise.all([
-    version(qemuBinary, ['--version'], 'qemu-system-x86', 'qemu-system'),
-    version('qemu-img', ['--version'], 'qemu-utils'),
-    version('genisoimage', ['--version'], 'genisoimage'),
-    version('ssh', ['-V'], 'openssh-client'),
-    version('ssh-keygen', ['-V'], 'openssh-client').then((c) => ({ ...c, ok: c.ok || c.detail !== 'ssh-keygen not found' })),
-    version('openssl', ['version'], 'openssl'),
-    version('mmdebstrap', ['--version'], 'mmdebstrap'),
+    tool(qemuBinary, 'qemu-system-x86', ['--version'], 'qemu-system'),
+    tool('qemu-img', 'qemu-utils', ['--version']),
+    tool('genisoimage', 'genisoimage', ['--version']),
+    tool('ssh', 'openssh-client', ['-V']),
+    tool('ssh-keygen', 'openssh-client'),
+    tool('openssl', 'openssl', ['version']),
+    tool('mmdebstrap', 'mmdebstrap', ['--version']),
   ]);
   let free = 0;
   try {

@@ -127,3 +127,17 @@ test('delete removes the VM, its pinned key and its ssh block; unused images can
   sb.ok(['image', 'delete', 'b']);
   assert.deepEqual(sb.json<Img[]>(['image', 'list']).map((i) => i.name), ['a', 'cloud']);
 });
+
+test('doctor reports the accelerator with its reason and every tool', () => {
+  const d = sb.json<{ accelerator: { name: string; reason: string }; nativeAddon: { loaded: boolean; detail: string }; checks: Array<{ name: string; ok: boolean; detail: string }> }>(['doctor']);
+  assert.ok(['kvm', 'tcg'].includes(d.accelerator.name));
+  assert.ok(d.accelerator.reason.length > 10, d.accelerator.reason);
+  for (const tool of ['qemu-system', 'qemu-img', 'genisoimage', 'ssh', 'ssh-keygen', 'openssl']) {
+    const c = d.checks.find((x) => x.name === tool);
+    assert.ok(c?.ok, `${tool}: ${c?.detail}`);
+  }
+  // On a machine whose /dev/kvm crawls (nested without hardware help) the probe must say TCG.
+  if (/\bhypervisor\b/.test(readFileSync('/proc/cpuinfo', 'utf8')) && !/\b(vmx|svm)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'))) {
+    assert.equal(d.accelerator.name, 'tcg');
+  }
+});
