@@ -31,7 +31,8 @@ const USAGE = `usage: devvm <command> [options]
   create NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]
          [--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]
          [--start] [--wait-ssh]
-  start NAME [--wait-ssh] [--timeout SEC]     stop NAME [--force]
+  start NAME [--wait-ssh] [--timeout SEC] [--discard-state]
+  stop NAME [--force]                         suspend NAME    resume NAME [--wait-ssh]
   list [--json]                               info NAME [--json]
   delete NAME [--force]                       ssh NAME [-- CMD...]
   ssh-config [--include]                      doctor [--json]
@@ -204,11 +205,23 @@ class Cli {
         this.print(s, () => `created ${s.name} (${s.state})${s.state === 'running' && s.sshPort ? `; connect with: devvm ssh ${s.name}` : ''}`);
         return 0;
       }
-      case 'start': {
-        const { values, positionals } = parse(rest, { 'wait-ssh': { type: 'boolean' }, timeout: { type: 'string' } }, 1);
+      case 'start':
+      case 'resume': {
+        const { values, positionals } = parse(rest, { 'wait-ssh': { type: 'boolean' }, timeout: { type: 'string' }, 'discard-state': { type: 'boolean' } }, 1);
         this.json = Boolean(values.json);
-        const s = await this.call(Rpc.vmStart, this.withToken({ name: positionals[0]!, waitSsh: Boolean(values['wait-ssh']), timeoutSec: int('--timeout', values.timeout) }));
+        const name = positionals[0]!;
+        if (cmd === 'resume' && (await this.call(Rpc.vmInfo, { name })).state !== 'suspended') {
+          throw new DevvmError('invalid-state', `VM "${name}" is not suspended`, `use "devvm start ${name}"`);
+        }
+        const s = await this.call(Rpc.vmStart, this.withToken({ name, waitSsh: Boolean(values['wait-ssh']), timeoutSec: int('--timeout', values.timeout), discardState: Boolean(values['discard-state']) }));
         this.print(s, () => `${s.name} is ${s.state}${values['wait-ssh'] ? `; SSH answers: devvm ssh ${s.name}` : ''}`);
+        return 0;
+      }
+      case 'suspend': {
+        const { values, positionals } = parse(rest, {}, 1);
+        this.json = Boolean(values.json);
+        const s = await this.call(Rpc.vmSuspend, this.withToken({ name: positionals[0]! }));
+        this.print(s, () => `${s.name} is ${s.state}; resume with: devvm resume ${s.name}`);
         return 0;
       }
       case 'stop': {

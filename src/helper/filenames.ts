@@ -40,4 +40,6 @@ export class VmFiles {
   get serialLog() { return path.join(this.dir, 'serial.log'); }
   get qemuLog() { return path.join(this.dir, 'qemu.log'); }
   get pid() { return path.join(this.dir, 'pid'); }
+  get ramDir() { return path.join(this.dir, 'ram'); }
+  get suspendState() { return path.join(this.ramDir, 'suspend.ram'); }
 }

@@ -135,8 +135,9 @@ export class Server {
     handle(Rpc.vmStart, (p) => {
       const t = p.timeoutSec;
       if (t !== undefined && (typeof t !== 'number' || !(t > 0 && t <= 86400))) throw new DevvmError('invalid-argument', 'timeoutSec must be 1-86400');
-      return vms.start(v.vmName(p.name), { waitSsh: optBool(p, 'waitSsh'), timeoutSec: t as number | undefined }, progressFor(p));
+      return vms.start(v.vmName(p.name), { waitSsh: optBool(p, 'waitSsh'), timeoutSec: t as number | undefined, discardState: optBool(p, 'discardState') }, progressFor(p));
     });
+    handle(Rpc.vmSuspend, (p) => vms.suspend(v.vmName(p.name), progressFor(p)));
     handle(Rpc.vmStop, (p) => vms.stop(v.vmName(p.name), optBool(p, 'force') ?? false));
     handle(Rpc.vmDelete, (p) => vms.delete(v.vmName(p.name), optBool(p, 'force') ?? false));
     handle(Rpc.vmSshTarget, (p) => vms.sshTarget(v.vmName(p.name)));

@@ -18,4 +18,12 @@ export interface VmConfig {
   provisioned: boolean;
   /** Why first setup failed, when it did (read from the serial log). */
   provisionError?: string;
+  /** Set while a RAM state file (vms/<name>/ram/suspend.ram) waits to be resumed. */
+  suspended?: {
+    savedAt: string;
+    /** Whether the first-boot seed was attached: the restore needs the same devices. */
+    seed: boolean;
+    /** Hash of what the state depends on (QEMU version, accelerator, CPUs, memory, image). */
+    fingerprint: string;
+  };
 }

@@ -3,9 +3,9 @@
  * (vm.json + whether our QEMU runs + an in-flight operation), never cached on disk.
  * Requests that do not fit a VM's current state are refused with 'invalid-state'.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, openSync, readSync, closeSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { DevvmError } from '../shared/errors';
@@ -21,6 +21,7 @@ import { run } from './proc';
 import * as provision from './provision';
 import { qemuArgs, randomMac } from './qemu/args';
 import { Machine } from './qemu/machine';
+import { loadRamState, saveRamState } from './qemu/ramstate';
 import { sshHostAlias, writeSshConfig } from './sshconfig';
 import { readJson, writeJsonAtomic } from './store';
 import type { VmConfig } from './vmconfig';
@@ -107,6 +108,7 @@ export class Vms extends EventEmitter {
   private ops = new Map<string, VmState>();
   private watchers = new Map<string, NodeJS.Timeout>();
   private accel: AccelChoice | null = null;
+  private qemuVersion: Promise<string> | null = null;
 
   constructor(
     private readonly home: Home,
@@ -142,7 +144,8 @@ export class Vms extends EventEmitter {
   state(name: string): VmState {
     const op = this.ops.get(name);
     if (op) return op;
-    return this.machines.get(name)?.alive ? 'running' : 'stopped';
+    if (this.machines.get(name)?.alive) return 'running';
+    return this.exists(name) && this.config(name).suspended && existsSync(this.home.vm(name).suspendState) ? 'suspended' : 'stopped';
   }
 
   summary(name: string): VmSummary {
@@ -369,7 +372,7 @@ export class Vms extends EventEmitter {
 
   // ---- start / stop --------------------------------------------------------
 
-  async start(name: string, o: { waitSsh?: boolean; timeoutSec?: number }, progress: Progress): Promise<VmSummary> {
+  async start(name: string, o: { waitSsh?: boolean; timeoutSec?: number; discardState?: boolean }, progress: Progress): Promise<VmSummary> {
     let cfg = this.config(name);
     if (o.waitSsh && !cfg.ssh) throw new DevvmError('invalid-state', `SSH is disabled for VM "${name}"`, 'start it without --wait-ssh');
     if (this.state(name) === 'running') {
@@ -391,7 +394,22 @@ export class Vms extends EventEmitter {
         log.info(`${name}: port ${old} is taken, using ${cfg.sshPort}`);
       }
       this.accel ??= await this.opts.accelerator();
-      const seed = !cfg.provisioned && existsSync(f.seed) ? f.seed : null;
+      let saved = cfg.suspended && existsSync(f.suspendState) ? cfg.suspended : null;
+      if (saved && o.discardState) {
+        rmSync(f.suspendState, { force: true });
+        cfg = { ...cfg, suspended: undefined };
+        this.save(cfg);
+        saved = null;
+        log.info(`${name}: saved RAM state discarded on request`);
+      } else if (saved) {
+        const now = await this.fingerprint(cfg, saved.seed);
+        if (now !== saved.fingerprint) {
+          throw new DevvmError('invalid-state', `the saved state of VM "${name}" does not fit its current configuration (QEMU, image, CPUs, memory or accelerator changed)`, 'start it with --discard-state to cold boot; the saved state is kept until then');
+        }
+      }
+      // A restore needs exactly the devices the state was saved with.
+      const seed = saved ? (saved.seed ? f.seed : null) : !cfg.provisioned && existsSync(f.seed) ? f.seed : null;
+      if (saved?.seed && !existsSync(f.seed)) throw new DevvmError('not-found', `the first-boot seed the saved state needs is missing: ${f.seed}`, 'start with --discard-state to cold boot');
       const args = qemuArgs({
         name,
         accel: this.accel.name,
@@ -408,13 +426,61 @@ export class Vms extends EventEmitter {
         serialLog: f.serialLog,
         pidFile: f.pid,
       });
-      progress(`booting (${this.accel.name})`);
+      if (saved) args.push('-incoming', 'defer');
+      progress(saved ? 'restoring saved RAM state' : `booting (${this.accel.name})`);
       const serialStart = existsSync(f.serialLog) ? statSync(f.serialLog).size : 0;
       const m = await Machine.launch(this.opts.qemuBinary, args, { qmpSocket: f.qmp, pidFile: f.pid, qemuLog: f.qemuLog });
+      if (saved) {
+        try {
+          await loadRamState(m.qmp, f.suspendState);
+          await m.qmp.execute('cont');
+        } catch (e) {
+          await m.stop(true, 0);
+          throw new DevvmError('invalid-state', `the saved state of VM "${name}" cannot be restored: ${(e as Error).message}`, `start it with --discard-state to cold boot; the saved state is kept until then; see ${f.qemuLog}`);
+        }
+        // The guest has moved on: the state file no longer matches the disk.
+        rmSync(f.suspendState, { force: true });
+        this.save({ ...this.config(name), suspended: undefined });
+      }
       this.adopt(name, m);
       if (seed) this.watchProvisioning(name, serialStart);
     });
     if (o.waitSsh) await this.waitSsh(name, o.timeoutSec ?? 900, progress);
+    return this.summary(name);
+  }
+
+  /** What a saved RAM state depends on: restoring into anything else would crash the guest. */
+  private async fingerprint(cfg: VmConfig, seed: boolean): Promise<string> {
+    this.qemuVersion ??= run(this.opts.qemuBinary, ['--version']).then((r) => r.stdout.trim().split('\n')[0] ?? '');
+    const img = this.images.get(cfg.image);
+    const parts = { qemu: await this.qemuVersion, accel: this.accel?.name, cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, image: img.sha256, kernel: img.kernel, seed, ssh: cfg.ssh };
+    return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
+  }
+
+  /** Pause, write RAM and device state beside the layers, end QEMU: `start` resumes from it. */
+  async suspend(name: string, progress: Progress): Promise<VmSummary> {
+    this.config(name);
+    const m = this.machines.get(name);
+    if (!m?.alive) throw new DevvmError('invalid-state', `VM "${name}" is ${this.state(name)}`, 'only a running VM can be suspended');
+    const f = this.home.vm(name);
+    await this.withOp(name, 'suspending', async () => {
+      mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
+      const tmp = `${f.suspendState}.partial`;
+      const seed = this.watchers.has(name) || (!this.config(name).provisioned && existsSync(f.seed));
+      progress('pausing and saving RAM state');
+      await m.qmp.execute('stop');
+      try {
+        await saveRamState(m.qmp, tmp);
+      } catch (e) {
+        rmSync(tmp, { force: true });
+        await m.qmp.execute('cont').catch(() => {});
+        throw e;
+      }
+      renameSync(tmp, f.suspendState);
+      const cfg = this.config(name);
+      this.save({ ...cfg, suspended: { savedAt: new Date().toISOString(), seed, fingerprint: await this.fingerprint(cfg, seed) } });
+      await m.stop(true, 0);
+    });
     return this.summary(name);
   }
 
@@ -505,7 +571,7 @@ export class Vms extends EventEmitter {
 
   async delete(name: string, force: boolean): Promise<void> {
     this.config(name);
-    if (this.state(name) !== 'stopped') {
+    if (!['stopped', 'suspended'].includes(this.state(name))) {
       if (!force) throw new DevvmError('invalid-state', `VM "${name}" is ${this.state(name)}`, 'stop it first, or use delete --force');
       await this.stop(name, true);
     }

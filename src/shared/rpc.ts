@@ -42,6 +42,8 @@ export interface StartParams extends NameParams, WithProgress {
   waitSsh?: boolean;
   /** Seconds to wait for SSH before giving up (default 900: first boots under TCG are slow). */
   timeoutSec?: number;
+  /** A suspended VM resumes from its saved RAM state unless this is set (then it cold boots). */
+  discardState?: boolean;
 }
 
 export interface StopParams extends NameParams, WithProgress {
@@ -85,6 +87,7 @@ export const Rpc = {
   vmCreate: new RequestType<CreateParams, VmSummary, RpcErrorData>('vm/create'),
   vmStart: new RequestType<StartParams, VmSummary, RpcErrorData>('vm/start'),
   vmStop: new RequestType<StopParams, VmSummary, RpcErrorData>('vm/stop'),
+  vmSuspend: new RequestType<NameParams & WithProgress, VmSummary, RpcErrorData>('vm/suspend'),
   vmDelete: new RequestType<NameParams & { force?: boolean }, void, RpcErrorData>('vm/delete'),
   vmSshTarget: new RequestType<NameParams, SshTarget, RpcErrorData>('vm/sshTarget'),
 

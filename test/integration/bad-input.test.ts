@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -188,4 +188,42 @@ test('kill -9 of QEMU: the VM is reported stopped, metadata intact', async () =>
   const info = sb.json<{ user: string; layers: unknown[] }>(['info', 'runner']);
   assert.equal(info.user, 'alice');
   assert.equal(info.layers.length, 3);
+});
+
+test('a damaged saved state is reported and kept; --discard-state cold boots', () => {
+  sb.ok(['create', 'sleepy', '--image', 'blank', '--user', 'alice', '--memory', '256', '--cpus', '1']);
+  sb.ok(['start', 'sleepy']);
+  sb.ok(['suspend', 'sleepy']);
+  const state = path.join(sb.home, 'vms', 'sleepy', 'ram', 'suspend.ram');
+  assert.equal(sb.json<{ state: string }>(['info', 'sleepy']).state, 'suspended');
+  writeFileSync(state, 'this is not a migration stream');
+  const r = sb.cli(['resume', 'sleepy']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^devvm: the saved state of VM "sleepy" cannot be restored: .*--discard-state/);
+  assert.equal(sb.json<{ state: string }>(['info', 'sleepy']).state, 'suspended', 'never silently discarded');
+  assert.equal(readFileSync(state, 'utf8'), 'this is not a migration stream');
+  assert.equal(sb.cli(['resume', 'runner']).code, 1, 'resume refuses a VM that is not suspended');
+  sb.ok(['start', 'sleepy', '--discard-state']);
+  assert.equal(sb.json<{ state: string }>(['info', 'sleepy']).state, 'running');
+  sb.ok(['delete', 'sleepy', '--force']);
+});
+
+test('suspend and resume without the native addon (QEMU exec fallback)', () => {
+  sb.cli(['helper', 'stop']);
+  sb.env.DEVVM_NO_NATIVE = '1';
+  try {
+    sb.ok(['create', 'plain', '--image', 'blank', '--user', 'alice', '--memory', '256', '--cpus', '1']);
+    sb.ok(['start', 'plain']);
+    const pid = sb.json<{ pid: number }>(['info', 'plain']).pid;
+    sb.ok(['suspend', 'plain']);
+    assert.throws(() => process.kill(pid, 0), 'QEMU ended after the save');
+    assert.ok(statSync(path.join(sb.home, 'vms', 'plain', 'ram', 'suspend.ram')).size > 100_000);
+    sb.ok(['resume', 'plain']);
+    assert.equal(sb.json<{ state: string }>(['info', 'plain']).state, 'running');
+    assert.ok(!existsSync(path.join(sb.home, 'vms', 'plain', 'ram', 'suspend.ram')), 'state file used up');
+    sb.ok(['delete', 'plain', '--force']);
+  } finally {
+    delete sb.env.DEVVM_NO_NATIVE;
+    sb.cli(['helper', 'stop']);
+  }
 });

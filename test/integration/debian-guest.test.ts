@@ -5,7 +5,7 @@
  * state kept across a reboot, and a helper kill -9 while the VM runs.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -104,6 +104,23 @@ test('kill -9 of the helper while a guest runs: SSH still works and the VM is re
   assert.deepEqual(list.map((v) => [v.name, v.state]), [['alice', 'running'], ['quiet', 'running']]);
   assert.equal(sb.json<{ pid: number }>(['info', 'alice']).pid, pid);
   assert.equal(sb.cli(['ssh', 'alice', '--', 'true']).code, 0);
+});
+
+test('suspend to a file and resume: same boot, a process started before still runs', () => {
+  const bg = sb.ssh('alice', ['nohup sleep 100000 >/dev/null 2>&1 & echo $!']);
+  assert.equal(bg.code, 0, bg.stderr);
+  const pid = bg.stdout.trim();
+  const before = sb.ssh('alice', ['cat /proc/sys/kernel/random/boot_id /proc/uptime']).stdout.split('\n');
+  const qemuPid = sb.json<{ pid: number }>(['info', 'alice']).pid;
+  sb.ok(['suspend', 'alice']);
+  assert.equal(sb.json<{ state: string }>(['info', 'alice']).state, 'suspended');
+  assert.throws(() => process.kill(qemuPid, 0), 'QEMU ended');
+  assert.ok(statSync(path.join(sb.home, 'vms', 'alice', 'ram', 'suspend.ram')).size > 32 * 2 ** 20);
+  sb.ok(['resume', 'alice', '--wait-ssh']);
+  const after = sb.ssh('alice', ['cat /proc/sys/kernel/random/boot_id /proc/uptime']).stdout.split('\n');
+  assert.equal(after[0], before[0], 'same boot');
+  assert.ok(parseFloat(after[1]!) >= parseFloat(before[1]!), 'uptime continues');
+  assert.equal(sb.ssh('alice', ['kill', '-0', pid]).code, 0, `pid ${pid} survived`);
 });
 
 test('after a reboot the seed is gone and a password changed in the guest stays changed', async () => {

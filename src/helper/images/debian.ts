@@ -60,15 +60,35 @@ echo "devvm: configuring the image"
 # Root is the whole virtio disk: no partition table, no bootloader (direct kernel boot).
 echo '/dev/vda / ext4 defaults 0 1' > "$R/etc/fstab"
 
+# Every ethernet NIC gets DHCP when it appears, whatever its name: virtio-net's name
+# follows its PCI slot (enp0s2, or enp0s3 while the seed disk sits before it on q35; ens3
+# on pc). Only allow-hotplug, no "auto": with an "auto" interface ifupdown-pre.service
+# runs "udevadm settle", which held network.target (and so sshd) back by up to 10 s.
+# A pattern alone ("allow-hotplug /en*=x") is not enough: udev's "ifup enp0s2" would not
+# find a stanza; the mapping script names one.
 cat > "$R/etc/network/interfaces" <<'EOF'
-# cloud-init writes this VM's network configuration into interfaces.d.
 source /etc/network/interfaces.d/*
 
-# Fallback, so a VM has a network even without cloud-init's configuration: DHCP on
-# every ethernet NIC, whatever its name (virtio-net is enp0s2 or enp0s3 on q35, ens3 on pc).
-allow-hotplug /en*=devvm-dhcp
+allow-hotplug /en*
+mapping en*
+    script /usr/local/lib/devvm/ifmap
+
 iface devvm-dhcp inet dhcp
 EOF
+mkdir -p "$R/usr/local/lib/devvm"
+cat > "$R/usr/local/lib/devvm/ifmap" <<'EOF'
+#!/bin/sh
+# ifupdown mapping: a NIC with its own stanza in interfaces.d keeps it, any other gets DHCP.
+if grep -qsE "^[[:space:]]*iface[[:space:]]+$1[[:space:]]" /etc/network/interfaces.d/*; then
+  echo "$1"
+else
+  echo devvm-dhcp
+fi
+EOF
+chmod 755 "$R/usr/local/lib/devvm/ifmap"
+# network-online.target then waits for a lease (cloud-init's final stage wants it).
+mkdir -p "$R/etc/systemd/system/network-online.target.wants"
+ln -sf /lib/systemd/system/ifupdown-wait-online.service "$R/etc/systemd/system/network-online.target.wants/ifupdown-wait-online.service"
 
 cat > "$R/etc/cloud/cloud.cfg.d/90-devvm.cfg" <<'EOF'
 # devvm attaches a NoCloud seed (label cidata) for first setup only. No cloud metadata
@@ -79,6 +99,9 @@ cat > "$R/etc/cloud/cloud.cfg.d/90-devvm.cfg" <<'EOF'
 # disabled on boots without a seed (faster too), and a seed with a new instance-id
 # (a clone) provisions again. ConfigDrive is local only (a disk labelled config-2).
 datasource_list: [NoCloud, ConfigDrive]
+# The network is the DHCP fallback above, on every boot. cloud-init's own rendering adds
+# an "auto" stanza (see above) and a udev rule pinning the first boot's NIC name.
+network: {config: disabled}
 # The image has only the C.UTF-8 locale; anything else makes the locale module fail.
 locale: C.UTF-8
 # Debian's lists minus modules that cannot apply here (no GRUB with direct kernel boot,
@@ -115,6 +138,20 @@ ln -sf /lib/systemd/system/serial-getty@.service "$R/etc/systemd/system/getty.ta
 # Periodic maintenance a dev VM does not need, which otherwise competes with the user for
 # an emulated CPU right after boot. Masked, not disabled: systemd's first-boot preset
 # (empty machine-id) would enable disabled units again.
+# Drivers for emulated chipset parts a dev VM never uses: every module udev loads at boot
+# costs time under emulation. Blacklisting only stops autoloading; kvm_intel/kvm_amd
+# (nested virtualization) still load with modprobe.
+cat > "$R/etc/modprobe.d/devvm.conf" <<'EOF'
+blacklist iTCO_wdt
+blacklist iTCO_vendor_support
+blacklist lpc_ich
+blacklist i2c_i801
+blacklist pcspkr
+blacklist serio_raw
+blacklist kvm_intel
+blacklist kvm_amd
+EOF
+
 for u in apt-daily.timer apt-daily.service apt-daily-upgrade.timer apt-daily-upgrade.service \\
     dpkg-db-backup.timer dpkg-db-backup.service man-db.timer man-db.service \\
     e2scrub_all.timer e2scrub_all.service e2scrub_reap.service; do

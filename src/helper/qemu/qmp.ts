@@ -64,6 +64,26 @@ export class Qmp extends EventEmitter {
     });
   }
 
+  /**
+   * Sends a command together with a file descriptor (SCM_RIGHTS), as `getfd` needs.
+   * `send` is the native addon's sendFd; the reply comes back on the normal stream.
+   */
+  executeWithFd<T = unknown>(command: string, args: Record<string, unknown>, fd: number, send: (sockFd: number, fd: number, data: string) => void): Promise<T> {
+    if (this.isClosed) return Promise.reject(new DevvmError('invalid-state', `QMP closed (command ${command})`));
+    const id = this.nextId++;
+    const sockFd = (this.sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof sockFd !== 'number' || sockFd < 0) return Promise.reject(new DevvmError('internal', 'QMP socket has no file descriptor'));
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, command });
+      try {
+        send(sockFd, fd, `${JSON.stringify({ execute: command, arguments: args, id })}\n`);
+      } catch (e) {
+        this.pending.delete(id);
+        reject(e);
+      }
+    });
+  }
+
   /** Resolves with the first event of that name for which `match` holds. */
   waitEvent(name: string, timeoutMs: number, match: (e: QmpEvent) => boolean = () => true): Promise<QmpEvent> {
     return new Promise((resolve, reject) => {
