@@ -3,7 +3,7 @@
  * with ratios against a baseline taken in the same run (machines here are noisy).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, copyFileSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -21,6 +21,14 @@ function timed(f: () => void): number {
   const t = performance.now();
   f();
   return performance.now() - t;
+}
+
+async function sshUntil(args: string[], deadlineMs: number): Promise<void> {
+  const t0 = performance.now();
+  while (spawnSync('ssh', [...args, 'true'], { stdio: 'ignore', timeout: 30000 }).status !== 0) {
+    if (performance.now() - t0 > deadlineMs) throw new Error('restored guest never answered SSH');
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 /** The same readiness devvm waits for: cloud-init's final message on the console, then a working SSH command. */
@@ -85,7 +93,7 @@ async function main(): Promise<void> {
     note('baseline: hand-written QEMU, first boot to SSH');
     const t0 = performance.now();
     const qemu = spawn('qemu-system-x86_64', [
-      '-machine', 'q35', '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', '2048', '-nodefaults', '-display', 'none',
+      '-machine', 'q35', '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', '1024', '-nodefaults', '-display', 'none',
       '-kernel', img.kernel, '-initrd', img.initrd, '-append', KERNEL_CMDLINE,
       '-drive', `file=${overlay},if=virtio,format=qcow2`, '-drive', `file=${seed},if=virtio,format=raw,readonly=on`,
       '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:22`, '-device', 'virtio-net-pci,netdev=n0', '-device', 'virtio-rng-pci',
@@ -98,7 +106,7 @@ async function main(): Promise<void> {
     }
     const baseline = performance.now() - t0;
     note(`baseline ${Math.round(baseline)} ms; devvm create + start --wait-ssh`);
-    const devvm = timed(() => sb.ok(['create', 'timed', '--image', 'debian-12', '--user', 'bench', '--start', '--wait-ssh']));
+    const devvm = timed(() => sb.ok(['create', 'timed', '--image', 'debian-12', '--user', 'bench', '--memory', '1024', '--start', '--wait-ssh']));
     const sshCmd = timed(() => sb.ok(['ssh', 'timed', '--', 'true']));
     out.timeToSshMs = Math.round(devvm + sshCmd);
     out.timeToSshBaselineMs = Math.round(baseline);
@@ -107,6 +115,46 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 2000));
     const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${helperPid}/status`, 'utf8'));
     out.helperRssMb = +(Number(rss?.[1] ?? 0) / 1024).toFixed(1);
+
+    // --- suspend / resume (1 GiB guest after first setup) ------------------------
+    const timedDir = path.join(sb.home, 'vms', 'timed');
+    const toSsh = (args: string[]) => timed(() => sb.ok(args)) + timed(() => sb.ok(['ssh', 'timed', '--', 'true']));
+    note('lean cold boot to SSH');
+    sb.ok(['stop', 'timed']);
+    const cold = toSsh(['start', 'timed', '--wait-ssh']);
+    note('suspend');
+    out.suspendMs = Math.round(timed(() => sb.ok(['suspend', 'timed'])));
+    // Keep the state and the disk as they were at save time for the baseline restore.
+    for (const f of ['overlay.qcow2', 'cache.qcow2', 'ram/suspend.ram']) copyFileSync(path.join(timedDir, f), path.join(tmp, path.basename(f)));
+    note('resume to SSH');
+    const resume = toSsh(['resume', 'timed', '--wait-ssh']);
+    out.coldBootToSshMs = Math.round(cold);
+    out.resumeToSshMs = Math.round(resume);
+    out.resumeSpeedup = +(cold / resume).toFixed(1);
+    sb.ok(['stop', 'timed', '--force']);
+    note('baseline: hand-written QEMU -incoming restore of the same state');
+    const info = sb.json<{ sshPort: number }>(['info', 'timed']);
+    // The copies' backing names point into the VM's directory: point them at each other.
+    spawnSync('qemu-img', ['rebase', '-u', '-b', path.join(tmp, 'cache.qcow2'), '-F', 'qcow2', path.join(tmp, 'overlay.qcow2')]);
+    const ram = openSync(path.join(tmp, 'suspend.ram'), 'r');
+    const q0 = performance.now();
+    const restore = spawn('qemu-system-x86_64', [
+      '-machine', 'q35', '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', '1024M', '-nodefaults', '-display', 'none', '-vga', 'none',
+      '-kernel', img.kernel, '-initrd', img.initrd, '-append', KERNEL_CMDLINE,
+      '-drive', `file=${path.join(tmp, 'overlay.qcow2')},if=none,id=d0,format=qcow2`, '-device', 'virtio-blk-pci,drive=d0,addr=0x3',
+      '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${info.sshPort}-:22`, '-device', 'virtio-net-pci,netdev=n0,addr=0x2',
+      '-device', 'virtio-rng-pci,addr=0x5', '-device', 'qemu-xhci,addr=0x6', '-serial', 'null',
+      // The state file as fd 3; without -S QEMU runs the guest once the state is loaded.
+      '-incoming', 'fd:3',
+    ], { stdio: ['ignore', 'ignore', 'ignore', ram] });
+    try {
+      await sshUntil(['-F', path.join(sb.home, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', 'devvm-timed'], 300_000);
+    } finally {
+      restore.kill('SIGKILL');
+      closeSync(ram);
+    }
+    out.resumeBaselineMs = Math.round(performance.now() - q0);
+    out.resumeRatioVsQemu = +(resume / out.resumeBaselineMs).toFixed(2);
   } finally {
     sb.cleanup();
     rmSync(tmp, { recursive: true, force: true });
@@ -117,6 +165,7 @@ async function main(): Promise<void> {
     const targets: Record<string, string> = {
       createMs: '< 300', createRatioLargeSmall: '≤ 1.2', overlayBytes: '< 2 MiB', listMs: '< 150',
       timeToSshMs: '', timeToSshBaselineMs: '', timeToSshRatioVsQemu: '≤ 1.10', helperRssMb: '< 60',
+      suspendMs: '< 3000', coldBootToSshMs: '', resumeToSshMs: '', resumeSpeedup: '≥ 10', resumeBaselineMs: '', resumeRatioVsQemu: '≤ 1.1',
     };
     process.stdout.write('| figure | value | target |\n|---|---|---|\n');
     for (const [k, val] of Object.entries(out)) process.stdout.write(`| ${k} | ${val} | ${targets[k] ?? ''} |\n`);

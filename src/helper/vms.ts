@@ -552,7 +552,7 @@ export class Vms extends EventEmitter {
       if (Date.now() > deadline) {
         throw new DevvmError('timeout', `SSH to VM "${name}" did not answer within ${timeoutSec} s`, `serial log: ${tailLines(f.serialLog, 2)}`);
       }
-      await new Promise((r) => setTimeout(r, 500));
+      await new Promise((r) => setTimeout(r, 200));
     }
   }
 

@@ -100,7 +100,7 @@ export class Sandbox {
     // A helper killed by a test leaves QEMUs behind: end those too, then wait for all to exit.
     spawnSync('pkill', ['-9', '-f', path.join(this.home, 'vms')]);
     const deadline = Date.now() + 15000;
-    while (helperPid && Date.now() < deadline && spawnSync('kill', ['-0', String(helperPid)]).status === 0) {
+    while (helperPid && Date.now() < deadline && !processGone(helperPid)) {
       spawnSync('sleep', ['0.1']);
     }
     rmSync(this.home, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
@@ -110,6 +110,16 @@ export class Sandbox {
 /** Builds (or finds in the cache) the Debian image and registers it in the sandbox. */
 export function debianImage(sb: Sandbox): void {
   sb.ok(['image', 'build', 'debian-12']);
+}
+
+/** True when the process is gone or a zombie. */
+export function processGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return true;
+  }
 }
 
 export async function waitFor<T>(what: string, timeoutMs: number, f: () => T | undefined | false | Promise<T | undefined | false>): Promise<T> {
