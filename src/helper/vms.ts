@@ -452,8 +452,9 @@ export class Vms extends EventEmitter {
   /** What a saved RAM state depends on: restoring into anything else would crash the guest. */
   private async fingerprint(cfg: VmConfig, seed: boolean): Promise<string> {
     this.qemuVersion ??= run(this.opts.qemuBinary, ['--version']).then((r) => r.stdout.trim().split('\n')[0] ?? '');
+    this.accel ??= await this.opts.accelerator();
     const img = this.images.get(cfg.image);
-    const parts = { qemu: await this.qemuVersion, accel: this.accel?.name, cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, image: img.sha256, kernel: img.kernel, seed, ssh: cfg.ssh };
+    const parts = { qemu: await this.qemuVersion, accel: this.accel.name, cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, image: img.sha256, kernel: img.kernel, seed, ssh: cfg.ssh };
     return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
   }
 
