@@ -90,7 +90,7 @@ export const LIMITS = {
   diskGiB: { min: 1, max: 16384 },
 } as const;
 
-export function cpus(value: unknown, hostCpus = LIMITS.cpus.max): number {
+export function cpus(value: unknown, hostCpus: number = LIMITS.cpus.max): number {
   return integer('CPU count', value, LIMITS.cpus.min, Math.min(LIMITS.cpus.max, hostCpus), '');
 }
 

@@ -1,0 +1,151 @@
+/**
+ * The Create VM form's model: field checks (the helper's own rules from
+ * src/shared/validate.ts), the short-name derivation, and the parsing of every message a
+ * webview sends. Runs in the webview (live feedback) and in the extension host (which
+ * trusts nothing the webview says). No `vscode` and no DOM imports.
+ */
+import { DevvmError } from '../shared/errors';
+import type { CreateParams } from '../shared/rpc';
+import * as v from '../shared/validate';
+
+export interface CreateForm {
+  image: string;
+  name: string;
+  fullName: string;
+  user: string;
+  password: string;
+  confirm: string;
+  autologin: boolean;
+  ssh: boolean;
+  cpus: string;
+  memoryMiB: string;
+  diskGiB: string;
+  connect: boolean;
+}
+
+export type Field = keyof CreateForm;
+export type FormErrors = Partial<Record<Field, string>>;
+
+const STRING_FIELDS = ['image', 'name', 'fullName', 'user', 'password', 'confirm', 'cpus', 'memoryMiB', 'diskGiB'] as const;
+const BOOL_FIELDS = ['autologin', 'ssh', 'connect'] as const;
+export const FIELDS: readonly Field[] = [...STRING_FIELDS, ...BOOL_FIELDS];
+
+export interface FormContext {
+  images: readonly string[];
+  existing: readonly string[];
+  hostCpus?: number;
+  hostMiB?: number;
+}
+
+/**
+ * "Zoë Müller-Lüdenscheidt" -> "zoemuller-ludenscheidt": lowercase ASCII letters, digits,
+ * "-" and "_" (what useradd accepts), diacritics folded, at most 32 characters, and never
+ * starting with a digit or "-".
+ */
+export function deriveShortName(fullName: string): string {
+  const folded = fullName
+    .normalize('NFKD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .toLowerCase()
+    .replace(/ß/g, 'ss')
+    .replace(/[^a-z0-9_-]/g, '')
+    .replace(/^[^a-z_]+/, '');
+  return folded.slice(0, 32).replace(/-+$/, '');
+}
+
+/** The error text a rule throws, as shown beside a field. */
+function check(f: () => unknown): string | undefined {
+  try {
+    f();
+    return undefined;
+  } catch (e) {
+    if (e instanceof DevvmError) return e.hint ? `${e.message} — ${e.hint}` : e.message;
+    return String(e);
+  }
+}
+
+export interface Checked {
+  errors: FormErrors;
+  /** Present when there are no errors: ready for vm/create (plus the connect choice). */
+  params?: CreateParams;
+  connect: boolean;
+}
+
+export function checkForm(f: CreateForm, ctx: FormContext): Checked {
+  const errors: FormErrors = {};
+  const set = (field: Field, msg: string | undefined) => {
+    if (msg && !errors[field]) errors[field] = msg;
+  };
+  set('image', f.image ? (ctx.images.includes(f.image) ? check(() => v.imageName(f.image)) : `no image named "${f.image}"`) : 'pick an image (build or import one first)');
+  set('name', check(() => v.vmName(f.name)));
+  if (ctx.existing.includes(f.name)) set('name', `a VM named "${f.name}" already exists`);
+  set('fullName', check(() => v.fullName(f.fullName)));
+  set('user', check(() => v.userName(f.user)));
+  if (f.password || f.confirm) {
+    set('password', check(() => v.password(f.password)));
+    if (f.password !== f.confirm) set('confirm', 'the passwords do not match');
+  }
+  // validate.cpus types its limit as the literal 64 (its default); any host count is meant.
+  set('cpus', check(() => v.cpus(f.cpus, ctx.hostCpus as 64 | undefined)));
+  set('memoryMiB', check(() => v.memoryMiB(f.memoryMiB, ctx.hostMiB)));
+  set('diskGiB', check(() => v.diskGiB(f.diskGiB)));
+  if (f.connect && !f.ssh) set('connect', 'connecting needs SSH on');
+  if (Object.keys(errors).length) return { errors, connect: f.connect };
+  return {
+    errors,
+    connect: f.connect,
+    params: {
+      name: f.name,
+      image: f.image,
+      user: f.user,
+      fullName: v.fullName(f.fullName) || undefined,
+      password: f.password || undefined,
+      autologin: f.autologin,
+      ssh: f.ssh,
+      cpus: v.cpus(f.cpus),
+      memoryMiB: v.memoryMiB(f.memoryMiB),
+      diskGiB: v.diskGiB(f.diskGiB),
+    },
+  };
+}
+
+// ---- messages --------------------------------------------------------------
+
+/** Webview -> extension. */
+export type FromWebview = { type: 'ready' } | { type: 'cancel' } | { type: 'submit'; form: CreateForm };
+
+export interface InitMessage {
+  type: 'init';
+  images: { name: string; detail: string }[];
+  existing: string[];
+  defaults: Omit<CreateForm, 'password' | 'confirm'>;
+  hostCpus: number;
+  hostMiB: number;
+}
+
+/** Extension -> webview. */
+export type ToWebview = InitMessage | { type: 'busy'; message: string } | { type: 'failed'; message: string; errors?: FormErrors } | { type: 'existing'; names: string[] };
+
+const MAX_FIELD = 4096;
+
+/** Parses an untrusted message from the webview; null for anything not exactly as expected. */
+export function parseFromWebview(msg: unknown): FromWebview | null {
+  if (!msg || typeof msg !== 'object' || Array.isArray(msg)) return null;
+  const m = msg as Record<string, unknown>;
+  if (m.type === 'ready' || m.type === 'cancel') return { type: m.type };
+  if (m.type !== 'submit' || !m.form || typeof m.form !== 'object' || Array.isArray(m.form)) return null;
+  const raw = m.form as Record<string, unknown>;
+  const form: Partial<CreateForm> = {};
+  for (const k of STRING_FIELDS) {
+    const x = raw[k];
+    if (typeof x !== 'string' || x.length > MAX_FIELD) return null;
+    form[k] = x;
+  }
+  for (const k of BOOL_FIELDS) {
+    const x = raw[k];
+    if (typeof x !== 'boolean') return null;
+    form[k] = x;
+  }
+  if (Object.keys(raw).some((k) => !FIELDS.includes(k as Field))) return null;
+  return { type: 'submit', form: form as CreateForm };
+}

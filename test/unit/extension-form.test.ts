@@ -1,0 +1,84 @@
+/** The Create VM form's checks and message parsing (src/extension/form.ts, no vscode). */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { MAX_INPUT, parseFromConsole } from '../../src/extension/consoleProtocol';
+import { checkForm, deriveShortName, parseFromWebview, type CreateForm } from '../../src/extension/form';
+
+const form = (over: Partial<CreateForm> = {}): CreateForm => ({
+  image: 'debian-12',
+  name: 'web',
+  fullName: 'Alice Example',
+  user: 'aliceexample',
+  password: 'p@ss: "word" $(x)',
+  confirm: 'p@ss: "word" $(x)',
+  autologin: true,
+  ssh: true,
+  cpus: '2',
+  memoryMiB: '2048',
+  diskGiB: '20',
+  connect: true,
+  ...over,
+});
+const ctx = { images: ['debian-12'], existing: ['taken'], hostCpus: 4, hostMiB: 8192 };
+
+test('short name derived from the full name', () => {
+  assert.equal(deriveShortName('Alice Example'), 'aliceexample');
+  assert.equal(deriveShortName('Zoë Müller-Lüdenscheidt'), 'zoemuller-ludenscheidt');
+  assert.equal(deriveShortName('Jürgen Groß'), 'jurgengross');
+  assert.equal(deriveShortName('42 Douglas'), 'douglas');
+  assert.equal(deriveShortName('李小龍'), '');
+  assert.equal(deriveShortName('a'.repeat(40)).length, 32);
+});
+
+test('a valid form becomes vm/create parameters', () => {
+  const r = checkForm(form(), ctx);
+  assert.deepEqual(r.errors, {});
+  assert.deepEqual(r.params, {
+    name: 'web', image: 'debian-12', user: 'aliceexample', fullName: 'Alice Example', password: 'p@ss: "word" $(x)',
+    autologin: true, ssh: true, cpus: 2, memoryMiB: 2048, diskGiB: 20,
+  });
+  assert.equal(r.connect, true);
+});
+
+test('every field is checked with the helper rules', () => {
+  const r = checkForm(form({ image: 'nope', name: 'Bad Name', fullName: 'a:b', user: 'root', password: 'x', confirm: 'y', cpus: '9', memoryMiB: '100', diskGiB: '0' }), ctx);
+  assert.deepEqual(Object.keys(r.errors).sort(), ['confirm', 'cpus', 'diskGiB', 'fullName', 'image', 'memoryMiB', 'name', 'user']);
+  assert.equal(r.params, undefined);
+  assert.match(r.errors.name!, /invalid VM name/);
+  assert.match(r.errors.user!, /reserved/);
+  assert.match(r.errors.fullName!, /":"/);
+  assert.match(r.errors.cpus!, /1-4/);
+  assert.equal(r.errors.confirm, 'the passwords do not match');
+});
+
+test('taken names, missing images, connect without SSH', () => {
+  assert.match(checkForm(form({ name: 'taken' }), ctx).errors.name!, /already exists/);
+  assert.match(checkForm(form({ image: '' }), { ...ctx, images: [] }).errors.image!, /pick an image/);
+  assert.match(checkForm(form({ ssh: false }), ctx).errors.connect!, /SSH/);
+});
+
+test('no password: a key-only account (no password sent)', () => {
+  const r = checkForm(form({ password: '', confirm: '' }), ctx);
+  assert.equal(r.params?.password, undefined);
+});
+
+test('messages from the webview are parsed strictly', () => {
+  assert.deepEqual(parseFromWebview({ type: 'ready' }), { type: 'ready' });
+  assert.deepEqual(parseFromWebview({ type: 'submit', form: form() }), { type: 'submit', form: form() });
+  for (const bad of [null, 'submit', [], { type: 'eval' }, { type: 'submit' }, { type: 'submit', form: [] },
+    { type: 'submit', form: { ...form(), cpus: 2 } }, { type: 'submit', form: { ...form(), ssh: 'yes' } },
+    { type: 'submit', form: { ...form(), extra: 'x' } }, { type: 'submit', form: { ...form(), name: 'x'.repeat(5000) } },
+    { type: 'submit', form: (({ image: _i, ...rest }) => rest)(form()) }]) {
+    assert.equal(parseFromWebview(bad), null, JSON.stringify(bad)?.slice(0, 80));
+  }
+});
+
+test('console webview messages are parsed strictly', () => {
+  assert.deepEqual(parseFromConsole({ type: 'ready', cols: 80, rows: 24 }), { type: 'ready', cols: 80, rows: 24 });
+  assert.deepEqual(parseFromConsole({ type: 'input', data: 'ls\r' }), { type: 'input', data: 'ls\r' });
+  for (const bad of [null, [], { type: 'input' }, { type: 'input', data: '' }, { type: 'input', data: 'x'.repeat(MAX_INPUT + 1) },
+    { type: 'input', data: 1 }, { type: 'input', data: 'x', extra: 1 }, { type: 'resize', cols: 0, rows: 24 }, { type: 'resize', cols: 80.5, rows: 24 },
+    { type: 'resize', cols: 80, rows: 1e9 }, { type: 'exec', data: 'x' }]) {
+    assert.equal(parseFromConsole(bad), null, JSON.stringify(bad)?.slice(0, 60));
+  }
+});

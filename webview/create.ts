@@ -1,0 +1,201 @@
+/**
+ * The Create VM form inside its webview. The markup (labels, fields) comes from the
+ * extension's HTML; this script fills it from the `init` message, validates live with the
+ * helper's own rules, and posts `submit` / `cancel`. The extension checks everything again.
+ */
+import '@vscode-elements/elements/dist/vscode-button/index.js';
+import '@vscode-elements/elements/dist/vscode-checkbox/index.js';
+import '@vscode-elements/elements/dist/vscode-form-group/index.js';
+import '@vscode-elements/elements/dist/vscode-form-helper/index.js';
+import '@vscode-elements/elements/dist/vscode-label/index.js';
+import '@vscode-elements/elements/dist/vscode-option/index.js';
+import '@vscode-elements/elements/dist/vscode-progress-ring/index.js';
+import '@vscode-elements/elements/dist/vscode-single-select/index.js';
+import '@vscode-elements/elements/dist/vscode-textfield/index.js';
+import { checkForm, deriveShortName, type CreateForm, type Field, type FormErrors, type InitMessage, type ToWebview } from '../src/extension/form';
+
+// validate.password() measures UTF-8 bytes with Node's Buffer; a webview has TextEncoder.
+const g = globalThis as unknown as { Buffer?: { byteLength(s: string): number } };
+g.Buffer ??= { byteLength: (s: string) => new TextEncoder().encode(s).length };
+
+interface VsCodeApi {
+  postMessage(msg: unknown): void;
+  getState(): unknown;
+  setState(s: unknown): void;
+}
+declare function acquireVsCodeApi(): VsCodeApi;
+const vscode = acquireVsCodeApi();
+
+type Input = HTMLElement & { value: string; invalid: boolean; disabled: boolean };
+type Check = HTMLElement & { checked: boolean; invalid: boolean; disabled: boolean };
+
+const TEXT: readonly Field[] = ['name', 'fullName', 'user', 'password', 'confirm', 'cpus', 'memoryMiB', 'diskGiB'];
+const CHECKS: readonly Field[] = ['autologin', 'ssh', 'connect'];
+
+const $ = <T extends HTMLElement>(id: string): T => {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`missing #${id}`);
+  return el as T;
+};
+
+let ctx: InitMessage | null = null;
+/** Fields the user has left (or all after a submit attempt): only those show errors. */
+const touched = new Set<Field>();
+/** The short name follows the full name until the user types their own. */
+let userEdited = false;
+let busy = false;
+
+function read(): CreateForm {
+  const text = (f: Field) => $<Input>(f).value;
+  const check = (f: Field) => $<Check>(f).checked;
+  return {
+    image: $<Input>('image').value,
+    name: text('name').trim(),
+    fullName: text('fullName'),
+    user: text('user').trim(),
+    password: text('password'),
+    confirm: text('confirm'),
+    autologin: check('autologin'),
+    ssh: check('ssh'),
+    cpus: text('cpus').trim(),
+    memoryMiB: text('memoryMiB').trim(),
+    diskGiB: text('diskGiB').trim(),
+    connect: check('connect'),
+  };
+}
+
+function show(errors: FormErrors, all: boolean): boolean {
+  const fields: Field[] = ['image', ...TEXT, ...CHECKS];
+  const shown: string[] = [];
+  for (const f of fields) {
+    const msg = all || touched.has(f) ? errors[f] : undefined;
+    const el = $<Input>(f);
+    el.invalid = Boolean(msg);
+    const help = document.getElementById(`${f}-error`);
+    if (help) help.textContent = msg ?? '';
+    if (msg) shown.push(msg);
+  }
+  $('summary').textContent = all && shown.length ? `${shown.length} field${shown.length === 1 ? ' needs' : 's need'} attention: ${shown[0]}` : '';
+  return Object.keys(errors).length === 0;
+}
+
+function validate(all = false): ReturnType<typeof checkForm> | null {
+  if (!ctx) return null;
+  const r = checkForm(read(), { images: ctx.images.map((i) => i.name), existing: ctx.existing, hostCpus: ctx.hostCpus, hostMiB: ctx.hostMiB });
+  show(r.errors, all);
+  const { password: _p, confirm: _c, ...keep } = read();
+  vscode.setState({ form: keep, userEdited });
+  return r;
+}
+
+function setBusy(message: string | null): void {
+  busy = message !== null;
+  for (const f of [...TEXT, ...CHECKS, 'image', 'create']) $<Input>(f).disabled = busy;
+  $('busy').hidden = !busy;
+  $('busy-text').textContent = message ?? '';
+}
+
+function init(m: InitMessage): void {
+  ctx = m;
+  const select = $<Input>('image');
+  select.replaceChildren(
+    ...m.images.map((i) => {
+      const o = document.createElement('vscode-option');
+      o.setAttribute('value', i.name);
+      o.setAttribute('description', i.detail);
+      o.textContent = i.name;
+      return o;
+    }),
+  );
+  $('no-images').hidden = m.images.length > 0;
+  const saved = vscode.getState() as { form?: Partial<CreateForm>; userEdited?: boolean } | undefined;
+  const values: Partial<CreateForm> = { ...m.defaults, ...(saved?.form ?? {}) };
+  userEdited = saved?.userEdited ?? false;
+  for (const f of TEXT) {
+    const v = values[f];
+    if (typeof v === 'string') $<Input>(f).value = v;
+  }
+  for (const f of CHECKS) {
+    const v = values[f];
+    if (typeof v === 'boolean') $<Check>(f).checked = v;
+  }
+  const image = typeof values.image === 'string' && m.images.some((i) => i.name === values.image) ? values.image : m.images[0]?.name ?? '';
+  // Options upgrade asynchronously; set the value once the select has seen them.
+  void customElements.whenDefined('vscode-single-select').then(() => requestAnimationFrame(() => {
+    select.value = image;
+    validate();
+  }));
+  $<Input>('cpus').setAttribute('max', String(m.hostCpus));
+  $('cpus-help').textContent = `1 to ${m.hostCpus} (this host's CPUs)`;
+  $('memoryMiB-help').textContent = `256 MiB to ${m.hostMiB} MiB`;
+  validate();
+  $<Input>('name').focus();
+}
+
+window.addEventListener('message', (e: MessageEvent) => {
+  const m = e.data as ToWebview;
+  if (!m || typeof m !== 'object') return;
+  switch (m.type) {
+    case 'init':
+      init(m);
+      break;
+    case 'busy':
+      setBusy(m.message);
+      break;
+    case 'existing':
+      if (ctx) ctx.existing = m.names;
+      validate();
+      break;
+    case 'failed':
+      setBusy(null);
+      $('summary').textContent = m.message;
+      if (m.errors) {
+        for (const f of Object.keys(m.errors) as Field[]) touched.add(f);
+        show(m.errors, true);
+      }
+      break;
+  }
+});
+
+for (const f of ['image', ...TEXT, ...CHECKS] as Field[]) {
+  const el = $(f);
+  const onEdit = () => {
+    if (f === 'fullName' && !userEdited) $<Input>('user').value = deriveShortName($<Input>('fullName').value);
+    if (f === 'user') {
+      userEdited = $<Input>('user').value !== '';
+      touched.add('user');
+    }
+    if (f === 'confirm' || CHECKS.includes(f) || f === 'image') touched.add(f);
+    validate();
+  };
+  el.addEventListener('input', onEdit);
+  el.addEventListener('change', onEdit);
+  el.addEventListener('blur', () => {
+    touched.add(f);
+    if (f === 'fullName') touched.add('user');
+    validate();
+  });
+}
+
+$('form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  if (busy) return;
+  const r = validate(true);
+  if (!r || !r.params) {
+    const first = (['image', ...TEXT, ...CHECKS] as Field[]).find((f) => r?.errors[f]);
+    if (first) $(first).focus();
+    return;
+  }
+  vscode.postMessage({ type: 'submit', form: read() });
+});
+$('create').addEventListener('click', () => $<HTMLFormElement>('form').requestSubmit());
+// Custom elements do not trigger a form's implicit submission: Enter in a field submits here.
+$('form').addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.isComposing && (e.target as HTMLElement).tagName === 'VSCODE-TEXTFIELD') {
+    e.preventDefault();
+    $<HTMLFormElement>('form').requestSubmit();
+  }
+});
+$('cancel').addEventListener('click', () => vscode.postMessage({ type: 'cancel' }));
+
+vscode.postMessage({ type: 'ready' });
