@@ -1,14 +1,14 @@
-// `npm test`: builds, then runs unit and integration suites with Node's test runner in one
+// `npm test`: builds, then runs the unit, integration and e2e (code-server) suites with Node's test runner in one
 // run, so CI reads one summary. `node scripts/test.mjs unit|integration` runs one suite.
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 
-const suites = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'integration'];
+const suites = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'integration', 'e2e'];
 const build = spawnSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' });
 if (build.status !== 0) process.exit(build.status ?? 1);
 const files = suites.flatMap((s) =>
   readdirSync(`test/${s}`).filter((f) => f.endsWith('.test.ts')).sort().map((f) => `test/${s}/${f}`),
 );
-// Integration files share one CPU-hungry guest each; run files one at a time.
+// Integration and e2e files each boot CPU-hungry guests; run files one at a time.
 const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit' });
 process.exit(r.status ?? 1);
