@@ -40,6 +40,8 @@ export class VmFiles {
   get serialLog() { return path.join(this.dir, 'serial.log'); }
   get qemuLog() { return path.join(this.dir, 'qemu.log'); }
   get pid() { return path.join(this.dir, 'pid'); }
+  /** Devices the running QEMU was started with. */
+  get launch() { return path.join(this.dir, 'launch.json'); }
   get ramDir() { return path.join(this.dir, 'ram'); }
   get suspendState() { return path.join(this.ramDir, 'suspend.ram'); }
 }

@@ -233,9 +233,23 @@ export class Vms extends EventEmitter {
       this.machines.delete(name);
       this.stopWatching(name);
       rmSync(this.home.vm(name).pid, { force: true });
+      this.dropUsedSeed(name);
       log.info(`${name}: qemu exited`);
       this.changed(name);
     });
+  }
+
+  /**
+   * The seed holds the password hash and the host key's private half: deleted once first
+   * setup is done and no QEMU (running, or saved in a RAM state) still has it attached.
+   */
+  private dropUsedSeed(name: string): void {
+    try {
+      const cfg = this.config(name);
+      if (cfg.provisioned && !cfg.suspended) rmSync(this.home.vm(name).seed, { force: true });
+    } catch {
+      // VM deleted meanwhile
+    }
   }
 
   private changed(name: string): void {
@@ -407,6 +421,7 @@ export class Vms extends EventEmitter {
           throw new DevvmError('invalid-state', `the saved state of VM "${name}" does not fit its current configuration (QEMU, image, CPUs, memory or accelerator changed)`, 'start it with --discard-state to cold boot; the saved state is kept until then');
         }
       }
+      if (!saved) this.dropUsedSeed(name);
       // A restore needs exactly the devices the state was saved with.
       const seed = saved ? (saved.seed ? f.seed : null) : !cfg.provisioned && existsSync(f.seed) ? f.seed : null;
       if (saved?.seed && !existsSync(f.seed)) throw new DevvmError('not-found', `the first-boot seed the saved state needs is missing: ${f.seed}`, 'start with --discard-state to cold boot');
@@ -430,6 +445,8 @@ export class Vms extends EventEmitter {
       progress(saved ? 'restoring saved RAM state' : `booting (${this.accel.name})`);
       const serialStart = existsSync(f.serialLog) ? statSync(f.serialLog).size : 0;
       const m = await Machine.launch(this.opts.qemuBinary, args, { qmpSocket: f.qmp, pidFile: f.pid, qemuLog: f.qemuLog });
+      // What this QEMU was started with, for a later suspend (a restore needs the same devices).
+      writeJsonAtomic(f.launch, { seed: seed !== null });
       if (saved) {
         try {
           await loadRamState(m.qmp, f.suspendState);
@@ -467,7 +484,7 @@ export class Vms extends EventEmitter {
     await this.withOp(name, 'suspending', async () => {
       mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
       const tmp = `${f.suspendState}.partial`;
-      const seed = this.watchers.has(name) || (!this.config(name).provisioned && existsSync(f.seed));
+      const seed = existsSync(f.launch) && readJson<{ seed: boolean }>(f.launch).seed;
       progress('pausing and saving RAM state');
       await m.qmp.execute('stop');
       try {
@@ -511,9 +528,7 @@ export class Vms extends EventEmitter {
       // Trailing space: an id must not match as the prefix of a longer one.
       if (window.includes(`${provision.READY_MARKER} ${cfg.instanceId} `)) {
         this.save({ ...this.config(name), provisioned: true });
-        // The seed holds the password hash and the host's private key: gone once used.
-        rmSync(f.seed, { force: true });
-        log.info(`${name}: first setup finished; seed removed`);
+        log.info(`${name}: first setup finished; the seed goes when this QEMU ends`);
         this.stopWatching(name);
         this.changed(name);
       }

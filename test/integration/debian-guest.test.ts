@@ -125,11 +125,11 @@ test('suspend to a file and resume: same boot, a process started before still ru
 
 test('after a reboot the seed is gone and a password changed in the guest stays changed', async () => {
   await waitFor('alice to finish first setup', 300_000, () => sb.json<{ provisioned: boolean }>(['info', 'alice']).provisioned);
-  assert.ok(!existsSync(path.join(sb.home, 'vms', 'alice', 'seed.iso')), 'seed deleted on the host');
   const ch = sb.ssh('alice', ['sudo', '-S', '-p', "''", 'chpasswd'], `${PASSWORD}\nalice:${NEW_PASSWORD}\n`);
   assert.equal(ch.code, 0, ch.stderr);
   sb.ok(['stop', 'alice']);
   assert.equal(sb.json<{ state: string }>(['info', 'alice']).state, 'stopped');
+  assert.ok(!existsSync(path.join(sb.home, 'vms', 'alice', 'seed.iso')), 'seed deleted on the host once used and detached');
   sb.ok(['start', 'alice', '--wait-ssh']);
   assert.notEqual(sb.ssh('alice', ['blkid', '-L', 'cidata']).code, 0, 'no cidata disk attached');
   assert.doesNotMatch(sb.ssh('alice', ['lsblk', '-rno', 'NAME']).stdout, /vdb/);
