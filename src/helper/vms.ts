@@ -460,7 +460,7 @@ export class Vms extends EventEmitter {
         this.save({ ...this.config(name), suspended: undefined });
       }
       this.adopt(name, m);
-      if (seed) this.watchProvisioning(name, serialStart);
+      if (seed && !this.config(name).provisioned) this.watchProvisioning(name, serialStart);
     });
     if (o.waitSsh) await this.waitSsh(name, o.timeoutSec ?? 900, progress);
     return this.summary(name);
