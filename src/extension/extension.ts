@@ -418,6 +418,8 @@ export function activate(context: vscode.ExtensionContext): DevvmApi {
     reg('devvm.createQuick', createQuick),
     vmCommand('devvm.start', 'VM to start', (s) => startVm(s.name, false)),
     vmCommand('devvm.stop', 'VM to stop (ACPI power-off)', (s) => withProgress(`Stopping ${s.name}`, () => client.request(Rpc.vmStop, { name: s.name }))),
+    vmCommand('devvm.suspend', 'VM to suspend (RAM saved to a file)', (s) => withProgress(`Suspending ${s.name}`, (token) => client.request(Rpc.vmSuspend, { name: s.name, progressToken: token }))),
+    vmCommand('devvm.resume', 'VM to resume from its saved state', (s) => startVm(s.name, false)),
     vmCommand('devvm.forceStop', 'VM to force stop (like pulling the plug)', async (s) => {
       const ok = await vscode.window.showWarningMessage(`Force stop ${s.name}?`, { modal: true, detail: 'QEMU quits at once, like pulling the plug: unsaved data in the guest is lost.' }, 'Force Stop');
       if (ok) await client.request(Rpc.vmStop, { name: s.name, force: true });

@@ -16,6 +16,8 @@ const ALL_BUT_CREATING = VM_STATES.filter((s) => s !== 'creating');
 export const VM_COMMANDS = {
   'devvm.start': { states: ['stopped', 'error'] },
   'devvm.stop': { states: ['running'] },
+  'devvm.suspend': { states: ['running'] },
+  'devvm.resume': { states: ['suspended'] },
   'devvm.forceStop': { states: ['running', 'starting', 'stopping', 'suspending', 'error'] },
   'devvm.delete': { states: ['stopped', 'running', 'suspended', 'error'] },
   'devvm.connect': { states: ['stopped', 'starting', 'running', 'error'], ssh: true },

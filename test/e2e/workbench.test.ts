@@ -236,7 +236,7 @@ test('Dev VMs in code-server: view, create form, running VM, layers, serial cons
   await w.shot('vm-layers-ports-usb');
   const menu = await w.contextMenuItems(vmRow);
   log(`context menu of a running VM: ${menu.join(' | ')}`);
-  for (const item of ['Connect in Current Window', 'Open Serial Console', 'Stop', 'Force Stop', 'Delete…']) assert.ok(menu.includes(item), `context menu has ${item}`);
+  for (const item of ['Connect in Current Window', 'Open Serial Console', 'Stop', 'Suspend', 'Force Stop', 'Delete…']) assert.ok(menu.includes(item), `context menu has ${item}`);
   assert.ok(!menu.includes('Start'), 'no Start on a running VM');
 
   // ---- 5. the serial console shows a login prompt ----------------------------
