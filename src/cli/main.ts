@@ -306,7 +306,12 @@ class Cli {
           const i = await this.call(Rpc.ping);
           this.print(i, () => `helper ${i.pid} (devvm ${i.version}) serving ${i.home} since ${i.startedAt}`);
         } else if (positionals[0] === 'stop') {
+          // Return only once the helper is gone (its socket closes as it exits), so a caller
+          // may remove DEVVM_HOME or start another helper right after.
+          const conn = await this.rpc();
+          const gone = new Promise<void>((resolve) => conn.onClose(() => resolve()));
           await this.call(Rpc.shutdown, { stopVms: Boolean(values['stop-vms']) });
+          await Promise.race([gone, new Promise((r) => setTimeout(r, 120_000).unref())]);
           this.print({ stopped: true }, () => 'helper stopped');
         } else {
           throw new UsageError(`unknown helper command "${positionals[0]}"`);

@@ -112,7 +112,7 @@ test('Dev VMs in code-server: view, create form, running VM, layers, serial cons
         }
       }
     }
-    if (process.env.DEVVM_E2E_KEEP !== '1') rmSync(tmp, { recursive: true, force: true });
+    if (process.env.DEVVM_E2E_KEEP !== '1') rmSync(tmp, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
     else log(`kept ${tmp}`);
     metrics.totalSeconds = Math.round((Date.now() - t0) / 1000);
     writeFileSync(path.join(ARTIFACTS, 'metrics.json'), `${JSON.stringify(metrics, null, 2)}\n`);

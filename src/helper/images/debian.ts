@@ -51,7 +51,7 @@ ln -s /bin/true "$1/usr/sbin/update-initramfs"
 
 /*
  * The customize hook. It runs as (namespace) root with the tree at $1, in both build modes.
- * Lines starting with "devvm: " are progress messages (see BuildProgress).
+ * Lines starting with "devvm: " are progress messages (see MmdebstrapProgress).
  */
 const CUSTOMIZE_HOOK = `set -eu
 R="$1"
@@ -624,6 +624,9 @@ async function build(recipe: DebianRecipe, hash: string, imagesDir: string, fina
     const mm = new MmdebstrapProgress((msg, f) => progress(msg, m0 + (m1 - m0) * f));
     progress('downloading and installing packages', 0);
     const t0 = performance.now();
+    // Registered before run() registers its own, so it sees the process tree intact.
+    const killTree = () => killProcessTree(tmp);
+    signal?.addEventListener('abort', killTree, { once: true });
     try {
       await run(
         'mmdebstrap',
@@ -647,6 +650,8 @@ async function build(recipe: DebianRecipe, hash: string, imagesDir: string, fina
       );
     } catch (e) {
       throw explainMmdebstrap(e, asRoot);
+    } finally {
+      signal?.removeEventListener('abort', killTree);
     }
     const mmSeconds = (performance.now() - t0) / 1000;
 
@@ -714,6 +719,51 @@ async function build(recipe: DebianRecipe, hash: string, imagesDir: string, fina
     if (signal?.aborted) throw new DevvmError('invalid-state', 'image build was cancelled');
     throw asDevvmError(e);
   }
+}
+
+/**
+ * Cancelling mmdebstrap: killing the process run() started is not enough. In unshare mode
+ * it waits for a child in new namespaces with SIGTERM ignored, and that child (and the
+ * apt, dpkg and maintainer scripts under it) carries on for minutes, holding the output
+ * pipes open. So the whole tree under our mmdebstrap (found by its unique temp dir in
+ * its arguments) is killed; its mount namespace goes with it. Linux only, like mmdebstrap.
+ */
+function killProcessTree(marker: string): void {
+  const children = new Map<number, number[]>();
+  const ours: number[] = [];
+  let pids: string[] = [];
+  try {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    return;
+  }
+  for (const p of pids) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      // "pid (comm) state ppid ...": comm may hold spaces and parentheses
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const pid = Number(p);
+      children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+      if (ppid === process.pid && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker)) ours.push(pid);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const all: number[] = [];
+  const queue = [...ours];
+  while (queue.length) {
+    const pid = queue.shift()!;
+    all.push(pid);
+    queue.push(...(children.get(pid) ?? []));
+  }
+  for (const pid of all) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  if (all.length) log.info(`cancelled the image build: killed ${all.length} processes`);
 }
 
 /** Single-quoted for mmdebstrap's special hooks, which it splits like a shell. */
