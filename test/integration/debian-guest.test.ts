@@ -87,7 +87,8 @@ test('autologin only when asked; SSH disabled means no sshd at all', async () =>
   const quiet = sb.json<{ sshPort: number | null; ssh: boolean }>(['info', 'quiet']);
   assert.equal(quiet.ssh, false);
   assert.equal(quiet.sshPort, null);
-  assert.match(readFileSync(path.join(sb.home, 'vms', 'quiet', 'serial.log'), 'utf8'), /carol.*\(automatic login\)|Automatic login/i);
+  // cloud-init restarts the console getty in runcmd, just before its final message.
+  await waitFor('the console to log carol in', 120_000, () => /carol.*\(automatic login\)|Automatic login/i.test(readFileSync(path.join(sb.home, 'vms', 'quiet', 'serial.log'), 'utf8')));
   const out = await serial('quiet', 'systemctl is-active ssh.service ssh.socket; ss -tln | grep -c ":22 " ; echo DONE-$((40+2))', 'DONE-42');
   assert.doesNotMatch(out, /^active/m);
   assert.match(out, /^0\r?$/m, 'nothing listens on port 22');

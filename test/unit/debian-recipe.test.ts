@@ -131,7 +131,13 @@ test('progress: mmdebstrap stages and package counts give rising fractions', () 
   const p = new MmdebstrapProgress((m, f) => seen.push([m, f]));
   p.feed('I: running apt-get update...\nGet:1 http://x InRelease\nI: downloading packages with apt...\n0 upgraded, 4 newly installed, 0 to remove\n');
   p.feed('Get:1 a\nGet:2 b\nGe');
-  p.feed('t:3 c\nGet:4 d\nI: installing remaining packages inside the chroot...\n');
+  p.feed('t:3 c\nGet:4 d\nI: extracting archives...\nI: installing essential packages...\n');
+  // the essential stage prints no count of its own: the download stage's 4 packages apply
+  const before = seen.length;
+  p.feed('Unpacking a (1) ...\nSetting up a (1) ...\nUnpacking b (1) ...\nSetting up b (1) ...\n');
+  assert.ok(seen.length > before, 'essential stage reports progress');
+  assert.ok(seen.at(-1)![1] > 0.13 && seen.at(-1)![1] < 0.37);
+  p.feed('I: installing remaining packages inside the chroot...\n');
   p.feed('devvm: generating the initramfs\nI: success in 90 s\n');
   const fractions = seen.map(([, f]) => f);
   assert.deepEqual([...fractions].sort((a, b) => a - b), fractions, 'monotonic');
