@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import {
   chooseAccelerator,
@@ -11,20 +11,12 @@ import {
   type AccelFacts,
 } from '../../src/helper/accel';
 import { loadNative } from '../../src/helper/native';
+import { softwareOnlyKvm } from '../hostfacts';
 
 const linux: AccelFacts = { platform: 'linux', kvmDevice: 'ok' };
 const QEMU = 'qemu-system-x86_64';
 const qemuMissing = spawnSync(QEMU, ['--version']).status !== 0 ? `${QEMU} not installed` : false;
 
-/** KVM inside a VM whose CPU shows no VMX/SVM is software-only (e.g. PVM): it crawls. */
-function softwareOnlyKvm(): boolean {
-  try {
-    const flags = new Set(/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim().split(/\s+/) ?? []);
-    return existsSync('/dev/kvm') && flags.has('hypervisor') && !flags.has('vmx') && !flags.has('svm');
-  } catch {
-    return false;
-  }
-}
 
 test('DEVVM_ACCEL forces the accelerator, any case, before anything else', () => {
   for (const v of ['kvm', 'tcg', 'hvf'] as const) {

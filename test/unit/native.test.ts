@@ -20,6 +20,7 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { acquireLock, acquirePidLock } from '../../src/helper/lock';
 import { addonCandidates, loadNative } from '../../src/helper/native';
+import { softwareOnlyKvm } from '../hostfacts';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const { addon, detail } = loadNative();
@@ -30,15 +31,6 @@ if (!addon) console.log(`# skipping native addon tests: ${detail}`);
 const dir = mkdtempSync(path.join(os.tmpdir(), 'devvm-native-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** KVM inside a VM whose CPU shows no VMX/SVM is software-only (e.g. PVM): it crawls. */
-function softwareOnlyKvm(): boolean {
-  try {
-    const flags = new Set(/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim().split(/\s+/) ?? []);
-    return existsSync('/dev/kvm') && flags.has('hypervisor') && !flags.has('vmx') && !flags.has('svm');
-  } catch {
-    return false;
-  }
-}
 
 const fdOf = (s: net.Socket) => (s as unknown as { _handle: { fd: number } })._handle.fd;
 
