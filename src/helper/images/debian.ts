@@ -6,7 +6,7 @@
  * private temp dir and renamed into place, so a directory with that name is always complete.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { asDevvmError, DevvmError } from '../../shared/errors';
 import { log } from '../log';
@@ -498,7 +498,11 @@ async function removeTree(dir: string, unprivilegedTree = false): Promise<void> 
   }
 }
 
-/** Removes temp dirs of builds whose process is gone (killed helper, power loss). */
+/**
+ * Removes temp dirs of builds whose process is gone (killed helper, power loss). Only
+ * those untouched for an hour: a build in another PID namespace (a container sharing the
+ * cache) has a pid that looks dead from here.
+ */
 async function removeStaleBuilds(imagesDir: string): Promise<void> {
   let names: string[] = [];
   try {
@@ -507,8 +511,14 @@ async function removeStaleBuilds(imagesDir: string): Promise<void> {
     return;
   }
   for (const n of names) {
-    const m = /^\.debian-12-[0-9a-f]+\.tmp-(\d+)-[0-9a-f]+$/.exec(n);
-    if (m && !pidAlive(Number(m[1]))) {
+    const m = /^\.debian-12-[0-9a-f]+\.tmp-(\d+)-[0-9a-f]+(\.old)?$/.exec(n);
+    let age = 0;
+    try {
+      age = Date.now() - statSync(path.join(imagesDir, n)).mtimeMs;
+    } catch {
+      continue;
+    }
+    if (m && !pidAlive(Number(m[1])) && age > 3600_000) {
       log.info(`removing the leftovers of an interrupted image build: ${n}`);
       await removeTree(path.join(imagesDir, n), process.getuid?.() !== 0).catch((e) => log.warn(`cannot remove ${n}: ${(e as Error).message}`));
     }
