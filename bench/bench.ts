@@ -148,13 +148,17 @@ async function main(): Promise<void> {
       '-incoming', 'fd:3',
     ], { stdio: ['ignore', 'ignore', 'ignore', ram] });
     try {
-      await sshUntil(['-F', path.join(sb.home, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', 'devvm-timed'], 300_000);
+      await sshUntil(['-F', path.join(sb.home, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', 'devvm-timed'], 180_000);
+      out.resumeBaselineMs = Math.round(performance.now() - q0);
+      out.resumeRatioVsQemu = +(resume / out.resumeBaselineMs).toFixed(2);
+    } catch (e) {
+      // Known gap: this hand-written restore does not yet reproduce devvm's device set
+      // closely enough for the guest to come back; report instead of failing the bench.
+      note(`resume baseline not measured: ${(e as Error).message}`);
     } finally {
       restore.kill('SIGKILL');
       closeSync(ram);
     }
-    out.resumeBaselineMs = Math.round(performance.now() - q0);
-    out.resumeRatioVsQemu = +(resume / out.resumeBaselineMs).toFixed(2);
   } finally {
     sb.cleanup();
     rmSync(tmp, { recursive: true, force: true });
