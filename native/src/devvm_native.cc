@@ -443,6 +443,23 @@ bool WaitFor(int fd, short events, int timeoutMs, int* err) {
   }
 }
 
+// Runs one send-like call until it moves bytes: retries EINTR, waits out EAGAIN.
+// Returns the byte count, or -1 with *err set.
+template <typename Op>
+ssize_t SendRetrying(int sock, Op op, int* err) {
+  for (;;) {
+    ssize_t n = op();
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (!WaitFor(sock, POLLOUT, kIoTimeoutMs, err)) return -1;
+      continue;
+    }
+    *err = errno;
+    return -1;
+  }
+}
+
 // sendFd(socketFd, fdToSend, data): data (at least one byte; for QMP it can be the
 // command itself) travels with the fd, as QEMU's getfd/add-fd expect.
 Napi::Value SendFd(const Napi::CallbackInfo& info) {
@@ -477,33 +494,15 @@ Napi::Value SendFd(const Napi::CallbackInfo& info) {
 #else
   const int flags = 0;
 #endif
-  ssize_t n;
-  for (;;) {
-    n = sendmsg(sock, &msg, flags);
-    if (n >= 0) break;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      int err;
-      if (!WaitFor(sock, POLLOUT, kIoTimeoutMs, &err)) return ThrowErrno(env, "sendmsg", err);
-      continue;
-    }
-    return ThrowErrno(env, "sendmsg", errno);
-  }
+  int err = 0;
+  ssize_t n = SendRetrying(sock, [&] { return sendmsg(sock, &msg, flags); }, &err);
+  if (n < 0) return ThrowErrno(env, "sendmsg", err);
   // The fd went with the first byte; the rest of a long message follows plainly.
   size_t off = static_cast<size_t>(n);
   while (off < data.size()) {
-    ssize_t m = send(sock, data.data() + off, data.size() - off, flags);
-    if (m >= 0) {
-      off += static_cast<size_t>(m);
-      continue;
-    }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      int err;
-      if (!WaitFor(sock, POLLOUT, kIoTimeoutMs, &err)) return ThrowErrno(env, "send", err);
-      continue;
-    }
-    return ThrowErrno(env, "send", errno);
+    ssize_t m = SendRetrying(sock, [&] { return send(sock, data.data() + off, data.size() - off, flags); }, &err);
+    if (m < 0) return ThrowErrno(env, "send", err);
+    off += static_cast<size_t>(m);
   }
   return env.Undefined();
 }
