@@ -210,7 +210,10 @@ class Cli {
         const { values, positionals } = parse(rest, { 'wait-ssh': { type: 'boolean' }, timeout: { type: 'string' }, 'discard-state': { type: 'boolean' } }, 1);
         this.json = Boolean(values.json);
         const name = positionals[0]!;
-        if (cmd === 'resume' && (await this.call(Rpc.vmInfo, { name })).state !== 'suspended') {
+        // list, not info: the state is all we need (info also inspects every layer). A
+        // missing VM falls through to start, which names the error.
+        const current = cmd === 'resume' ? (await this.call(Rpc.vmList)).find((s) => s.name === name) : undefined;
+        if (current && current.state !== 'suspended') {
           throw new DevvmError('invalid-state', `VM "${name}" is not suspended`, `use "devvm start ${name}"`);
         }
         const s = await this.call(Rpc.vmStart, this.withToken({ name, waitSsh: Boolean(values['wait-ssh']), timeoutSec: int('--timeout', values.timeout), discardState: Boolean(values['discard-state']) }));
