@@ -199,6 +199,9 @@ export class Vms extends EventEmitter {
       serialLog: f.serialLog,
       createdAt: c.createdAt,
       layers,
+      snapshots: [],
+      disks: [],
+      usb: [],
     };
   }
 

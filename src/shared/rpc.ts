@@ -4,7 +4,7 @@
  * Transport: vscode-jsonrpc over the helper's unix socket (mode 0600).
  */
 import { NotificationType, NotificationType0, RequestType, RequestType0 } from 'vscode-jsonrpc';
-import type { DoctorReport, HelperInfo, ImageInfo, VmInfo, VmSummary } from './types';
+import type { AttachedDisk, DoctorReport, HelperInfo, HostUsbDevice, ImageInfo, LayerNode, NbdExport, SnapshotInfo, VmInfo, VmSummary } from './types';
 
 /** Error data attached to every ResponseError the helper sends. */
 export interface RpcErrorData {
@@ -62,6 +62,40 @@ export interface ImageImportParams extends WithProgress {
   initrd?: string;
 }
 
+export interface SnapshotParams extends NameParams, WithProgress {
+  snapshot: string;
+  /** Also save RAM (pause, save, freeze, resume); restore then continues from that moment. */
+  ram?: boolean;
+}
+
+export interface CloneParams extends WithProgress {
+  source: string;
+  name: string;
+  /** Clone from this snapshot's layer instead of the source's current disk. */
+  snapshot?: string;
+  start?: boolean;
+}
+
+export interface DiskAttachParams extends NameParams {
+  /** nbd://HOST:PORT/EXPORT, or an absolute path to a qcow2/raw file. */
+  source: string;
+  /** As USB mass storage on the xHCI controller instead of virtio-blk. */
+  usb?: boolean;
+  readOnly?: boolean;
+}
+
+export interface UsbParams extends NameParams {
+  /** A HostUsbDevice id ("1-2.3") or VENDOR:PRODUCT. */
+  device: string;
+}
+
+/** A host USB device appeared (or went) while VMs run: clients may offer to attach it. */
+export interface UsbEvent {
+  action: 'add' | 'remove';
+  device: HostUsbDevice;
+  runningVms: string[];
+}
+
 export interface SshTarget {
   /** The ssh_config file with this VM's Host block. */
   configFile: string;
@@ -90,6 +124,21 @@ export const Rpc = {
   vmSuspend: new RequestType<NameParams & WithProgress, VmSummary, RpcErrorData>('vm/suspend'),
   vmDelete: new RequestType<NameParams & { force?: boolean }, void, RpcErrorData>('vm/delete'),
   vmSshTarget: new RequestType<NameParams, SshTarget, RpcErrorData>('vm/sshTarget'),
+  vmSnapshot: new RequestType<SnapshotParams, SnapshotInfo, RpcErrorData>('vm/snapshot'),
+  vmRestore: new RequestType<NameParams & WithProgress & { snapshot: string }, VmSummary, RpcErrorData>('vm/restore'),
+  vmSnapshotDelete: new RequestType<NameParams & { snapshot: string }, void, RpcErrorData>('vm/snapshotDelete'),
+  vmClone: new RequestType<CloneParams, VmSummary, RpcErrorData>('vm/clone'),
+  layerTree: new RequestType0<LayerNode[], RpcErrorData>('layer/tree'),
+
+  diskAttach: new RequestType<DiskAttachParams, AttachedDisk, RpcErrorData>('disk/attach'),
+  diskDetach: new RequestType<NameParams & { id: string }, void, RpcErrorData>('disk/detach'),
+  /** Serves a frozen layer read-only over NBD on 127.0.0.1 (a snapshot's, else the current disk frozen now). */
+  diskExport: new RequestType<NameParams & WithProgress & { snapshot?: string }, NbdExport, RpcErrorData>('disk/export'),
+  diskUnexport: new RequestType<NameParams, void, RpcErrorData>('disk/unexport'),
+
+  usbList: new RequestType0<HostUsbDevice[], RpcErrorData>('usb/list'),
+  usbAttach: new RequestType<UsbParams, HostUsbDevice, RpcErrorData>('usb/attach'),
+  usbDetach: new RequestType<UsbParams, void, RpcErrorData>('usb/detach'),
 
   imageList: new RequestType0<ImageInfo[], RpcErrorData>('image/list'),
   imageBuild: new RequestType<ImageBuildParams, ImageInfo, RpcErrorData>('image/build'),
@@ -105,6 +154,7 @@ export const Notify = {
   vmRemoved: new NotificationType<NameParams>('vm/removed'),
   imagesChanged: new NotificationType0('image/changed'),
   progress: new NotificationType<ProgressParams>('progress'),
+  usb: new NotificationType<UsbEvent>('usb/event'),
 } as const;
 
 /** Numeric JSON-RPC error code used for every devvm error; the symbolic code is in data. */

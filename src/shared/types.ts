@@ -28,6 +28,66 @@ export interface LayerInfo {
   readOnly: boolean;
   /** VMs whose active chain contains this layer. */
   sharedBy: string[];
+  /** Frozen layers: their id in DEVVM_HOME/layers and the snapshots that name them. */
+  id?: string;
+  snapshots?: string[];
+}
+
+/** A named point in a VM's history: a frozen layer, and RAM too when taken with --ram. */
+export interface SnapshotInfo {
+  name: string;
+  /** The frozen layer's id (DEVVM_HOME/layers/<id>.qcow2). */
+  layer: string;
+  ram: boolean;
+  createdAt: string;
+}
+
+/** One node of the layer tree (`devvm layers --json`): every frozen layer of every VM. */
+export interface LayerNode {
+  id: string;
+  /** null: directly on top of the base image. */
+  parent: string | null;
+  image: string;
+  file: string;
+  actualSize: number;
+  createdAt: string;
+  /** `vm/snapshot` names that point at this layer. */
+  snapshots: string[];
+  /** VMs whose active chain runs through this layer. */
+  usedBy: string[];
+}
+
+/** A disk hot-plugged into a running VM (gone when QEMU ends). */
+export interface AttachedDisk {
+  id: string;
+  /** nbd://HOST:PORT/EXPORT or an absolute file path. */
+  source: string;
+  bus: 'virtio' | 'usb';
+  readOnly: boolean;
+}
+
+/** A host USB device, read from sysfs. */
+export interface HostUsbDevice {
+  /** Stable while plugged: the sysfs name, bus-port path such as "1-2.3". */
+  id: string;
+  busnum: number;
+  devnum: number;
+  vendorId: string;
+  productId: string;
+  manufacturer?: string;
+  product?: string;
+  serial?: string;
+  /** /dev/bus/usb/BBB/DDD */
+  devnode: string;
+  /** VM it is attached to, if any. */
+  attachedTo?: string;
+}
+
+export interface NbdExport {
+  vm: string;
+  /** The exported frozen layer (a snapshot's, or a fresh one frozen for the export). */
+  layer: string;
+  uri: string;
 }
 
 /** `devvm info --json`. */
@@ -43,6 +103,10 @@ export interface VmInfo extends VmSummary {
   serialLog: string;
   createdAt: string;
   layers: LayerInfo[];
+  snapshots: SnapshotInfo[];
+  /** Hot-plugged disks and USB devices of the running QEMU. */
+  disks: AttachedDisk[];
+  usb: HostUsbDevice[];
 }
 
 export interface ImageInfo {

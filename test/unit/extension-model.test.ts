@@ -35,6 +35,9 @@ const info = (over: Partial<VmInfo> = {}): VmInfo => ({
     { role: 'cache', file: '/d/vms/web/cache.qcow2', format: 'qcow2', virtualSize: 4 * GiB, actualSize: 64 * 1024 ** 2, readOnly: false, sharedBy: ['web'] },
     { role: 'base', file: '/d/images/debian-12/disk.qcow2', format: 'qcow2', virtualSize: 4 * GiB, actualSize: 800 * 1024 ** 2, readOnly: true, sharedBy: ['api', 'web'] },
   ],
+  snapshots: [],
+  disks: [],
+  usb: [],
   ...over,
 });
 
