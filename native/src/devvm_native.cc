@@ -1,6 +1,7 @@
 // devvm's optional native addon (N-API via node-addon-api, so one build serves Node and
 // VS Code's Electron). It does what Node cannot: a KVM usability probe with a hard
-// deadline, flock(2), and passing file descriptors over unix sockets (SCM_RIGHTS).
+// deadline, flock(2), passing file descriptors over unix sockets (SCM_RIGHTS), and
+// watching the kernel's hot-plug events (netlink kobject uevents).
 // Everything here is optional: the helper has a fallback for each function.
 
 #include <napi.h>
@@ -19,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -28,6 +30,8 @@
 
 #ifdef __linux__
 #include <linux/kvm.h>
+#include <linux/netlink.h>
+#include <sys/eventfd.h>
 #endif
 
 namespace {
@@ -38,12 +42,15 @@ namespace {
 const char* ErrnoName(int e) {
   switch (e) {
     case EACCES: return "EACCES";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
     case EAGAIN: return "EAGAIN";
     case EBADF: return "EBADF";
     case ECONNRESET: return "ECONNRESET";
     case EINTR: return "EINTR";
     case EINVAL: return "EINVAL";
+    case EMFILE: return "EMFILE";
     case EMSGSIZE: return "EMSGSIZE";
+    case ENOBUFS: return "ENOBUFS";
     case ENOENT: return "ENOENT";
     case ENOLCK: return "ENOLCK";
     case ENOMEM: return "ENOMEM";
@@ -51,18 +58,22 @@ const char* ErrnoName(int e) {
     case ENOTSOCK: return "ENOTSOCK";
     case EPERM: return "EPERM";
     case EPIPE: return "EPIPE";
+    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
     case ETIMEDOUT: return "ETIMEDOUT";
     default: return "EUNKNOWN";
   }
 }
 
-Napi::Value ThrowErrno(Napi::Env env, const char* what, int e) {
-  std::string msg = std::string(what) + ": " + strerror(e);
+Napi::Error ErrnoError(Napi::Env env, const std::string& msg, const char* syscall, int e) {
   Napi::Error err = Napi::Error::New(env, msg);
   err.Set("code", Napi::String::New(env, ErrnoName(e)));
   err.Set("errno", Napi::Number::New(env, e));
-  err.Set("syscall", Napi::String::New(env, what));
-  err.ThrowAsJavaScriptException();
+  err.Set("syscall", Napi::String::New(env, syscall));
+  return err;
+}
+
+Napi::Value ThrowErrno(Napi::Env env, const char* what, int e) {
+  ErrnoError(env, std::string(what) + ": " + strerror(e), what, e).ThrowAsJavaScriptException();
   return env.Undefined();
 }
 
@@ -558,6 +569,219 @@ Napi::Value RecvFd(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// ---------------------------------------------------------------------------
+// Host hot-plug events: netlink kobject uevents. A thread polls the socket and an
+// eventfd (the stop signal) and hands each message to JS through a thread-safe
+// function, so the event loop never waits on the socket. While running, the
+// thread-safe function keeps the event loop alive, like any watcher; stop() releases it.
+
+struct UeventItem {
+  std::string text;  // the message with NULs as "\n", or an error's message
+  int err = 0;       // nonzero: an error; ENOBUFS (events lost) is the only non-fatal one
+  const char* syscall = "";
+};
+
+struct UeventMonitor;
+void UeventCallJs(Napi::Env env, Napi::Function onMessage, UeventMonitor* m, UeventItem* item);
+using UeventTsfn = Napi::TypedThreadSafeFunction<UeventMonitor, UeventItem, UeventCallJs>;
+
+struct UeventMonitor {
+  int sock = -1;
+  int wake = -1;
+  pthread_t thread;
+  bool started = false;  // main thread only, like halted
+  bool halted = false;
+  std::atomic<bool> stopped{false};   // no more deliveries to JS
+  std::atomic<bool> released{false};  // the tsfn was released (by stop() or a dying thread)
+  UeventTsfn tsfn;
+  Napi::FunctionReference onError;
+
+  // Main thread only; idempotent. Ends the thread and closes the fds.
+  void Halt() {
+    if (halted) return;
+    halted = true;
+    stopped = true;
+    if (started) {
+      uint64_t one = 1;
+      while (write(wake, &one, sizeof one) < 0 && errno == EINTR) {
+      }
+      pthread_join(thread, nullptr);
+      started = false;
+    }
+    if (sock >= 0) close(sock);
+    if (wake >= 0) close(wake);
+    sock = wake = -1;
+  }
+
+  void Release() {
+    if (!released.exchange(true)) tsfn.Release();
+  }
+
+  ~UeventMonitor() { Halt(); }
+};
+
+void UeventCallJs(Napi::Env env, Napi::Function onMessage, UeventMonitor* m, UeventItem* item) {
+  std::unique_ptr<UeventItem> own(item);
+  // A null env: the tsfn is being torn down and only frees what is queued.
+  if (static_cast<napi_env>(env) == nullptr || !item || m->stopped) return;
+  if (item->err == 0) {
+    onMessage.Call({Napi::String::New(env, item->text)});
+  } else if (!m->onError.IsEmpty()) {
+    m->onError.Call({ErrnoError(env, item->text, item->syscall, item->err).Value()});
+  }
+}
+
+#ifdef __linux__
+
+bool UeventPost(UeventMonitor* m, UeventItem* item) {
+  if (m->tsfn.NonBlockingCall(item) == napi_ok) return true;
+  delete item;  // closing: the environment is going away
+  return false;
+}
+
+void UeventFatal(UeventMonitor* m, const char* syscall, int e) {
+  auto* item = new UeventItem;
+  item->text = std::string("ueventMonitor: ") + syscall + " failed: " + strerror(e) + " (monitor stopped)";
+  item->err = e;
+  item->syscall = syscall;
+  UeventPost(m, item);
+  m->Release();  // nothing more will come: let the event loop go
+}
+
+void* UeventThread(void* arg) {
+  auto* m = static_cast<UeventMonitor*>(arg);
+  // Uevents are at most a few KiB; anything truncated at this size is not one.
+  std::unique_ptr<char[]> buf(new char[16384]);
+  for (;;) {
+    struct pollfd p[2] = {{m->wake, POLLIN, 0}, {m->sock, POLLIN, 0}};
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      UeventFatal(m, "poll", errno);
+      return nullptr;
+    }
+    if (p[0].revents) return nullptr;  // stop
+    if (!p[1].revents) continue;
+
+    struct sockaddr_nl src;
+    memset(&src, 0, sizeof src);
+    struct iovec iov = {buf.get(), 16384};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_name = &src;
+    msg.msg_namelen = sizeof src;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    ssize_t n = recvmsg(m->sock, &msg, MSG_DONTWAIT);
+    if (n < 0) {
+      int e = errno;
+      if (e == EINTR || e == EAGAIN || e == EWOULDBLOCK) continue;
+      if (e == ENOBUFS) {
+        // The receive buffer overflowed: some events are lost; the caller can rescan.
+        auto* item = new UeventItem;
+        item->text = "ueventMonitor: events were lost (receive buffer overflow)";
+        item->err = e;
+        item->syscall = "recvmsg";
+        if (!UeventPost(m, item)) return nullptr;
+        continue;
+      }
+      UeventFatal(m, "recvmsg", e);
+      return nullptr;
+    }
+    if (msg.msg_flags & MSG_TRUNC) continue;
+    // Only the kernel (port id 0): any process with CAP_NET_ADMIN can send to the group.
+    if (msg.msg_namelen != sizeof src || src.nl_family != AF_NETLINK || src.nl_pid != 0) continue;
+    size_t len = static_cast<size_t>(n);
+    while (len > 0 && buf[len - 1] == '\0') len--;
+    auto* item = new UeventItem;
+    item->text.assign(buf.get(), len);
+    for (char& c : item->text) {
+      if (c == '\0') c = '\n';
+    }
+    if (!UeventPost(m, item)) return nullptr;
+  }
+}
+
+#endif
+
+// stop(): no message is delivered after it returns; idempotent.
+Napi::Value UeventStop(const Napi::CallbackInfo& info) {
+  auto* m = static_cast<std::shared_ptr<UeventMonitor>*>(info.Data());
+  (*m)->Halt();
+  (*m)->Release();
+  return info.Env().Undefined();
+}
+
+// ueventMonitor(onMessage, onError?): {stop()}. onMessage gets each kernel uevent, its
+// NUL separators as "\n" (no trailing one); onError gets an Error with a code: ENOBUFS
+// when events were lost (the monitor goes on), anything else once, as it stops.
+Napi::Value UeventMonitorStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) return ThrowType(env, "ueventMonitor(onMessage, onError?): onMessage must be a function");
+  if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsFunction()) {
+    return ThrowType(env, "ueventMonitor(onMessage, onError?): onError must be a function");
+  }
+#ifndef __linux__
+  Napi::Error::New(env, "ueventMonitor: host hot-plug events need Linux (netlink kobject uevents)").ThrowAsJavaScriptException();
+  return env.Undefined();
+#else
+  auto m = std::make_shared<UeventMonitor>();
+  m->sock = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT);
+  if (m->sock < 0) {
+    int e = errno;
+    return ThrowErrno(env, "ueventMonitor: socket(AF_NETLINK, NETLINK_KOBJECT_UEVENT)", e);
+  }
+  // A hub full of devices sends a burst; the default buffer can overflow. FORCE needs
+  // CAP_NET_ADMIN, the plain one is capped by net.core.rmem_max.
+  int size = 1 << 20;
+  if (setsockopt(m->sock, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0) {
+    setsockopt(m->sock, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  }
+  struct sockaddr_nl addr;
+  memset(&addr, 0, sizeof addr);
+  addr.nl_family = AF_NETLINK;
+  addr.nl_groups = 1;  // the kernel's events (udev re-broadcasts on group 2)
+  if (bind(m->sock, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0) {
+    int e = errno;
+    return ThrowErrno(env, "ueventMonitor: bind to the kernel uevent group", e);
+  }
+  m->wake = eventfd(0, EFD_CLOEXEC);
+  if (m->wake < 0) {
+    int e = errno;
+    return ThrowErrno(env, "ueventMonitor: eventfd", e);
+  }
+  if (info.Length() > 1 && info[1].IsFunction()) m->onError = Napi::Persistent(info[1].As<Napi::Function>());
+
+  // The tsfn owns one reference; its finalizer (after stop(), or at environment
+  // teardown without one) ends the thread before anything is freed.
+  auto* tsfnRef = new std::shared_ptr<UeventMonitor>(m);
+  m->tsfn = UeventTsfn::New(
+      env, info[0].As<Napi::Function>(), "devvm:ueventMonitor", 0, 1, m.get(),
+      [](Napi::Env, std::shared_ptr<UeventMonitor>* ref, UeventMonitor*) {
+        (*ref)->Halt();
+        (*ref)->onError.Reset();
+        delete ref;
+      },
+      tsfnRef);
+  if (env.IsExceptionPending()) {
+    delete tsfnRef;
+    return env.Undefined();
+  }
+  int e = pthread_create(&m->thread, nullptr, UeventThread, m.get());
+  if (e != 0) {
+    m->Release();  // its finalizer drops tsfnRef
+    return ThrowErrno(env, "ueventMonitor: starting the monitor thread", e);
+  }
+  m->started = true;
+
+  auto* stopRef = new std::shared_ptr<UeventMonitor>(m);
+  Napi::Function stop = Napi::Function::New(env, UeventStop, "stop", stopRef);
+  stop.AddFinalizer([](Napi::Env, std::shared_ptr<UeventMonitor>* ref) { delete ref; }, stopRef);
+  Napi::Object handle = Napi::Object::New(env);
+  handle.Set("stop", stop);
+  return handle;
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kvmProbe", Napi::Function::New(env, KvmProbeSync, "kvmProbe"));
   exports.Set("kvmProbeAsync", Napi::Function::New(env, KvmProbeAsync, "kvmProbeAsync"));
@@ -565,6 +789,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("funlock", Napi::Function::New(env, Funlock, "funlock"));
   exports.Set("sendFd", Napi::Function::New(env, SendFd, "sendFd"));
   exports.Set("recvFd", Napi::Function::New(env, RecvFd, "recvFd"));
+  exports.Set("ueventMonitor", Napi::Function::New(env, UeventMonitorStart, "ueventMonitor"));
   return exports;
 }
 

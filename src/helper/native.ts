@@ -29,6 +29,15 @@ export interface NativeAddon {
   sendFd(socketFd: number, fdToSend: number, data: string): void;
   /** Receives one message and its fd (-1 if none). Tests only: nothing else may read the socket. */
   recvFd(socketFd: number, timeoutMs?: number): { fd: number; data: string };
+  /**
+   * Linux: watches the kernel's hot-plug events (netlink kobject uevents) on a thread of
+   * its own. `onMessage` gets each message sent by the kernel (other senders are
+   * dropped), NUL separators as "\n", no trailing one. `onError` gets an Error with a
+   * `code`: ENOBUFS when events were lost (monitoring goes on; rescan), anything else
+   * once, as monitoring stops. Keeps the event loop alive until `stop()`, after which
+   * nothing more is delivered. Throws (with `code`, e.g. EPERM) when it cannot start.
+   */
+  ueventMonitor(onMessage: (msg: string) => void, onError?: (err: NodeJS.ErrnoException) => void): { stop(): void };
 }
 
 export const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'devvm_native.node');
@@ -67,7 +76,7 @@ export function loadNative(): { addon: NativeAddon | null; detail: string } {
     // A plain runtime require: esbuild leaves a non-literal require alone, and the
     // .node file stays outside the bundle.
     const addon = require(file) as NativeAddon;
-    const missing = (['kvmProbe', 'kvmProbeAsync', 'flock', 'funlock', 'sendFd', 'recvFd'] as const).filter(
+    const missing = (['kvmProbe', 'kvmProbeAsync', 'flock', 'funlock', 'sendFd', 'recvFd', 'ueventMonitor'] as const).filter(
       (k) => typeof addon[k] !== 'function',
     );
     if (missing.length) {

@@ -9,6 +9,7 @@ import {
   mkdtempSync,
   openSync,
   readFileSync,
+  readdirSync,
   readSync,
   rmSync,
   writeFileSync,
@@ -245,4 +246,109 @@ test('acquirePidLock (no addon): exclusive, stale pids and unrelated processes a
   assert.equal(acquirePidLock(file), null);
   child.kill('SIGKILL');
   await once(child, 'exit');
+});
+
+/** Makes the kernel send a uevent ("change" on lo); false where sysfs is read-only. */
+function kernelUevent(): boolean {
+  try {
+    writeFileSync('/sys/class/net/lo/uevent', 'change');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Sends a fake uevent to the kernel's group from user space (needs python3 and CAP_NET_ADMIN). */
+function userspaceUevent(devpath: string): boolean {
+  const code = `import socket, sys
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 15)
+s.bind((0, 0))
+p = sys.argv[1]
+s.sendto(('add@' + p + '\\0ACTION=add\\0DEVPATH=' + p + '\\0SUBSYSTEM=usb\\0DEVTYPE=usb_device\\0').encode(), (0, 1))`;
+  const r = spawnSync('python3', ['-c', code, devpath], { stdio: 'ignore', timeout: 10000 });
+  return r.status === 0;
+}
+
+const until = async (cond: () => boolean, ms: number) => {
+  for (const end = Date.now() + ms; !cond() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
+  return cond();
+};
+
+/** Starts the monitor, or asserts the clear error where this container may not bind. */
+function startMonitor(onMessage: (m: string) => void): { stop(): void } | null {
+  try {
+    return addon!.ueventMonitor(onMessage);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code !== 'EPERM' && err.code !== 'EACCES') throw e;
+    assert.match(err.message, /^ueventMonitor: bind to the kernel uevent group: /);
+    console.log(`# ueventMonitor cannot bind here: ${err.message}`);
+    return null;
+  }
+}
+
+test('ueventMonitor delivers the kernel\'s uevents only, and nothing after stop()', { skip, timeout: 30000 }, async () => {
+  const a = addon!;
+  assert.throws(() => a.ueventMonitor(42 as unknown as () => void), TypeError);
+  assert.throws(() => a.ueventMonitor(() => {}, 42 as unknown as () => void), TypeError);
+  const got: string[] = [];
+  const m = startMonitor((msg) => got.push(msg));
+  if (!m) return;
+  try {
+    const faked = userspaceUevent('/devices/devvm-fake/1-9');
+    if (!kernelUevent()) {
+      console.log('# /sys/class/net/lo/uevent not writable: no kernel event to observe');
+      return;
+    }
+    const isLo = (s: string) => s.startsWith('change@/devices/virtual/net/lo\n');
+    assert.ok(await until(() => got.some(isLo), 5000), `no kernel uevent arrived: ${JSON.stringify(got)}`);
+    const lo = got.find(isLo)!;
+    assert.match(lo, /\nACTION=change\n/);
+    assert.match(lo, /\nSUBSYSTEM=net\n/);
+    assert.match(lo, /\nSEQNUM=\d+$/, 'NULs become newlines, none trailing');
+    assert.ok(!lo.includes('\0'));
+    // The fake went out first; the kernel's arrival means it would have been seen by now.
+    if (faked) assert.ok(!got.some((s) => s.includes('devvm-fake')), 'a user-space sender was accepted');
+    else console.log('# could not send a user-space uevent (python3 or CAP_NET_ADMIN missing)');
+  } finally {
+    m.stop();
+    m.stop(); // idempotent
+  }
+  const seen = got.length;
+  kernelUevent();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(got.length, seen, 'delivered after stop()');
+});
+
+test('ueventMonitor: start/stop leaks no fds', { skip }, () => {
+  const count = () => readdirSync('/proc/self/fd').length;
+  const probe = startMonitor(() => {});
+  if (!probe) return;
+  probe.stop();
+  const before = count();
+  for (let i = 0; i < 20; i++) addon!.ueventMonitor(() => {}).stop();
+  assert.equal(count(), before);
+});
+
+test('ueventMonitor keeps the process alive while running, and not after stop()', { skip, timeout: 30000 }, () => {
+  const run = (stop: boolean, timeout: number) =>
+    spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `let m; try { m = require(process.argv[1]).ueventMonitor(() => {}); } catch (e) { console.log(e.code); process.exit(0); }
+         console.log('started'); if (${stop}) m.stop();`,
+        ADDON_FILE,
+      ],
+      { encoding: 'utf8', timeout },
+    );
+  const stopped = run(true, 10000);
+  assert.equal(stopped.status, 0, stopped.stderr);
+  if (stopped.stdout.trim() !== 'started') {
+    assert.match(stopped.stdout, /^E(PERM|ACCES)$/m);
+    return;
+  }
+  const running = run(false, 1500);
+  assert.equal(running.stdout.trim(), 'started');
+  assert.equal(running.signal, 'SIGTERM', 'an unstopped monitor should hold the event loop');
 });
