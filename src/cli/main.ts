@@ -35,6 +35,11 @@ const USAGE = `usage: devvm <command> [options]
   stop NAME [--force]                         suspend NAME    resume NAME [--wait-ssh]
   list [--json]                               info NAME [--json]
   delete NAME [--force]                       ssh NAME [-- CMD...]
+  snapshot NAME SNAP [--ram] [--delete]       snapshots NAME [--json]
+  restore NAME SNAP                           clone SRC DST [--snapshot SNAP] [--start]
+  layers [--json]                             the layer tree of every VM
+  disk attach NAME FILE|nbd://HOST:PORT/EXPORT [--usb] [--read-only]
+  disk detach NAME ID                         disk export NAME [SNAP]    disk unexport NAME
   ssh-config [--include]                      doctor [--json]
   helper status|stop [--stop-vms]`;
 
@@ -262,10 +267,70 @@ class Cli {
           `  ssh ${i.ssh ? `${i.sshHost} -> 127.0.0.1:${i.sshPort}` : 'disabled'}, autologin ${i.autologin ? 'on' : 'off'}, first setup ${i.provisioned ? 'done' : 'pending'}`,
           `  ${i.pid ? `qemu pid ${i.pid} (${i.accelerator})` : 'not running'}; files in ${i.dir}`,
           '  layers (top first):',
-          table(i.layers.map((l) => [`    ${l.role}`, l.file, `${human(l.actualSize)} / ${human(l.virtualSize)}`, l.readOnly ? 'ro' : 'rw', `used by ${l.sharedBy.join(', ')}`])),
+          table(i.layers.map((l) => [`    ${l.role}`, l.file, `${human(l.actualSize)} / ${human(l.virtualSize)}`, l.readOnly ? 'ro' : 'rw', `used by ${l.sharedBy.join(', ')}`, l.snapshots?.length ? `snapshot ${l.snapshots.join(', ')}` : ''])),
+          ...(i.disks.length ? ['  attached disks:', ...i.disks.map((d) => `    ${d.id} ${d.bus}${d.readOnly ? ' ro' : ''} ${d.source}`)] : []),
         ].join('\n'));
         return 0;
       }
+      case 'snapshot': {
+        const { values, positionals } = parse(rest, { ram: { type: 'boolean' }, delete: { type: 'boolean' } }, 2);
+        this.json = Boolean(values.json);
+        const [name, snapshot] = positionals as [string, string];
+        if (values.delete) {
+          if (values.ram) throw new UsageError('--ram and --delete do not go together');
+          await this.call(Rpc.vmSnapshotDelete, { name, snapshot });
+          this.print({ deleted: snapshot }, () => `deleted snapshot ${snapshot} of ${name}`);
+          return 0;
+        }
+        const r = await this.call(Rpc.vmSnapshot, this.withToken({ name, snapshot, ram: Boolean(values.ram) }));
+        this.print(r, () => `snapshot ${r.name} of ${name} taken (layer ${r.layer}${r.ram ? ', with RAM' : ''}); restore with: devvm restore ${name} ${r.name}`);
+        return 0;
+      }
+      case 'snapshots': {
+        const { values, positionals } = parse(rest, {}, 1);
+        this.json = Boolean(values.json);
+        const i = await this.call(Rpc.vmInfo, { name: positionals[0]! });
+        this.print(i.snapshots, () => (i.snapshots.length === 0 ? `${i.name} has no snapshots (take one with: devvm snapshot ${i.name} NAME)` : table([
+          ['NAME', 'RAM', 'LAYER', 'TAKEN'],
+          ...i.snapshots.map((s) => [s.name, s.ram ? 'yes' : 'no', s.layer, s.createdAt]),
+        ])));
+        return 0;
+      }
+      case 'restore': {
+        const { values, positionals } = parse(rest, {}, 2);
+        this.json = Boolean(values.json);
+        const s = await this.call(Rpc.vmRestore, this.withToken({ name: positionals[0]!, snapshot: positionals[1]! }));
+        this.print(s, () => `${s.name} restored to ${positionals[1]} (${s.state})`);
+        return 0;
+      }
+      case 'clone': {
+        const { values, positionals } = parse(rest, { snapshot: { type: 'string' }, start: { type: 'boolean' } }, 2);
+        this.json = Boolean(values.json);
+        const s = await this.call(Rpc.vmClone, this.withToken({ source: positionals[0]!, name: positionals[1]!, snapshot: values.snapshot as string | undefined, start: Boolean(values.start) }));
+        this.print(s, () => `cloned ${positionals[0]} to ${s.name} (${s.state}, SSH port ${s.sshPort ?? '-'})`);
+        return 0;
+      }
+      case 'layers': {
+        const { values } = parse(rest, {}, 0);
+        this.json = Boolean(values.json);
+        const nodes = await this.call(Rpc.layerTree);
+        const lines: string[] = [];
+        const walk = (parent: string | null, depth: number) => {
+          for (const n of nodes.filter((x) => x.parent === parent)) {
+            const what = [...n.snapshots.map((x) => `snapshot ${x}`), n.usedBy.length ? `in ${n.usedBy.join(', ')}` : 'unused'].join('; ');
+            lines.push(`${'  '.repeat(depth)}${n.id} ${human(n.actualSize)} (${what})`);
+            walk(n.id, depth + 1);
+          }
+        };
+        for (const image of [...new Set(nodes.map((n) => n.image))]) {
+          lines.push(`image ${image}`);
+          walk(null, 1);
+        }
+        this.print(nodes, () => (lines.length ? lines.join('\n') : 'no layers'));
+        return 0;
+      }
+      case 'disk':
+        return this.disk(rest);
       case 'ssh': {
         const dash = rest.indexOf('--');
         const own = dash >= 0 ? rest.slice(0, dash) : rest;
@@ -323,6 +388,43 @@ class Cli {
       }
       default:
         throw new UsageError(`unknown command "${cmd}"`);
+    }
+  }
+
+  private async disk(argv: string[]): Promise<number> {
+    const [sub, ...rest] = argv;
+    switch (sub) {
+      case 'attach': {
+        const { values, positionals } = parse(rest, { usb: { type: 'boolean' }, 'read-only': { type: 'boolean' } }, 2);
+        this.json = Boolean(values.json);
+        const src = positionals[1]!;
+        const d = await this.call(Rpc.diskAttach, { name: positionals[0]!, source: src.startsWith('nbd://') ? src : path.resolve(src), usb: Boolean(values.usb), readOnly: Boolean(values['read-only']) });
+        this.print(d, () => `attached ${d.source} to ${positionals[0]} as ${d.id} (${d.bus}${d.readOnly ? ', read-only' : ''}); detach with: devvm disk detach ${positionals[0]} ${d.id}`);
+        return 0;
+      }
+      case 'detach': {
+        const { values, positionals } = parse(rest, {}, 2);
+        this.json = Boolean(values.json);
+        await this.call(Rpc.diskDetach, { name: positionals[0]!, id: positionals[1]! });
+        this.print({ detached: positionals[1] }, () => `detached ${positionals[1]} from ${positionals[0]}`);
+        return 0;
+      }
+      case 'export': {
+        const { values, positionals } = parse(rest, {}, [1, 2]);
+        this.json = Boolean(values.json);
+        const e = await this.call(Rpc.diskExport, this.withToken({ name: positionals[0]!, snapshot: positionals[1] }));
+        this.print(e, () => `serving layer ${e.layer} of ${e.vm} read-only at ${e.uri} (try: qemu-img info ${e.uri}); stop with: devvm disk unexport ${e.vm}`);
+        return 0;
+      }
+      case 'unexport': {
+        const { values, positionals } = parse(rest, {}, 1);
+        this.json = Boolean(values.json);
+        await this.call(Rpc.diskUnexport, { name: positionals[0]! });
+        this.print({ unexported: positionals[0] }, () => `stopped the NBD export of ${positionals[0]}`);
+        return 0;
+      }
+      default:
+        throw new UsageError(sub ? `unknown disk command "${sub}"` : 'missing disk command');
     }
   }
 

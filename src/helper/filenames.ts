@@ -16,6 +16,8 @@ export class Home {
   get imagesDir() { return path.join(this.root, 'images'); }
   get vmsDir() { return path.join(this.root, 'vms'); }
   get tmpDir() { return path.join(this.root, 'tmp'); }
+  /** Every layer above the VMs' caches (see layerpool.ts). */
+  get layersDir() { return path.join(this.root, 'layers'); }
   image(name: string) { return new ImageFiles(path.join(this.imagesDir, name)); }
   vm(name: string) { return new VmFiles(path.join(this.vmsDir, name)); }
 }
@@ -32,7 +34,8 @@ export class VmFiles {
   constructor(readonly dir: string) {}
   get meta() { return path.join(this.dir, 'vm.json'); }
   get cache() { return path.join(this.dir, 'cache.qcow2'); }
-  get overlay() { return path.join(this.dir, 'overlay.qcow2'); }
+  /** Before the layer pool: the overlay lived here (moved into the pool on next start). */
+  get legacyOverlay() { return path.join(this.dir, 'overlay.qcow2'); }
   get seed() { return path.join(this.dir, 'seed.iso'); }
   get hostKey() { return path.join(this.dir, 'ssh_host_ed25519_key'); }
   get qmp() { return path.join(this.dir, 'qmp.sock'); }
@@ -44,4 +47,11 @@ export class VmFiles {
   get launch() { return path.join(this.dir, 'launch.json'); }
   get ramDir() { return path.join(this.dir, 'ram'); }
   get suspendState() { return path.join(this.ramDir, 'suspend.ram'); }
+  snapshotRam(snapshot: string) { return path.join(this.ramDir, `${snapshot}.ram`); }
+  /** Disks hot-plugged into the running QEMU (removed when it ends). */
+  get attached() { return path.join(this.dir, 'attached.json'); }
+  /** The read-only NBD export of one of its layers (qemu-nbd). */
+  get nbdExport() { return path.join(this.dir, 'nbd.json'); }
+  get nbdPid() { return path.join(this.dir, 'nbd.pid'); }
+  get nbdLog() { return path.join(this.dir, 'nbd.log'); }
 }

@@ -36,6 +36,11 @@ export interface ProvisionSpec {
   authorizedKeys: string[];
   /** ed25519, generated on the host. */
   hostKey: { privateKey: string; publicKey: string };
+  /**
+   * A clone's seed: the user, their password and keys are already on the disk; only the
+   * machine's identity is new (hostname, host key, machine-id, via the new instance id).
+   */
+  clone?: boolean;
 }
 
 const SERIAL_TTY = 'ttyS0';
@@ -139,6 +144,14 @@ export function renderUserData(spec: ProvisionSpec): string {
   const runcmd: string[][] = [];
   const writeFiles: Array<Record<string, string>> = [];
 
+  if (s.clone) {
+    // The source's machine-id is on the disk; systemd makes a new one when the file is gone.
+    bootcmd.push(
+      ['cloud-init-per', 'instance', 'devvm-machine-id-rm', 'rm', '-f', '/etc/machine-id', '/var/lib/dbus/machine-id'],
+      ['cloud-init-per', 'instance', 'devvm-machine-id-new', 'systemd-machine-id-setup'],
+    );
+  }
+
   if (!s.ssh) {
     // bootcmd runs inside cloud-init.service, which on Debian is ordered Before=sysinit.target
     // (and Before=sshd.service, the alias of ssh.service); ssh.service and ssh.socket keep
@@ -183,7 +196,7 @@ export function renderUserData(spec: ProvisionSpec): string {
     growpart: { mode: 'off' },
     resize_rootfs: true,
     // A list without "default": the distribution's default user is not created.
-    users: [user],
+    users: s.clone ? [] : [user],
     disable_root: true,
     ssh_pwauth: false,
     // The host key was made on the host and is pinned in the client's known_hosts.

@@ -141,6 +141,23 @@ export class Server {
     handle(Rpc.vmStop, (p) => vms.stop(v.vmName(p.name), optBool(p, 'force') ?? false));
     handle(Rpc.vmDelete, (p) => vms.delete(v.vmName(p.name), optBool(p, 'force') ?? false));
     handle(Rpc.vmSshTarget, (p) => vms.sshTarget(v.vmName(p.name)));
+    handle(Rpc.vmSnapshot, (p) => vms.snapshot(v.vmName(p.name), v.snapshotName(p.snapshot), optBool(p, 'ram') ?? false, progressFor(p)));
+    handle(Rpc.vmRestore, (p) => vms.restore(v.vmName(p.name), v.snapshotName(p.snapshot), progressFor(p)));
+    handle(Rpc.vmSnapshotDelete, (p) => vms.deleteSnapshot(v.vmName(p.name), v.snapshotName(p.snapshot)));
+    handle(Rpc.vmClone, (p) =>
+      vms.clone(
+        { source: v.vmName(p.source), name: v.vmName(p.name), snapshot: p.snapshot === undefined ? undefined : v.snapshotName(p.snapshot), start: optBool(p, 'start') },
+        progressFor(p),
+      ),
+    );
+    handle(Rpc.layerTree, () => vms.layerTree());
+    handle(Rpc.diskAttach, async (p) => {
+      const { port: _port, ...d } = await vms.attachDisk(v.vmName(p.name), { source: v.diskSource(p.source), usb: optBool(p, 'usb') ?? false, readOnly: optBool(p, 'readOnly') ?? false });
+      return d;
+    });
+    handle(Rpc.diskDetach, (p) => vms.detachDisk(v.vmName(p.name), v.diskId(p.id)));
+    handle(Rpc.diskExport, (p) => vms.exportDisk(v.vmName(p.name), p.snapshot === undefined ? undefined : v.snapshotName(p.snapshot), progressFor(p)));
+    handle(Rpc.diskUnexport, (p) => vms.unexportDisk(v.vmName(p.name)));
 
     handle(Rpc.imageList, () => Promise.all(images.names().map((n) => images.info(n, vms.imageUsers(n)))));
     // build and pull differ only in where the base comes from.

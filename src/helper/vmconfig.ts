@@ -19,11 +19,35 @@ export interface VmConfig {
   /** Why first setup failed, when it did (read from the serial log). */
   provisionError?: string;
   /** Set while a RAM state file (vms/<name>/ram/suspend.ram) waits to be resumed. */
-  suspended?: {
-    savedAt: string;
-    /** Whether the first-boot seed was attached: the restore needs the same devices. */
-    seed: boolean;
-    /** Hash of what the state depends on (QEMU version, accelerator, CPUs, memory, image). */
-    fingerprint: string;
-  };
+  suspended?: RamState;
+  /**
+   * The writable top layer's id in the layer pool; the chain below it follows the pool's
+   * parent links. Absent on VMs made before the pool (overlay.qcow2 in the VM directory):
+   * their next start moves it into the pool.
+   */
+  overlay?: string;
+  snapshots?: SnapshotRecord[];
+  /**
+   * A live freeze under way (written before QEMU switches layers): if the helper dies
+   * mid-way, its next start finishes or undoes it by asking QEMU which layer is on top.
+   */
+  pending?: { newOverlay: string; snapshot?: SnapshotRecord };
+  clonedFrom?: { vm: string; layer: string };
+}
+
+export interface RamState {
+  savedAt: string;
+  /** Whether the first-boot seed was attached: the restore needs the same devices. */
+  seed: boolean;
+  /** Hash of what the state depends on (QEMU version, accelerator, CPUs, memory, image, device layout). */
+  fingerprint: string;
+}
+
+export interface SnapshotRecord {
+  name: string;
+  /** The frozen layer: the disk as it was. */
+  layer: string;
+  createdAt: string;
+  /** Set when RAM was saved too (vms/<name>/ram/<snapshot>.ram). */
+  ram?: RamState;
 }

@@ -5,26 +5,28 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { DevvmError } from '../shared/errors';
 import type { CreateParams, SshTarget } from '../shared/rpc';
-import type { LayerInfo, VmInfo, VmState, VmSummary } from '../shared/types';
+import { VM_STATES, type LayerInfo, type LayerNode, type SnapshotInfo, type VmInfo, type VmState, type VmSummary } from '../shared/types';
 import * as v from '../shared/validate';
 import type { AccelChoice } from './accel';
+import * as disks from './disks';
 import type { Home, VmFiles } from './filenames';
 import type { Images, Progress } from './images';
+import { LayerPool } from './layerpool';
 import { createLayer, layerInfo } from './layers';
 import { log } from './log';
 import { run } from './proc';
 import * as provision from './provision';
-import { qemuArgs, randomMac } from './qemu/args';
+import { MACHINE_LAYOUT, qemuArgs, randomMac } from './qemu/args';
 import { Machine } from './qemu/machine';
 import { loadRamState, saveRamState } from './qemu/ramstate';
 import { sshHostAlias, writeSshConfig } from './sshconfig';
 import { readJson, writeJsonAtomic } from './store';
-import type { VmConfig } from './vmconfig';
+import type { SnapshotRecord, VmConfig } from './vmconfig';
 
 const GiB = 1024 ** 3;
 const MIN_FREE_BYTES = 256 * 1024 * 1024;
@@ -102,13 +104,23 @@ function tailLines(file: string, n: number): string {
   }
 }
 
+type OpLabel = 'snapshotting' | 'restoring' | 'cloning' | 'attaching' | 'exporting';
+
+function snapshotInfo(s: SnapshotRecord): SnapshotInfo {
+  return { name: s.name, layer: s.layer, ram: !!s.ram, createdAt: s.createdAt };
+}
+
 export class Vms extends EventEmitter {
   private machines = new Map<string, Machine>();
-  /** In-flight operation per VM: its transitional state. Also the per-VM lock. */
-  private ops = new Map<string, VmState>();
+  /**
+   * In-flight operation per VM, also the per-VM lock: a transitional state, or a label
+   * such as "snapshotting" for work that leaves the VM's state as it is.
+   */
+  private ops = new Map<string, VmState | OpLabel>();
   private watchers = new Map<string, NodeJS.Timeout>();
   private accel: AccelChoice | null = null;
   private qemuVersion: Promise<string> | null = null;
+  readonly pool: LayerPool;
 
   constructor(
     private readonly home: Home,
@@ -116,6 +128,7 @@ export class Vms extends EventEmitter {
     private readonly opts: VmsOptions,
   ) {
     super();
+    this.pool = new LayerPool(home.layersDir);
   }
 
   // ---- reading -------------------------------------------------------------
@@ -143,7 +156,7 @@ export class Vms extends EventEmitter {
 
   state(name: string): VmState {
     const op = this.ops.get(name);
-    if (op) return op;
+    if (op && (VM_STATES as readonly string[]).includes(op)) return op as VmState;
     if (this.machines.get(name)?.alive) return 'running';
     return this.exists(name) && this.config(name).suspended && existsSync(this.home.vm(name).suspendState) ? 'suspended' : 'stopped';
   }
@@ -180,8 +193,14 @@ export class Vms extends EventEmitter {
     const c = this.config(name);
     const f = this.home.vm(name);
     const img = this.images.get(c.image);
+    const snaps = c.snapshots ?? [];
+    const frozen = this.chain(c).slice(0, -1).reverse();
+    const users = this.layerUsers();
     const layers: LayerInfo[] = await Promise.all([
-      layerInfo('overlay', f.overlay, false, [name]),
+      layerInfo('overlay', this.overlayFile(c), false, [name]),
+      ...frozen.map((id) =>
+        layerInfo('snapshot', this.pool.file(id), true, users.get(id) ?? []).then((l) => ({ ...l, id, snapshots: snaps.filter((s) => s.layer === id).map((s) => s.name) })),
+      ),
       layerInfo('cache', f.cache, false, [name]),
       layerInfo('base', img.file, true, this.imageUsers(c.image)),
     ]);
@@ -199,8 +218,8 @@ export class Vms extends EventEmitter {
       serialLog: f.serialLog,
       createdAt: c.createdAt,
       layers,
-      snapshots: [],
-      disks: [],
+      snapshots: snaps.map(snapshotInfo),
+      disks: this.attachedDisks(name).map(({ port: _port, ...d }) => d),
       usb: [],
     };
   }
@@ -209,6 +228,65 @@ export class Vms extends EventEmitter {
     const c = this.config(name);
     if (!c.ssh) throw new DevvmError('invalid-state', `SSH is disabled for VM "${name}"`, 'it was created with --no-ssh; use the serial console');
     return { configFile: this.home.sshConfig, host: sshHostAlias(name), user: c.user, port: c.sshPort };
+  }
+
+  // ---- layers --------------------------------------------------------------
+
+  /** Pool layer ids of the VM's disk, bottom to top (the last is the writable overlay). */
+  private chain(c: VmConfig): string[] {
+    return c.overlay ? this.pool.path(c.overlay) : [];
+  }
+
+  private overlayFile(c: VmConfig): string {
+    return c.overlay ? this.pool.file(c.overlay) : this.home.vm(c.name).legacyOverlay;
+  }
+
+  /** For every pool layer, the VMs whose active chain runs through it. */
+  private layerUsers(): Map<string, string[]> {
+    const users = new Map<string, string[]>();
+    for (const n of this.names()) {
+      if (!this.exists(n)) continue;
+      for (const id of this.chain(this.config(n))) users.set(id, [...(users.get(id) ?? []), n]);
+    }
+    return users;
+  }
+
+  /** Every layer in the pool with who uses it: the tree's edges are the parent links. */
+  async layerTree(): Promise<LayerNode[]> {
+    const users = this.layerUsers();
+    const snaps = new Map<string, string[]>();
+    for (const n of this.names()) {
+      if (!this.exists(n)) continue;
+      for (const s of this.config(n).snapshots ?? []) snaps.set(s.layer, [...(snaps.get(s.layer) ?? []), `${n}/${s.name}`]);
+    }
+    return Promise.all(
+      this.pool.all().map(async (l) => ({
+        id: l.id,
+        parent: l.parent,
+        image: l.image,
+        file: this.pool.file(l.id),
+        actualSize: (await layerInfo('snapshot', this.pool.file(l.id), true, [])).actualSize,
+        createdAt: l.createdAt,
+        snapshots: snaps.get(l.id) ?? [],
+        usedBy: users.get(l.id) ?? [],
+      })),
+    );
+  }
+
+  /** Drops pool layers no VM chain, snapshot or unfinished freeze refers to. */
+  private collectLayers(): void {
+    const roots: string[] = [];
+    for (const n of this.names()) {
+      if (!this.exists(n)) continue;
+      const c = this.config(n);
+      if (c.overlay) roots.push(c.overlay);
+      if (c.pending) roots.push(c.pending.newOverlay);
+      for (const s of c.snapshots ?? []) roots.push(s.layer);
+      const ex = this.nbdExport(n);
+      if (ex) roots.push(ex.layer);
+    }
+    const removed = this.pool.gc(roots);
+    if (removed.length) log.info(`removed unused layers ${removed.join(', ')}`);
   }
 
   // ---- helper start-up -----------------------------------------------------
@@ -225,7 +303,9 @@ export class Vms extends EventEmitter {
       } else {
         rmSync(f.pid, { force: true });
       }
+      await this.settlePending(name);
     }
+    this.collectLayers();
     this.writeSshConfig();
   }
 
@@ -236,6 +316,7 @@ export class Vms extends EventEmitter {
       this.machines.delete(name);
       this.stopWatching(name);
       rmSync(this.home.vm(name).pid, { force: true });
+      rmSync(this.home.vm(name).attached, { force: true });
       this.dropUsedSeed(name);
       log.info(`${name}: qemu exited`);
       this.changed(name);
@@ -249,7 +330,8 @@ export class Vms extends EventEmitter {
   private dropUsedSeed(name: string): void {
     try {
       const cfg = this.config(name);
-      if (cfg.provisioned && !cfg.suspended) rmSync(this.home.vm(name).seed, { force: true });
+      const needed = cfg.suspended?.seed || (cfg.snapshots ?? []).some((s) => s.ram?.seed);
+      if (cfg.provisioned && !needed) rmSync(this.home.vm(name).seed, { force: true });
     } catch {
       // VM deleted meanwhile
     }
@@ -264,7 +346,7 @@ export class Vms extends EventEmitter {
   }
 
   /** Runs `fn` with the VM marked `state`; a second operation on the same VM is refused. */
-  private async withOp<T>(name: string, state: VmState, fn: () => Promise<T>): Promise<T> {
+  private async withOp<T>(name: string, state: VmState | OpLabel, fn: () => Promise<T>): Promise<T> {
     const current = this.ops.get(name);
     if (current) throw new DevvmError('busy', `VM "${name}" is busy (${current})`, 'wait for it to finish');
     this.ops.set(name, state);
@@ -313,8 +395,10 @@ export class Vms extends EventEmitter {
       }
       try {
         progress('creating disk layers');
-        const [, hostKey, passwordHash, clientKey] = await Promise.all([
-          createLayer(f.cache, img.file, img.format).then(() => createLayer(f.overlay, f.cache, 'qcow2', diskGiB * GiB)),
+        const [overlay, hostKey, passwordHash, clientKey] = await Promise.all([
+          createLayer(f.cache, img.file, img.format).then(() =>
+            this.pool.create({ parent: null, baseFile: img.file, baseFormat: img.format, image: imageName, vm: name, sizeBytes: diskGiB * GiB }),
+          ),
           provision.generateHostKey(f.hostKey, `devvm-${name}`),
           password === null ? Promise.resolve(null) : provision.hashPassword(password),
           provision.ensureClientKey(this.home.privateKey),
@@ -335,6 +419,7 @@ export class Vms extends EventEmitter {
           instanceId: `devvm-${randomUUID()}`,
           createdAt: new Date().toISOString(),
           provisioned: false,
+          overlay: overlay.id,
         };
         progress('writing first-boot seed');
         await provision.writeSeed(
@@ -360,6 +445,7 @@ export class Vms extends EventEmitter {
       } catch (e) {
         rmSync(f.dir, { recursive: true, force: true });
         rmSync(this.home.knownHosts(name), { force: true });
+        this.collectLayers();
         throw e;
       }
       this.writeSshConfig();
@@ -400,7 +486,9 @@ export class Vms extends EventEmitter {
       cfg = this.config(name);
       const f = this.home.vm(name);
       const img = this.images.get(cfg.image);
-      for (const file of [img.file, f.cache, f.overlay]) {
+      // VMs made before the layer pool keep their one overlay (no snapshots for them).
+      const layers = cfg.overlay ? this.chain(cfg).map((id) => ({ id, file: this.pool.file(id) })) : [{ id: 'overlay', file: f.legacyOverlay }];
+      for (const file of [img.file, f.cache, ...layers.map((l) => l.file)]) {
         if (!existsSync(file)) throw new DevvmError('not-found', `disk layer missing: ${file}`, `the VM cannot start; see "devvm info ${name}"`);
       }
       if (cfg.ssh && !(await portIsFree(cfg.sshPort))) {
@@ -433,7 +521,7 @@ export class Vms extends EventEmitter {
         accel: this.accel.name,
         cpus: cfg.cpus,
         memoryMiB: cfg.memoryMiB,
-        disks: { base: { file: img.file, format: img.format }, cache: f.cache, overlay: f.overlay },
+        disks: { base: { file: img.file, format: img.format }, cache: f.cache, layers },
         kernel: img.kernel,
         initrd: img.initrd,
         seed,
@@ -474,7 +562,7 @@ export class Vms extends EventEmitter {
     this.qemuVersion ??= run(this.opts.qemuBinary, ['--version']).then((r) => r.stdout.trim().split('\n')[0] ?? '');
     this.accel ??= await this.opts.accelerator();
     const img = this.images.get(cfg.image);
-    const parts = { qemu: await this.qemuVersion, accel: this.accel.name, cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, image: img.sha256, kernel: img.kernel, seed, ssh: cfg.ssh };
+    const parts = { qemu: await this.qemuVersion, accel: this.accel.name, cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, image: img.sha256, kernel: img.kernel, seed, ssh: cfg.ssh, layout: MACHINE_LAYOUT };
     return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
   }
 
@@ -483,6 +571,7 @@ export class Vms extends EventEmitter {
     this.config(name);
     const m = this.machines.get(name);
     if (!m?.alive) throw new DevvmError('invalid-state', `VM "${name}" is ${this.state(name)}`, 'only a running VM can be suspended');
+    if (this.attachedDisks(name).length) throw new DevvmError('invalid-state', `VM "${name}" has hot-plugged disks; a saved state cannot restore them`, 'detach them first');
     const f = this.home.vm(name);
     await this.withOp(name, 'suspending', async () => {
       mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
@@ -503,6 +592,316 @@ export class Vms extends EventEmitter {
       await m.stop(true, 0);
     });
     return this.summary(name);
+  }
+
+  // ---- snapshots and clones ------------------------------------------------
+
+  private poolOverlay(c: VmConfig): string {
+    if (!c.overlay) throw new DevvmError('invalid-state', `VM "${c.name}" was made by an older devvm and has no layer pool`, 'recreate it to use snapshots and clones');
+    return c.overlay;
+  }
+
+  private findSnapshot(c: VmConfig, snapshot: string): SnapshotRecord {
+    const s = (c.snapshots ?? []).find((x) => x.name === v.snapshotName(snapshot));
+    if (!s) throw new DevvmError('not-found', `VM "${c.name}" has no snapshot "${snapshot}"`, `see "devvm snapshots ${c.name}"`);
+    return s;
+  }
+
+  /** The node QEMU's root disk reads from now (changes with every live freeze). */
+  private async topNode(m: Machine): Promise<string | undefined> {
+    const blocks = await m.qmp.execute<Array<{ qdev?: string; inserted?: { 'node-name'?: string } }>>('query-block');
+    return blocks.find((b) => b.qdev === 'disk0' || b.qdev?.startsWith('/machine/peripheral/disk0/'))?.inserted?.['node-name'];
+  }
+
+  /**
+   * Freezes the VM's overlay as a read-only layer under a fresh overlay; live (QMP
+   * blockdev-snapshot onto a pre-made file) when QEMU runs. With `ramFile` the guest is
+   * paused around the switch and the RAM save, so state file and frozen disk match.
+   * Caller holds the VM's op. Returns the frozen layer and how long the guest stalled.
+   */
+  private async freeze(name: string, snapshot: SnapshotRecord | undefined, ramFile: string | null, progress: Progress): Promise<{ layer: string; pauseMs: number }> {
+    const cfg = this.config(name);
+    const old = this.poolOverlay(cfg);
+    const img = this.images.get(cfg.image);
+    const next = await this.pool.create({ parent: old, baseFile: img.file, baseFormat: img.format, image: cfg.image, vm: name, sizeBytes: cfg.diskGiB * GiB });
+    const m = this.machines.get(name);
+    if (!m?.alive) {
+      this.save({ ...cfg, overlay: next.id, snapshots: snapshot ? [...(cfg.snapshots ?? []), snapshot] : cfg.snapshots });
+      return { layer: old, pauseMs: 0 };
+    }
+    // Journal first: a helper killed past this point is settled by settlePending on restart.
+    this.save({ ...cfg, pending: { newOverlay: next.id, snapshot } });
+    let pauseMs = 0;
+    const t0 = performance.now();
+    try {
+      if (ramFile) {
+        progress('pausing the guest');
+        await m.qmp.execute('stop');
+      }
+      progress('freezing the disk layer');
+      const file = this.pool.file(next.id);
+      await m.qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': next.id, file: { driver: 'file', filename: file, discard: 'unmap' }, discard: 'unmap', backing: null });
+      const t1 = performance.now();
+      await m.qmp.execute('blockdev-snapshot', { node: old, overlay: next.id });
+      pauseMs = performance.now() - t1;
+      if (ramFile) {
+        progress('saving RAM');
+        await saveRamState(m.qmp, `${ramFile}.partial`);
+        renameSync(`${ramFile}.partial`, ramFile);
+        pauseMs = performance.now() - t0;
+      }
+    } finally {
+      await this.settlePending(name);
+    }
+    return { layer: old, pauseMs };
+  }
+
+  /**
+   * Finishes or undoes a live freeze: QEMU says which layer is on top. With QEMU gone the
+   * switch is kept, which is right either way (an empty layer on top changes nothing). A
+   * guest paused for a RAM save is resumed; a snapshot whose RAM file never completed is
+   * dropped (its disk layer stays in the chain).
+   */
+  private async settlePending(name: string): Promise<void> {
+    const cfg = this.config(name);
+    if (!cfg.pending) return;
+    const { newOverlay, snapshot } = cfg.pending;
+    const m = this.machines.get(name);
+    let switched = true;
+    if (m?.alive) {
+      try {
+        switched = (await this.topNode(m)) === newOverlay;
+        if (!switched) await m.qmp.execute('blockdev-del', { 'node-name': newOverlay }).catch(() => {});
+        const { status } = await m.qmp.execute<{ status: string }>('query-status');
+        if (status === 'paused' || status === 'postmigrate') await m.qmp.execute('cont');
+      } catch (e) {
+        log.warn(`${name}: QEMU went away while settling a freeze: ${(e as Error).message}`);
+        switched = true;
+      }
+    }
+    const ram = snapshot?.ram ? this.home.vm(name).snapshotRam(snapshot.name) : null;
+    if (ram) rmSync(`${ram}.partial`, { force: true });
+    const keep = snapshot && switched && (!ram || existsSync(ram));
+    if (switched) {
+      this.save({ ...cfg, overlay: newOverlay, pending: undefined, snapshots: keep ? [...(cfg.snapshots ?? []), snapshot] : cfg.snapshots });
+    } else {
+      this.save({ ...cfg, pending: undefined });
+      this.pool.remove(newOverlay);
+    }
+    log.info(`${name}: freeze ${switched ? 'kept' : 'undone'}${snapshot && !keep ? ` (snapshot "${snapshot.name}" dropped)` : ''}`);
+  }
+
+  async snapshot(name: string, snapshot: string, ram: boolean, progress: Progress): Promise<SnapshotInfo & { pauseMs: number }> {
+    const cfg = this.config(name);
+    const snap = v.snapshotName(snapshot);
+    this.poolOverlay(cfg);
+    if ((cfg.snapshots ?? []).some((s) => s.name === snap)) throw new DevvmError('already-exists', `VM "${name}" already has a snapshot "${snap}"`, 'pick another name or delete it first');
+    const state = this.state(name);
+    if (ram && state !== 'running' && state !== 'suspended') throw new DevvmError('invalid-state', `VM "${name}" is ${state}: there is no RAM to save`, 'start it, or take a disk-only snapshot without --ram');
+    if (ram && state === 'running' && this.attachedDisks(name).length) {
+      throw new DevvmError('invalid-state', `VM "${name}" has hot-plugged disks; a RAM state cannot restore them`, 'detach them first, or take a disk-only snapshot');
+    }
+    const f = this.home.vm(name);
+    const rec: SnapshotRecord = { name: snap, layer: cfg.overlay!, createdAt: new Date().toISOString() };
+    const { pauseMs } = await this.withOp(name, 'snapshotting', async () => {
+      if (!ram) return this.freeze(name, rec, null, progress);
+      mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
+      if (this.state(name) === 'suspended') {
+        // The suspend file already is this disk's RAM: link it, no copy.
+        linkSync(f.suspendState, f.snapshotRam(snap));
+        try {
+          return await this.freeze(name, { ...rec, ram: this.config(name).suspended }, null, progress);
+        } catch (e) {
+          rmSync(f.snapshotRam(snap), { force: true });
+          throw e;
+        }
+      }
+      const seed = existsSync(f.launch) && readJson<{ seed: boolean }>(f.launch).seed;
+      return this.freeze(name, { ...rec, ram: { savedAt: rec.createdAt, seed, fingerprint: await this.fingerprint(this.config(name), seed) } }, f.snapshotRam(snap), progress);
+    });
+    const saved = this.findSnapshot(this.config(name), snap);
+    log.info(`${name}: snapshot ${snap} (layer ${saved.layer}${saved.ram ? ', with RAM' : ''}), guest stalled ${pauseMs.toFixed(1)} ms`);
+    return { ...snapshotInfo(saved), pauseMs };
+  }
+
+  /**
+   * Back to a snapshot: a fresh overlay on its layer (what was written since is dropped).
+   * With RAM the VM becomes suspended at that moment, and a VM that was running resumes.
+   */
+  async restore(name: string, snapshot: string, progress: Progress): Promise<VmSummary> {
+    const snap = this.findSnapshot(this.config(name), snapshot);
+    const f = this.home.vm(name);
+    if (snap.ram && !existsSync(f.snapshotRam(snap.name))) throw new DevvmError('not-found', `the RAM file of snapshot "${snap.name}" is missing: ${f.snapshotRam(snap.name)}`);
+    if (this.ops.has(name)) throw new DevvmError('busy', `VM "${name}" is busy (${this.ops.get(name)})`, 'wait for it to finish');
+    const wasRunning = this.state(name) === 'running';
+    if (wasRunning) await this.stop(name, true);
+    await this.withOp(name, 'restoring', async () => {
+      const cfg = this.config(name);
+      const img = this.images.get(cfg.image);
+      progress(`restoring snapshot ${snap.name}`);
+      const next = await this.pool.create({ parent: snap.layer, baseFile: img.file, baseFormat: img.format, image: cfg.image, vm: name, sizeBytes: cfg.diskGiB * GiB });
+      rmSync(f.suspendState, { force: true });
+      if (snap.ram) {
+        mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
+        linkSync(f.snapshotRam(snap.name), f.suspendState);
+      }
+      this.save({ ...cfg, overlay: next.id, suspended: snap.ram });
+      this.collectLayers();
+    });
+    return wasRunning ? this.start(name, {}, progress) : this.summary(name);
+  }
+
+  /** Forgets a snapshot; its layer goes once no chain, snapshot or clone still needs it. */
+  async deleteSnapshot(name: string, snapshot: string): Promise<void> {
+    const snap = this.findSnapshot(this.config(name), snapshot);
+    await this.withOp(name, 'snapshotting', async () => {
+      const cfg = this.config(name);
+      this.save({ ...cfg, snapshots: (cfg.snapshots ?? []).filter((s) => s.name !== snap.name) });
+      rmSync(this.home.vm(name).snapshotRam(snap.name), { force: true });
+      this.collectLayers();
+    });
+    this.changed(name);
+  }
+
+  /**
+   * A new VM on a frozen layer of `source` (its current disk, frozen live, or a snapshot):
+   * O(1) in disk size. The clone keeps the user and their files and gets its own identity:
+   * instance id (cloud-init's per-instance setup runs again), host key, machine-id, MAC,
+   * SSH port.
+   */
+  async clone(p: { source: string; name: string; snapshot?: string; start?: boolean }, progress: Progress): Promise<VmSummary> {
+    const source = v.vmName(p.source);
+    const name = v.vmName(p.name);
+    const src = this.config(source);
+    this.poolOverlay(src);
+    if (this.exists(name) || this.ops.has(name) || existsSync(this.home.vm(name).dir)) {
+      throw new DevvmError('already-exists', `a VM named "${name}" already exists`, 'pick another name or delete it first');
+    }
+    const layer = p.snapshot !== undefined
+      ? this.findSnapshot(src, p.snapshot).layer
+      : (await this.withOp(source, 'cloning', () => this.freeze(source, undefined, null, progress))).layer;
+    const f = this.home.vm(name);
+    await this.withOp(name, 'creating', async () => {
+      mkdirSync(this.home.vmsDir, { recursive: true, mode: 0o700 });
+      mkdirSync(f.dir, { mode: 0o700 });
+      try {
+        const img = this.images.get(src.image);
+        progress('creating disk layers');
+        const [overlay, hostKey, clientKey] = await Promise.all([
+          createLayer(f.cache, img.file, img.format).then(() =>
+            this.pool.create({ parent: layer, baseFile: img.file, baseFormat: img.format, image: src.image, vm: name, sizeBytes: src.diskGiB * GiB }),
+          ),
+          provision.generateHostKey(f.hostKey, `devvm-${name}`),
+          provision.ensureClientKey(this.home.privateKey),
+        ]);
+        const cfg: VmConfig = {
+          ...src,
+          name,
+          sshPort: await freePort(this.usedPorts()),
+          mac: randomMac(randomBytes(3)),
+          instanceId: `devvm-${randomUUID()}`,
+          createdAt: new Date().toISOString(),
+          provisioned: false,
+          provisionError: undefined,
+          suspended: undefined,
+          pending: undefined,
+          snapshots: undefined,
+          overlay: overlay.id,
+          clonedFrom: { vm: source, layer },
+        };
+        await provision.writeSeed(
+          f.seed,
+          { hostname: name, instanceId: cfg.instanceId, user: cfg.user, fullName: cfg.fullName, passwordHash: null, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey], hostKey, clone: true },
+          f.dir,
+        );
+        writeFileSync(this.home.knownHosts(name), `${provision.knownHostsLine(sshHostAlias(name), hostKey.publicKey)}\n`, { mode: 0o600 });
+        rmSync(f.hostKey, { force: true });
+        rmSync(`${f.hostKey}.pub`, { force: true });
+        this.save(cfg);
+      } catch (e) {
+        rmSync(f.dir, { recursive: true, force: true });
+        rmSync(this.home.knownHosts(name), { force: true });
+        this.collectLayers();
+        throw e;
+      }
+      this.writeSshConfig();
+      log.info(`cloned ${source} to ${name} on layer ${layer}`);
+    });
+    return p.start ? this.start(name, {}, progress) : this.summary(name);
+  }
+
+  // ---- extra disks and NBD export ------------------------------------------
+
+  /** Disks hot-plugged into the running QEMU (none when it does not run). */
+  attachedDisks(name: string): disks.AttachedRecord[] {
+    const f = this.home.vm(name);
+    if (!this.machines.get(name)?.alive || !existsSync(f.attached)) return [];
+    return readJson<disks.AttachedRecord[]>(f.attached);
+  }
+
+  private runningMachine(name: string, what: string): Machine {
+    this.config(name);
+    const m = this.machines.get(name);
+    if (!m?.alive) throw new DevvmError('invalid-state', `VM "${name}" is ${this.state(name)}`, `start it to ${what}`);
+    return m;
+  }
+
+  async attachDisk(name: string, o: { source: string; usb: boolean; readOnly: boolean }): Promise<disks.AttachedRecord> {
+    const m = this.runningMachine(name, 'attach a disk');
+    const format = await disks.checkSource(o.source, this.home.root, o.readOnly);
+    return this.withOp(name, 'attaching', async () => {
+      const list = this.attachedDisks(name);
+      const d = await disks.attach(m.qmp, list, { ...o, format });
+      writeJsonAtomic(this.home.vm(name).attached, [...list, d]);
+      log.info(`${name}: attached ${d.source} as ${d.id} (${d.bus}${d.readOnly ? ', read-only' : ''})`);
+      return d;
+    });
+  }
+
+  async detachDisk(name: string, id: string): Promise<void> {
+    const m = this.runningMachine(name, 'detach a disk');
+    const d = this.attachedDisks(name).find((x) => x.id === id);
+    if (!d) throw new DevvmError('not-found', `VM "${name}" has no attached disk "${id}"`, `see "devvm info ${name}"`);
+    await this.withOp(name, 'attaching', async () => {
+      await disks.detach(m.qmp, d);
+      writeJsonAtomic(this.home.vm(name).attached, this.attachedDisks(name).filter((x) => x.id !== id));
+    });
+    log.info(`${name}: detached ${id}`);
+  }
+
+  /** The VM's running NBD export, if any (derived from the qemu-nbd process). */
+  nbdExport(name: string): disks.ExportRecord | null {
+    const f = this.home.vm(name);
+    if (!existsSync(f.nbdExport)) return null;
+    const rec = readJson<disks.ExportRecord>(f.nbdExport);
+    return disks.exportAlive(rec, f.nbdPid, this.pool.file(rec.layer)) ? rec : null;
+  }
+
+  private stopExport(name: string): void {
+    const rec = this.nbdExport(name);
+    if (rec) process.kill(rec.pid, 'SIGTERM');
+    rmSync(this.home.vm(name).nbdExport, { force: true });
+  }
+
+  /** Serves a snapshot's layer (or the current disk, frozen now) read-only over NBD on 127.0.0.1. */
+  async exportDisk(name: string, snapshot: string | undefined, progress: Progress): Promise<{ vm: string; layer: string; uri: string }> {
+    const cfg = this.config(name);
+    this.poolOverlay(cfg);
+    const snap = snapshot === undefined ? null : this.findSnapshot(cfg, snapshot);
+    return this.withOp(name, 'exporting', async () => {
+      const layer = snap ? snap.layer : (await this.freeze(name, undefined, null, progress)).layer;
+      this.stopExport(name);
+      const f = this.home.vm(name);
+      const rec = await disks.serveNbd({ file: this.pool.file(layer), exportName: snap ? `${name}-${snap.name}` : `${name}-${layer}`, pidFile: f.nbdPid, logFile: f.nbdLog, layer });
+      writeJsonAtomic(f.nbdExport, rec);
+      log.info(`${name}: exporting layer ${layer} at ${rec.uri}`);
+      return { vm: name, layer, uri: rec.uri };
+    });
+  }
+
+  unexportDisk(name: string): void {
+    this.config(name);
+    this.stopExport(name);
   }
 
   /** Reads new serial output until cloud-init's final message (success) or a known failure. */
@@ -595,9 +994,11 @@ export class Vms extends EventEmitter {
       await this.stop(name, true);
     }
     await this.withOp(name, 'stopping', async () => {
+      this.stopExport(name);
       rmSync(this.home.vm(name).dir, { recursive: true, force: true });
       rmSync(this.home.knownHosts(name), { force: true });
     });
+    this.collectLayers();
     this.writeSshConfig();
     this.emit('removed', name);
   }

@@ -49,6 +49,21 @@ export function snapshotName(value: unknown): string {
   return value;
 }
 
+/** A disk to attach: an nbd:// URI or an absolute file path (checked further by the helper). */
+export function diskSource(value: unknown): string {
+  if (typeof value !== 'string' || !value || value.length > 4096 || /[\x00-\x1f\x7f]/.test(value)) {
+    invalid(`invalid disk source ${preview(value)}`, 'give an absolute path to a qcow2/raw file or nbd://HOST:PORT/EXPORT');
+  }
+  if (!value.startsWith('/') && !value.startsWith('nbd://')) invalid(`disk source ${preview(value)} is neither an absolute path nor an nbd:// URI`);
+  return value;
+}
+
+/** An attached disk's id as devvm names them ("xd1"). */
+export function diskId(value: unknown): string {
+  if (typeof value !== 'string' || !/^xd[0-9]{1,3}$/.test(value)) invalid(`invalid disk id ${preview(value)}`, 'see the disks in "devvm info NAME"');
+  return value;
+}
+
 export function userName(value: unknown): string {
   if (typeof value !== 'string' || !USER_NAME.test(value)) {
     invalid(`invalid user name ${preview(value)}`, 'use up to 32 lowercase letters, digits, "_" and "-", starting with a letter or "_"');

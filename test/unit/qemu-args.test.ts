@@ -7,7 +7,7 @@ const spec: QemuSpec = {
   accel: 'tcg',
   cpus: 2,
   memoryMiB: 1024,
-  disks: { base: { file: '/img/disk.qcow2', format: 'qcow2' }, cache: '/vm/cache.qcow2', overlay: '/vm/overlay.qcow2' },
+  disks: { base: { file: '/img/disk.qcow2', format: 'qcow2' }, cache: '/vm/cache.qcow2', layers: [{ id: 'l000000000001', file: '/pool/l000000000001.qcow2' }, { id: 'l000000000002', file: '/pool/l000000000002.qcow2' }] },
   kernel: '/img/vmlinuz',
   initrd: '/img/initrd.img',
   seed: '/vm/seed.iso',
@@ -21,16 +21,21 @@ const spec: QemuSpec = {
 
 const after = (args: string[], flag: string) => args.filter((_, i) => args[i - 1] === flag);
 
-test('every layer is an explicit blockdev node, chained overlay -> copy-on-read(cache) -> base', () => {
+test('every layer is an explicit blockdev node, chained overlay -> snapshot -> copy-on-read(cache) -> base', () => {
   const nodes = after(qemuArgs(spec), '-blockdev').map((j) => JSON.parse(j) as Record<string, unknown>);
   const byName = new Map(nodes.map((n) => [n['node-name'], n]));
   assert.equal(byName.get('base')?.['read-only'], true);
   assert.equal(byName.get('base-file')?.['read-only'], true);
   assert.equal(byName.get('cache')?.backing, 'base');
   assert.deepEqual(byName.get('cache-cor'), { driver: 'copy-on-read', file: 'cache', 'node-name': 'cache-cor' });
-  assert.equal(byName.get('overlay')?.backing, 'cache-cor');
+  assert.equal(byName.get('l000000000001')?.backing, 'cache-cor');
+  assert.equal(byName.get('l000000000001')?.['read-only'], true, 'frozen layers are opened read-only');
+  assert.equal(byName.get('l000000000002')?.backing, 'l000000000001');
+  assert.equal(byName.get('l000000000002')?.['read-only'], undefined);
   assert.equal(byName.get('seed')?.['read-only'], true);
-  assert.ok(after(qemuArgs(spec), '-device').includes('virtio-blk-pci,drive=overlay,id=disk0,addr=0x3'));
+  const devices = after(qemuArgs(spec), '-device');
+  assert.ok(devices.includes('virtio-blk-pci,drive=l000000000002,id=disk0,addr=0x3'));
+  assert.equal(devices.filter((d) => d.startsWith('pcie-root-port,')).length, 4, 'root ports for disk hot-plug');
 });
 
 test('SSH is forwarded on loopback only; sockets and logs where given', () => {

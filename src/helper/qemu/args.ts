@@ -9,8 +9,18 @@
 export interface DiskChain {
   base: { file: string; format: string };
   cache: string;
-  overlay: string;
+  /** Pool layers bottom to top; the last is the writable overlay, the rest are frozen. */
+  layers: Array<{ id: string; file: string }>;
 }
+
+/** Empty PCIe root ports for hot-plugged disks (q35's root bus takes no hot-plug). */
+export const HOTPLUG_PORTS = ['hp0', 'hp1', 'hp2', 'hp3'];
+
+/**
+ * Bumped whenever the device set changes: a saved RAM state only restores into the
+ * machine it was saved from.
+ */
+export const MACHINE_LAYOUT = 2;
 
 export interface QemuSpec {
   name: string;
@@ -53,17 +63,27 @@ export function qemuArgs(s: QemuSpec): string[] {
     args.push('-kernel', s.kernel, '-append', KERNEL_CMDLINE);
     if (s.initrd) args.push('-initrd', s.initrd);
   }
-  const { base, cache, overlay } = s.disks;
+  const { base, cache, layers } = s.disks;
+  if (!layers.length) throw new Error('a disk chain needs an overlay');
   args.push(
     ...blockdev({ driver: 'file', filename: base.file, 'node-name': 'base-file', 'read-only': true }),
     ...blockdev({ driver: base.format, file: 'base-file', 'node-name': 'base', 'read-only': true }),
     ...blockdev({ driver: 'file', filename: cache, 'node-name': 'cache-file' }),
     ...blockdev({ driver: 'qcow2', file: 'cache-file', backing: 'base', 'node-name': 'cache' }),
     ...blockdev({ driver: 'copy-on-read', file: 'cache', 'node-name': 'cache-cor' }),
-    ...blockdev({ driver: 'file', filename: overlay, 'node-name': 'overlay-file', discard: 'unmap' }),
-    ...blockdev({ driver: 'qcow2', file: 'overlay-file', backing: 'cache-cor', 'node-name': 'overlay', discard: 'unmap' }),
-    '-device', 'virtio-blk-pci,drive=overlay,id=disk0,addr=0x3',
   );
+  // Node names are the layer ids: after a live snapshot the new top is found by its id.
+  let below = 'cache-cor';
+  layers.forEach((l, i) => {
+    const top = i === layers.length - 1;
+    const ro = top ? { discard: 'unmap' } : { 'read-only': true };
+    args.push(
+      ...blockdev({ driver: 'file', filename: l.file, 'node-name': `${l.id}-file`, ...ro }),
+      ...blockdev({ driver: 'qcow2', file: `${l.id}-file`, backing: below, 'node-name': l.id, ...ro }),
+    );
+    below = l.id;
+  });
+  args.push('-device', `virtio-blk-pci,drive=${below},id=disk0,addr=0x3`);
   if (s.seed) {
     args.push(
       ...blockdev({ driver: 'file', filename: s.seed, 'node-name': 'seed-file', 'read-only': true }),
@@ -78,6 +98,7 @@ export function qemuArgs(s: QemuSpec): string[] {
     '-device', 'virtio-rng-pci,addr=0x5',
     '-device', 'qemu-xhci,id=xhci,addr=0x6',
   );
+  HOTPLUG_PORTS.forEach((id, i) => args.push('-device', `pcie-root-port,id=${id},chassis=${i + 1},addr=${(0x10 + i).toString(16)}`));
   return args;
 }
 

@@ -1,0 +1,126 @@
+/**
+ * The layer pool (DEVVM_HOME/layers): every qcow2 layer above a VM's cache, frozen
+ * snapshot layers and writable overlays alike, named by id so that freezing, restoring
+ * and cloning only change metadata and never rename a file QEMU holds open.
+ *
+ * Each layer's header names its parent layer file, and the lowest layer names the base
+ * image itself, never a VM's cache: the cache only ever holds copies of base data, so
+ * a frozen layer stays readable by any VM and any tool (qemu-img, NBD) whoever's cache
+ * runs under it at run time (QEMU gets the real chain as explicit -blockdev nodes).
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { DevvmError } from '../shared/errors';
+import { run } from './proc';
+import { readJson, writeJsonAtomic } from './store';
+
+export interface LayerMeta {
+  id: string;
+  /** null: directly on the base image. */
+  parent: string | null;
+  image: string;
+  /** The VM that made it. */
+  vm: string;
+  createdAt: string;
+  /** Frozen layers are never written again; a writable one is some VM's overlay. */
+  frozen: boolean;
+}
+
+const LAYER_ID = /^l[0-9a-f]{12}$/;
+
+export class LayerPool {
+  constructor(readonly dir: string) {}
+
+  file(id: string): string {
+    if (!LAYER_ID.test(id)) throw new DevvmError('internal', `bad layer id ${JSON.stringify(id)}`);
+    return path.join(this.dir, `${id}.qcow2`);
+  }
+
+  private metaFile(id: string): string {
+    return path.join(this.dir, `${id}.json`);
+  }
+
+  has(id: string): boolean {
+    return existsSync(this.metaFile(id));
+  }
+
+  get(id: string): LayerMeta {
+    if (!this.has(id)) throw new DevvmError('not-found', `layer ${id} is missing from ${this.dir}`, 'the VM metadata refers to a layer that is gone');
+    return readJson<LayerMeta>(this.metaFile(id));
+  }
+
+  ids(): string[] {
+    if (!existsSync(this.dir)) return [];
+    return readdirSync(this.dir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => f.slice(0, -5))
+      .filter((id) => LAYER_ID.test(id))
+      .sort();
+  }
+
+  all(): LayerMeta[] {
+    return this.ids().map((id) => this.get(id));
+  }
+
+  /** The chain from the bottom layer up to `id`, inclusive. */
+  path(id: string): string[] {
+    const out: string[] = [];
+    for (let cur: string | null = id; cur; cur = this.get(cur).parent) {
+      if (out.includes(cur)) throw new DevvmError('internal', `layer cycle at ${cur}`);
+      out.unshift(cur);
+    }
+    return out;
+  }
+
+  /**
+   * A new empty writable layer over `parent` (or over the base file when null), O(1).
+   * `-u`: the parent may be held open by a running QEMU; its header is not needed since
+   * the size is given.
+   */
+  async create(o: { parent: string | null; baseFile: string; baseFormat: string; image: string; vm: string; sizeBytes: number }): Promise<LayerMeta> {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const id = `l${randomBytes(6).toString('hex')}`;
+    const backing = o.parent ? this.file(o.parent) : o.baseFile;
+    const backingFormat = o.parent ? 'qcow2' : o.baseFormat;
+    await run('qemu-img', ['create', '-q', '-u', '-f', 'qcow2', '-o', 'cluster_size=65536', '-b', backing, '-F', backingFormat, this.file(id), String(o.sizeBytes)]);
+    const meta: LayerMeta = { id, parent: o.parent, image: o.image, vm: o.vm, createdAt: new Date().toISOString(), frozen: false };
+    writeJsonAtomic(this.metaFile(id), meta);
+    return meta;
+  }
+
+  freeze(id: string): void {
+    const m = this.get(id);
+    if (!m.frozen) writeJsonAtomic(this.metaFile(id), { ...m, frozen: true });
+  }
+
+  remove(id: string): void {
+    // Metadata first: a layer file without metadata is garbage that gc() can find; the
+    // reverse would be a layer that claims to exist and cannot be opened.
+    rmSync(this.metaFile(id), { force: true });
+    rmSync(this.file(id), { force: true });
+  }
+
+  /**
+   * Removes every layer that nothing keeps: `roots` are the layers VMs use (chains and
+   * snapshots); their ancestors are kept too. Returns the ids removed.
+   */
+  gc(roots: Iterable<string>): string[] {
+    const keep = new Set<string>();
+    for (const r of roots) {
+      if (this.has(r)) for (const id of this.path(r)) keep.add(id);
+    }
+    const removed = this.ids().filter((id) => !keep.has(id));
+    for (const id of removed) this.remove(id);
+    // Layer files whose metadata never got written (a create cut short); young ones may
+    // belong to a create under way.
+    if (existsSync(this.dir)) {
+      for (const f of readdirSync(this.dir)) {
+        const m = /^(l[0-9a-f]{12})\.qcow2$/.exec(f);
+        const file = path.join(this.dir, f);
+        if (m && !this.has(m[1]!) && Date.now() - statSync(file).mtimeMs > 60_000) rmSync(file, { force: true });
+      }
+    }
+    return removed;
+  }
+}
