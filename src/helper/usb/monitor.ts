@@ -28,7 +28,8 @@ export const nativeUeventSource: UeventSource = {
       const m = addon.ueventMonitor(onMessage, onTrouble);
       return () => m.stop();
     } catch (e) {
-      throw new DevvmError('missing-dependency', `USB hot-plug monitor unavailable: ${(e as Error).message}`);
+      const why = (e as Error).message.replace(/^ueventMonitor: /, '');
+      throw new DevvmError('missing-dependency', `USB hot-plug monitor unavailable: ${why}`);
     }
   },
 };
