@@ -629,6 +629,9 @@ void UeventCallJs(Napi::Env env, Napi::Function onMessage, UeventMonitor* m, Uev
   } else if (!m->onError.IsEmpty()) {
     m->onError.Call({ErrnoError(env, item->text, item->syscall, item->err).Value()});
   }
+  // A throwing listener is the process's uncaught exception, as with any event; by
+  // default Node would only print a deprecation warning and drop it.
+  if (env.IsExceptionPending()) napi_fatal_exception(env, env.GetAndClearPendingException().Value());
 }
 
 #ifdef __linux__

@@ -352,3 +352,14 @@ test('ueventMonitor keeps the process alive while running, and not after stop()'
   assert.equal(running.stdout.trim(), 'started');
   assert.equal(running.signal, 'SIGTERM', 'an unstopped monitor should hold the event loop');
 });
+
+test('ueventMonitor: a throwing listener becomes an uncaught exception, not a silent drop', { skip, timeout: 30000 }, () => {
+  const code = `let m; try { m = require(process.argv[1]).ueventMonitor(() => { throw new Error('boom'); }); } catch (e) { console.log(e.code); process.exit(0); }
+    process.on('uncaughtException', (e) => { console.log('uncaught ' + e.message); m.stop(); });
+    try { require('fs').writeFileSync('/sys/class/net/lo/uevent', 'change'); } catch { console.log('no trigger'); m.stop(); }`;
+  const r = spawnSync(process.execPath, ['-e', code, ADDON_FILE], { encoding: 'utf8', timeout: 10000 });
+  assert.equal(r.status, 0, r.stderr);
+  if (/^(E(PERM|ACCES)|no trigger)$/m.test(r.stdout)) return;
+  assert.equal(r.stdout.trim(), 'uncaught boom');
+  assert.doesNotMatch(r.stderr, /DEP0168/);
+});
