@@ -15,7 +15,8 @@ import { CreatePanel } from './createPanel';
 import { checkForm, deriveShortName, type CreateForm } from './form';
 import { HelperClient } from './helperclient';
 import { VmLogs } from './logs';
-import { appliesTo, VM_COMMANDS, type VmCommand } from './menus';
+import { registerActions } from './actions';
+import { appliesTo, ruleApplies, VM_COMMANDS, vmRule, type ItemCommand, type PaletteCommand, type VmCommand } from './menus';
 import { deleteDetail, formatBytes, sshCommand, stateIcon, statusText, type Node } from './model';
 import { installedRemoteSsh, preferredRemoteSsh, remoteFolderUri, vmFromRemoteAuthority } from './remote';
 import { logTail, openSerialConsole, openSshShell } from './serial';
@@ -163,7 +164,7 @@ export function activate(context: vscode.ExtensionContext): DevvmApi {
   // ---- picking a VM ----------------------------------------------------------
 
   /** The VM a command acts on: the tree node or name it was given, or a quick pick of the VMs it applies to. */
-  const pickVm = async (command: VmCommand, arg: unknown, placeHolder: string): Promise<VmSummary | undefined> => {
+  const pickVm = async (command: VmCommand | ItemCommand | PaletteCommand, arg: unknown, placeHolder: string): Promise<VmSummary | undefined> => {
     const name = typeof arg === 'string' ? arg : isNode(arg) && 'vm' in arg ? arg.vm : undefined;
     if (!vms.loaded) await loadVms();
     if (name) {
@@ -171,9 +172,10 @@ export function activate(context: vscode.ExtensionContext): DevvmApi {
       if (!s) void vscode.window.showErrorMessage(`Dev VMs: no VM named "${name}"`);
       return s;
     }
-    const candidates = vms.list().filter((s) => appliesTo(command, s.state, s.sshPort !== null));
+    const rule = vmRule(command);
+    const candidates = vms.list().filter((s) => ruleApplies(rule, s.state, s.sshPort !== null));
     if (candidates.length === 0) {
-      const states = (VM_COMMANDS[command].states as readonly string[]).join(', ');
+      const states = rule.states.join(', ');
       void vscode.window.showInformationMessage(vms.list().length ? `Dev VMs: no VM is in a state for this (${states}).` : 'Dev VMs: there are no VMs yet.', ...(vms.list().length ? [] : ['Create VM…'])).then((a) => {
         if (a) void vscode.commands.executeCommand('devvm.create');
       });
@@ -186,12 +188,12 @@ export function activate(context: vscode.ExtensionContext): DevvmApi {
     return picked?.s;
   };
 
-  const vmCommand = (command: VmCommand, placeHolder: string, f: (s: VmSummary) => Promise<unknown>) =>
+  const vmCommand = (command: VmCommand | ItemCommand | PaletteCommand, placeHolder: string, f: (s: VmSummary, arg: unknown) => Promise<unknown>) =>
     vscode.commands.registerCommand(command, async (arg?: unknown) => {
       const s = await pickVm(command, arg, placeHolder);
       if (!s) return;
       try {
-        await f(s);
+        await f(s, arg);
       } catch (e) {
         report(e, s.name);
       }
@@ -446,6 +448,7 @@ export function activate(context: vscode.ExtensionContext): DevvmApi {
       void vscode.window.showInformationMessage(`Copied: ${cmd}`);
     }),
     reg('devvm.showHelperLog', showHelperLog),
+    ...registerActions({ context, client, vms, home, out, report, withProgress, vmCommand, reg, startVm }),
     reg('devvm.buildImage', async () => {
       const recipe = await vscode.window.showQuickPick(
         [

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { MessageConnection, RequestType, RequestType0 } from 'vscode-jsonrpc/node';
 import { connect, fromRpcError } from '../shared/client';
 import type { DevvmError } from '../shared/errors';
-import { Notify, type ProgressParams, type RpcErrorData } from '../shared/rpc';
+import { Notify, type ProgressParams, type RpcErrorData, type UsbEvent } from '../shared/rpc';
 import type { VmSummary } from '../shared/types';
 
 type Listener<T> = (value: T) => void;
@@ -42,6 +42,8 @@ export class HelperClient {
   readonly vmChanged = new Signal<VmSummary>();
   readonly vmRemoved = new Signal<string>();
   readonly imagesChanged = new Signal<void>();
+  /** A host USB device appeared or went (the helper sends it while VMs run). */
+  readonly usb = new Signal<UsbEvent>();
   /** Fired after every (re)connection: listeners resync their state. */
   readonly connected = new Signal<void>();
   readonly disconnected = new Signal<void>();
@@ -73,6 +75,7 @@ export class HelperClient {
     c.onNotification(Notify.vmChanged, (s) => this.vmChanged.fire(s));
     c.onNotification(Notify.vmRemoved, (p) => this.vmRemoved.fire(p.name));
     c.onNotification(Notify.imagesChanged, () => this.imagesChanged.fire());
+    c.onNotification(Notify.usb, (e) => this.usb.fire(e));
     c.onNotification(Notify.progress, (p) => this.progress.get(p.token)?.(p));
     c.onClose(() => {
       this.conn = null;

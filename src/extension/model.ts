@@ -2,8 +2,9 @@
  * What the Dev VMs views show, as plain data computed from RPC results. No `vscode`
  * import: the extension maps these specs onto TreeItems, and unit tests check them.
  */
-import type { ImageInfo, LayerInfo, VmInfo, VmState, VmSummary } from '../shared/types';
-import { vmContextValue } from './menus';
+import type { AttachedDisk, HostUsbDevice, ImageInfo, LayerInfo, LayerNode, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
+import { groupContextValue, vmContextValue } from './menus';
+import { deviceDetail, deviceLabel } from './usbPrompt';
 
 export interface IconSpec {
   /** A codicon id, e.g. "vm-running" or "loading~spin". */
@@ -29,12 +30,16 @@ export type Node =
   | { kind: 'group'; vm: string; group: GroupKind }
   | { kind: 'layer'; vm: string; index: number }
   | { kind: 'port'; vm: string }
-  | { kind: 'snapshot'; vm: string; index: number }
+  | { kind: 'snapshot'; vm: string; name: string }
+  | { kind: 'disk'; vm: string; id: string }
+  | { kind: 'usb'; vm: string; id: string }
   | { kind: 'note'; vm: string; group: GroupKind; text: string }
   | { kind: 'image'; image: string };
 
-export type GroupKind = 'layers' | 'ports' | 'snapshots' | 'usb';
-export const GROUPS: readonly GroupKind[] = ['layers', 'ports', 'snapshots', 'usb'];
+export type GroupKind = 'layers' | 'ports' | 'snapshots' | 'disks' | 'usb';
+export const GROUPS: readonly GroupKind[] = ['layers', 'ports', 'snapshots', 'disks', 'usb'];
+/** Groups whose rows and children come from vm/info. */
+export const INFO_GROUPS: readonly GroupKind[] = ['layers', 'snapshots', 'disks', 'usb'];
 
 const TRANSITIONAL: readonly VmState[] = ['creating', 'starting', 'stopping', 'suspending'];
 
@@ -110,27 +115,30 @@ const GROUP_LABEL: Record<GroupKind, { label: string; icon: string }> = {
   layers: { label: 'Disk layers', icon: 'layers' },
   ports: { label: 'Ports', icon: 'plug' },
   snapshots: { label: 'Snapshots', icon: 'history' },
+  disks: { label: 'Attached disks', icon: 'database' },
   usb: { label: 'USB devices', icon: 'circuit-board' },
 };
 
-export function groupItem(vm: string, group: GroupKind, info?: VmInfo): ItemSpec {
+export function groupItem(s: Pick<VmSummary, 'name' | 'state'>, group: GroupKind, info?: VmInfo): ItemSpec {
   let description: string | undefined;
   if (info && group === 'layers') description = `${info.layers.length} · ${formatBytes(info.layers.reduce((a, l) => a + l.actualSize, 0))} on disk`;
-  if (info && group === 'snapshots') description = String(info.layers.filter((l) => l.role === 'snapshot').length);
+  if (info && group === 'snapshots') description = String(info.snapshots.length);
+  if (info && group === 'disks' && info.disks.length) description = String(info.disks.length);
+  if (info && group === 'usb' && info.usb.length) description = String(info.usb.length);
   return {
-    id: `vm:${vm}/${group}`,
+    id: `vm:${s.name}/${group}`,
     label: GROUP_LABEL[group].label,
     description,
     tooltip: GROUP_LABEL[group].label,
     icon: { id: GROUP_LABEL[group].icon },
-    contextValue: `group.${group}`,
+    contextValue: groupContextValue(group, s.state),
     collapsible: 'collapsed',
   };
 }
 
 const ROLE: Record<LayerInfo['role'], { icon: string; what: string }> = {
   overlay: { icon: 'edit', what: 'read-write overlay: everything this VM writes' },
-  snapshot: { icon: 'history', what: 'snapshot: a frozen read-only layer' },
+  snapshot: { icon: 'history', what: 'frozen read-only layer (a snapshot, or the point a clone or an export started from)' },
   cache: { icon: 'database', what: 'cache: base blocks copied on first read, so the base is read once' },
   base: { icon: 'lock', what: 'base image: read-only, shared' },
 };
@@ -138,23 +146,101 @@ const ROLE: Record<LayerInfo['role'], { icon: string; what: string }> = {
 /** Layers top (overlay) to bottom (base), as vm/info returns them. */
 export function layerItem(vm: string, layer: LayerInfo, index: number): ItemSpec {
   const others = layer.sharedBy.filter((n) => n !== vm);
+  const snaps = layer.snapshots ?? [];
   const desc = [`${formatBytes(layer.actualSize)} / ${formatBytes(layer.virtualSize)}`];
+  if (snaps.length) desc.unshift(snaps.join(', '));
   if (layer.readOnly) desc.push('read-only');
   if (others.length) desc.push(`shared with ${others.length} other VM${others.length === 1 ? '' : 's'}`);
+  const lines = [`**${layer.role}** — ${ROLE[layer.role].what}`, ''];
+  if (layer.id) lines.push(`Layer: \`${layer.id}\`  `);
+  if (layer.role === 'snapshot') lines.push(`Snapshots: ${snaps.map(md).join(', ') || 'none (kept for a clone or an export)'}  `);
+  lines.push(
+    `File: \`${layer.file}\`  `,
+    `Format: ${layer.format}  `,
+    `Allocated: ${formatBytes(layer.actualSize)} of ${formatBytes(layer.virtualSize)}  `,
+    `Used by: ${layer.sharedBy.map(md).join(', ') || 'no VM'}`,
+  );
   return {
     id: `vm:${vm}/layers/${index}`,
     label: layer.role,
     description: desc.join(' · '),
-    tooltip: [
-      `**${layer.role}** — ${ROLE[layer.role].what}`,
-      '',
-      `File: \`${layer.file}\`  `,
-      `Format: ${layer.format}  `,
-      `Allocated: ${formatBytes(layer.actualSize)} of ${formatBytes(layer.virtualSize)}  `,
-      `Used by: ${layer.sharedBy.map(md).join(', ') || 'no VM'}`,
-    ].join('\n'),
+    tooltip: lines.join('\n'),
     icon: { id: ROLE[layer.role].icon },
     contextValue: `layer.${layer.role}${others.length ? '.shared' : ''}`,
+    collapsible: 'none',
+  };
+}
+
+/** "2026-01-31 14:05" in local time; the ISO text itself when it does not parse. */
+export function formatDate(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+/** Snapshots oldest first. */
+export function sortedSnapshots(list: readonly SnapshotInfo[]): SnapshotInfo[] {
+  return [...list].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.name.localeCompare(b.name));
+}
+
+export function snapshotItem(vm: string, snap: SnapshotInfo): ItemSpec {
+  return {
+    id: `vm:${vm}/snapshots/${snap.name}`,
+    label: snap.name,
+    description: `${snap.ram ? 'RAM · ' : ''}${formatDate(snap.createdAt)}`,
+    tooltip: [
+      `**${md(snap.name)}** — ${snap.ram ? 'disk and RAM: restoring continues from that moment' : 'disk only: restoring boots from that disk'}`,
+      '',
+      `Taken: ${md(formatDate(snap.createdAt))}  `,
+      `Layer: \`${snap.layer}\``,
+    ].join('\n'),
+    icon: { id: snap.ram ? 'debug-pause' : 'history' },
+    contextValue: snap.ram ? 'snapshot.ram' : 'snapshot.disk',
+    collapsible: 'none',
+  };
+}
+
+/** An nbd:// URI's export name, else a file's base name. */
+export function diskLabel(source: string): string {
+  if (/^nbd(\+[a-z]+)?:\/\//i.test(source)) return source;
+  return source.split('/').filter(Boolean).pop() ?? source;
+}
+
+export function diskItem(vm: string, d: AttachedDisk): ItemSpec {
+  const nbd = /^nbd/i.test(d.source);
+  const desc = [d.bus === 'usb' ? 'USB storage' : 'virtio disk'];
+  if (d.readOnly) desc.push('read-only');
+  return {
+    id: `vm:${vm}/disks/${d.id}`,
+    label: diskLabel(d.source),
+    description: desc.join(' · '),
+    tooltip: [
+      `**${md(diskLabel(d.source))}** — ${d.bus === 'usb' ? 'a USB mass-storage device' : 'a virtio block device'}${d.readOnly ? ', read-only' : ''}`,
+      '',
+      `Source: \`${d.source}\`  `,
+      `Device id: \`${d.id}\`  `,
+      'Unmount it in the guest before detaching.',
+    ].join('\n'),
+    icon: { id: nbd ? 'globe' : d.bus === 'usb' ? 'save' : 'file-binary' },
+    contextValue: `disk.${d.bus}`,
+    collapsible: 'none',
+  };
+}
+
+export function usbItem(vm: string, d: HostUsbDevice): ItemSpec {
+  return {
+    id: `vm:${vm}/usb/${d.id}`,
+    label: deviceLabel(d),
+    description: `${d.vendorId}:${d.productId} · bus ${d.id}`,
+    tooltip: [
+      `**${md(deviceLabel(d))}** — host USB device passed to ${md(vm)}`,
+      '',
+      `${md(deviceDetail(d))}  `,
+      `Device node: \`${d.devnode}\``,
+    ].join('\n'),
+    icon: { id: 'circuit-board' },
+    contextValue: 'usb.device',
     collapsible: 'none',
   };
 }
@@ -180,19 +266,100 @@ export function noteItem(vm: string, group: GroupKind, text: string): ItemSpec {
 /** The children of a VM's group, given the VM's latest summary and info (info may be missing while loading). */
 export function groupChildren(s: VmSummary, group: GroupKind, info: VmInfo | undefined): Node[] {
   const note = (text: string): Node[] => [{ kind: 'note', vm: s.name, group, text }];
+  if (group === 'ports') return s.sshPort === null ? note('No forwarded ports (SSH is off)') : [{ kind: 'port', vm: s.name }];
+  if (!info) return note('Loading…');
   switch (group) {
     case 'layers':
-      if (!info) return note('Loading…');
       return info.layers.length ? info.layers.map((_, index) => ({ kind: 'layer', vm: s.name, index })) : note('No disk layers');
-    case 'ports':
-      return s.sshPort === null ? note('No forwarded ports (SSH is off)') : [{ kind: 'port', vm: s.name }];
-    case 'snapshots': {
-      const snaps = info?.layers.flatMap((l, index) => (l.role === 'snapshot' ? [{ kind: 'snapshot' as const, vm: s.name, index }] : [])) ?? [];
-      return snaps.length ? snaps : note('No snapshots');
-    }
+    case 'snapshots':
+      return info.snapshots.length ? sortedSnapshots(info.snapshots).map((x) => ({ kind: 'snapshot', vm: s.name, name: x.name })) : note('No snapshots');
+    case 'disks':
+      if (info.disks.length) return info.disks.map((d) => ({ kind: 'disk', vm: s.name, id: d.id }));
+      return note(s.state === 'running' ? 'No disks attached' : 'Disks can be attached while the VM runs');
     case 'usb':
-      return note('No USB devices attached');
+      if (info.usb.length) return info.usb.map((d) => ({ kind: 'usb', vm: s.name, id: d.id }));
+      return note(s.state === 'running' ? 'No USB devices attached' : 'USB devices can be attached while the VM runs');
   }
+}
+
+/** The first of `base`, `base-2`, `base-3`… not in `taken`. */
+export function nextFreeName(base: string, taken: Iterable<string>): string {
+  const set = new Set(taken);
+  if (!set.has(base)) return base;
+  for (let i = 2; ; i++) if (!set.has(`${base}-${i}`)) return `${base}-${i}`;
+}
+
+/** Why an NBD URI typed by the user cannot be used, or undefined when it looks right. */
+export function nbdUriProblem(value: string): string | undefined {
+  const v = value.trim();
+  if (!v) return 'enter an nbd:// URI';
+  const m = /^nbd:\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(?:\/(.*))?$/.exec(v);
+  if (!m) return 'use nbd://HOST:PORT/EXPORT, for example nbd://127.0.0.1:10809/disk';
+  if (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)) return `port ${m[2]} is out of range`;
+  if (/[\s\x00-\x1f]/.test(m[3] ?? '')) return 'the export name contains a space or a control character';
+  return undefined;
+}
+
+/** What a Restore confirmation says happens. */
+export function restoreDetail(s: Pick<VmSummary, 'name' | 'state'>, snap: SnapshotInfo): string {
+  const lines = [`Everything written to the disk of ${s.name} since ${formatDate(snap.createdAt)} is discarded. Take a snapshot first to keep it.`];
+  if (s.state === 'running') lines.push(snap.ram ? 'The VM is stopped at once and continues from the moment of the snapshot.' : 'The VM is stopped at once (like pulling the plug) and boots again from the snapshot.');
+  else if (snap.ram) lines.push('The VM becomes suspended at the moment of the snapshot; Resume continues from there.');
+  if (s.state === 'suspended' && !snap.ram) lines.push('Its saved RAM state is discarded: it boots from the snapshot.');
+  return lines.join('\n\n');
+}
+
+/**
+ * The layer tree as text (Show Layer Tree): every frozen layer under the image it sits
+ * on, children indented, with size, date, snapshot names and the VMs using it.
+ */
+export function layerTreeText(nodes: readonly LayerNode[], home: string): string {
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const children = new Map<string | null, LayerNode[]>();
+  const roots = new Map<string, LayerNode[]>();
+  for (const n of nodes) {
+    if (n.parent !== null && byId.has(n.parent)) {
+      const list = children.get(n.parent) ?? [];
+      list.push(n);
+      children.set(n.parent, list);
+    } else {
+      const list = roots.get(n.image) ?? [];
+      list.push(n);
+      roots.set(n.image, list);
+    }
+  }
+  const order = (a: LayerNode, b: LayerNode) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id);
+  const total = nodes.reduce((a, n) => a + n.actualSize, 0);
+  const out = [
+    `Dev VMs layer tree — ${nodes.length} frozen layer${nodes.length === 1 ? '' : 's'}, ${formatBytes(total)} (${home}/layers)`,
+    '',
+    'Each VM runs on its own read-write overlay on top of one path through this tree; the base',
+    'image is at the bottom. A layer is deleted only when no VM, snapshot or clone uses it.',
+    '',
+  ];
+  if (!nodes.length) out.push('No frozen layers yet: take a snapshot, clone a VM or export a disk.');
+  const line = (n: LayerNode): string => {
+    const parts = [n.id, formatBytes(n.actualSize), formatDate(n.createdAt)];
+    if (n.snapshots.length) parts.push(`snapshots: ${n.snapshots.join(', ')}`);
+    parts.push(n.usedBy.length ? `used by: ${n.usedBy.join(', ')}` : 'used by: no VM');
+    if (n.parent !== null && !byId.has(n.parent)) parts.push(`parent ${n.parent} missing`);
+    return parts.join('  ');
+  };
+  const walk = (n: LayerNode, prefix: string, last: boolean, seen: Set<string>) => {
+    out.push(`${prefix}${last ? '└─ ' : '├─ '}${line(n)}`);
+    if (seen.has(n.id)) return;
+    seen.add(n.id);
+    const kids = (children.get(n.id) ?? []).sort(order);
+    kids.forEach((k, i) => walk(k, `${prefix}${last ? '   ' : '│  '}`, i === kids.length - 1, seen));
+  };
+  for (const image of [...roots.keys()].sort()) {
+    out.push(`${image} (base image)`);
+    const list = roots.get(image)!.sort(order);
+    const seen = new Set<string>();
+    list.forEach((n, i) => walk(n, '', i === list.length - 1, seen));
+    out.push('');
+  }
+  return `${out.join('\n').trimEnd()}\n`;
 }
 
 export function imageItem(img: ImageInfo): ItemSpec {

@@ -1,14 +1,15 @@
 /**
  * The Virtual Machines and Images views. State comes from the helper: a full list on each
- * (re)connection, then `vm/changed` / `vm/removed` / `image/changed` notifications. VM
- * details (disk layers) are fetched when a VM's groups are expanded and dropped when the
- * VM changes, so an expanded group re-reads them.
+ * (re)connection, then `vm/changed` / `vm/removed` / `image/changed` / `usb/event`
+ * notifications. VM details (disk layers, snapshots, attached disks and USB devices) are
+ * fetched when a VM's groups are expanded and dropped when the VM changes, so an expanded
+ * group re-reads them.
  */
 import * as vscode from 'vscode';
 import { Rpc } from '../shared/rpc';
 import type { ImageInfo, VmInfo, VmSummary } from '../shared/types';
 import type { HelperClient } from './helperclient';
-import { GROUPS, groupChildren, groupItem, imageItem, layerItem, noteItem, portItem, vmItem, type ItemSpec, type Node } from './model';
+import { diskItem, GROUPS, groupChildren, groupItem, imageItem, INFO_GROUPS, layerItem, noteItem, portItem, snapshotItem, usbItem, vmItem, type ItemSpec, type Node } from './model';
 
 function toTreeItem(spec: ItemSpec): vscode.TreeItem {
   const item = new vscode.TreeItem(
@@ -69,6 +70,13 @@ export class VmTree implements vscode.TreeDataProvider<Node> {
     this.listeners.fire(this.list());
   }
 
+  /** Drops a VM's details and redraws it (a change vm/changed does not cover, e.g. a USB unplug). */
+  refreshInfo(name: string): void {
+    if (!this.vms.has(name)) return;
+    this.infos.delete(name);
+    this.emitter.fire(this.node({ kind: 'vm', vm: name }));
+  }
+
   /** VM details, fetched once per change of the VM. */
   info(name: string): Promise<VmInfo | undefined> {
     let p = this.infos.get(name);
@@ -98,7 +106,7 @@ export class VmTree implements vscode.TreeDataProvider<Node> {
     if (!s) return [];
     if (el.kind === 'vm') return GROUPS.map((group) => this.node({ kind: 'group', vm: s.name, group }));
     if (el.kind === 'group') {
-      const info = el.group === 'layers' || el.group === 'snapshots' ? await this.info(s.name) : undefined;
+      const info = INFO_GROUPS.includes(el.group) ? await this.info(s.name) : undefined;
       return groupChildren(s, el.group, info).map((n) => this.node(n));
     }
     return [];
@@ -107,7 +115,7 @@ export class VmTree implements vscode.TreeDataProvider<Node> {
   getParent(el: Node): Node | undefined {
     if (el.kind === 'vm' || el.kind === 'image') return undefined;
     if (el.kind === 'group') return this.vmNode(el.vm);
-    const group = el.kind === 'layer' ? 'layers' : el.kind === 'port' ? 'ports' : el.kind === 'snapshot' ? 'snapshots' : el.group;
+    const group = el.kind === 'layer' ? 'layers' : el.kind === 'port' ? 'ports' : el.kind === 'snapshot' ? 'snapshots' : el.kind === 'disk' ? 'disks' : el.kind === 'usb' ? 'usb' : el.group;
     return this.node({ kind: 'group', vm: el.vm, group });
   }
 
@@ -118,13 +126,24 @@ export class VmTree implements vscode.TreeDataProvider<Node> {
       case 'vm':
         return toTreeItem(vmItem(s));
       case 'group': {
-        const info = el.group === 'layers' || el.group === 'snapshots' ? await this.info(s.name) : undefined;
-        return toTreeItem(groupItem(s.name, el.group, info));
+        const info = INFO_GROUPS.includes(el.group) ? await this.info(s.name) : undefined;
+        return toTreeItem(groupItem(s, el.group, info));
       }
-      case 'layer':
-      case 'snapshot': {
+      case 'layer': {
         const layer = (await this.info(s.name))?.layers[el.index];
         return layer ? toTreeItem(layerItem(s.name, layer, el.index)) : new vscode.TreeItem('…');
+      }
+      case 'snapshot': {
+        const snap = (await this.info(s.name))?.snapshots.find((x) => x.name === el.name);
+        return snap ? toTreeItem(snapshotItem(s.name, snap)) : new vscode.TreeItem('…');
+      }
+      case 'disk': {
+        const d = (await this.info(s.name))?.disks.find((x) => x.id === el.id);
+        return d ? toTreeItem(diskItem(s.name, d)) : new vscode.TreeItem('…');
+      }
+      case 'usb': {
+        const d = (await this.info(s.name))?.usb.find((x) => x.id === el.id);
+        return d ? toTreeItem(usbItem(s.name, d)) : new vscode.TreeItem('…');
       }
       case 'port': {
         const spec = portItem(s);

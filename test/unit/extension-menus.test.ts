@@ -1,12 +1,14 @@
 /**
- * Menu enablement: the `when` clauses in package.json must enable each VM command in
- * exactly the states src/extension/menus.ts says (which the palette's quick picks use).
+ * Menu enablement: the `when` clauses in package.json must enable each command on exactly
+ * the tree items src/extension/menus.ts says: VMs in the right states (which the palette's
+ * quick picks use too), a VM's group rows, snapshots, attached disks and USB devices.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { appliesTo, VM_COMMANDS, vmContextValue, type VmCommand } from '../../src/extension/menus';
+import { appliesTo, GROUP_COMMANDS, groupContextValue, itemApplies, ITEM_COMMANDS, PALETTE_COMMANDS, VM_COMMANDS, vmContextValue, vmRule, type GroupCommand, type VmCommand } from '../../src/extension/menus';
+import { GROUPS } from '../../src/extension/model';
 import { VM_STATES } from '../../src/shared/types';
 
 interface MenuEntry {
@@ -15,7 +17,7 @@ interface MenuEntry {
   group?: string;
 }
 const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
-  contributes: { commands: { command: string }[]; menus: Record<string, MenuEntry[]> };
+  contributes: { commands: { command: string; title: string; category?: string }[]; menus: Record<string, MenuEntry[]> };
   activationEvents: string[];
   capabilities: { untrustedWorkspaces: { supported: boolean } };
 };
@@ -32,29 +34,72 @@ function evaluate(when: string, ctx: Record<string, string>): boolean {
   });
 }
 
-const contexts = VM_STATES.flatMap((state) => [true, false].map((ssh) => ({ state, ssh, value: vmContextValue(state, ssh) })));
+const vmContexts = VM_STATES.flatMap((state) => [true, false].map((ssh) => ({ state, ssh, value: vmContextValue(state, ssh) })));
+const groupContexts = GROUPS.flatMap((group) => VM_STATES.map((state) => ({ group, state, value: groupContextValue(group, state) })));
+const itemContexts = ['snapshot.disk', 'snapshot.ram', 'disk.virtio', 'disk.usb', 'usb.device', 'layer.base.shared', 'layer.snapshot', 'layer.overlay', 'note', 'port.ssh'];
+const allContexts = [...vmContexts.map((c) => c.value), ...groupContexts.map((c) => c.value), ...itemContexts];
+
+/** Where a command should show, from the tables in menus.ts. */
+function expected(command: string, viewItem: string): boolean {
+  const vm = vmContexts.find((c) => c.value === viewItem);
+  if (vm) return command in VM_COMMANDS && appliesTo(command as VmCommand, vm.state, vm.ssh);
+  const group = groupContexts.find((c) => c.value === viewItem);
+  if (group) return GROUP_COMMANDS[command as GroupCommand] === group.group && appliesTo(command as VmCommand, group.state, true);
+  return itemApplies(command, viewItem);
+}
+
+const itemMenu = pkg.contributes.menus['view/item/context']!.filter((e) => e.when?.includes('view == devvm.vms'));
+const commandsInItemMenu = [...new Set(itemMenu.map((e) => e.command))];
 
 test('every VM command is contributed and has a context-menu entry', () => {
   const contributed = new Set(pkg.contributes.commands.map((c) => c.command));
   const inMenu = new Set(pkg.contributes.menus['view/item/context']!.filter((e) => !e.group?.startsWith('inline')).map((e) => e.command));
-  for (const c of Object.keys(VM_COMMANDS)) {
+  for (const c of [...Object.keys(VM_COMMANDS), ...Object.keys(ITEM_COMMANDS), ...Object.keys(GROUP_COMMANDS)]) {
     assert.ok(contributed.has(c), `${c} not in contributes.commands`);
-    assert.ok(inMenu.has(c), `${c} not in the VM context menu`);
+    assert.ok(inMenu.has(c), `${c} not in a context menu`);
+  }
+  for (const c of Object.keys(PALETTE_COMMANDS)) assert.ok(contributed.has(c), `${c} not in contributes.commands`);
+});
+
+test('every command is in the Dev VMs category', () => {
+  for (const c of pkg.contributes.commands) assert.equal(c.category, 'Dev VMs', c.command);
+});
+
+test('context menus: each command on exactly the VMs, group rows and items of the tables', () => {
+  for (const command of commandsInItemMenu) {
+    const entries = itemMenu.filter((e) => e.command === command && !e.group?.startsWith('inline'));
+    for (const viewItem of allContexts) {
+      const shown = entries.some((e) => evaluate(e.when!, { view: 'devvm.vms', viewItem }));
+      assert.equal(shown, expected(command, viewItem), `${command} in the context menu of ${viewItem}`);
+    }
   }
 });
 
-test('view/item/context when clauses enable VM commands in exactly the states of the table', () => {
-  for (const entry of pkg.contributes.menus['view/item/context']!) {
-    if (!(entry.command in VM_COMMANDS)) continue;
-    for (const c of contexts) {
-      const shown = evaluate(entry.when ?? 'true', { view: 'devvm.vms', viewItem: c.value });
-      assert.equal(shown, appliesTo(entry.command as VmCommand, c.state, c.ssh), `${entry.command} (${entry.group}) for ${c.value}`);
-    }
-    // Never on other kinds of nodes.
-    for (const other of ['group.layers', 'layer.base.shared', 'note', 'port.ssh']) {
-      assert.equal(evaluate(entry.when!, { view: 'devvm.vms', viewItem: other }), false, `${entry.command} on ${other}`);
+test('inline actions: only where the context menu has the command too', () => {
+  for (const e of itemMenu.filter((x) => x.group?.startsWith('inline'))) {
+    for (const viewItem of allContexts) {
+      if (evaluate(e.when!, { view: 'devvm.vms', viewItem })) assert.ok(expected(e.command, viewItem), `${e.command} inline on ${viewItem}`);
     }
   }
+});
+
+test('nothing from the VM view shows in the Images view', () => {
+  for (const e of itemMenu) assert.equal(evaluate(e.when!, { view: 'devvm.images', viewItem: 'image.unused' }), false);
+});
+
+test('commands on items and groups: their VM rule matches the VM command where there is one', () => {
+  for (const c of Object.keys(ITEM_COMMANDS) as (keyof typeof ITEM_COMMANDS)[]) {
+    if (c in VM_COMMANDS) assert.deepEqual(vmRule(c), VM_COMMANDS[c as VmCommand], c);
+  }
+  // RAM snapshots need a running or suspended VM; attaching needs a running one.
+  assert.ok(appliesTo('devvm.snapshot', 'stopped', false));
+  assert.ok(!appliesTo('devvm.snapshot', 'starting', false));
+  assert.ok(!appliesTo('devvm.attachDisk', 'stopped', true));
+  assert.ok(!appliesTo('devvm.attachUsb', 'suspended', true));
+  assert.ok(appliesTo('devvm.attachUsb', 'running', false));
+  assert.ok(appliesTo('devvm.clone', 'running', false), 'a running VM can be cloned');
+  assert.deepEqual(vmRule('devvm.detachUsb').states, ['running']);
+  assert.ok(vmRule('devvm.unexportDisk').states.includes('stopped'));
 });
 
 test('state rules: the obvious cases', () => {

@@ -1,9 +1,9 @@
 /** The Dev VMs views' model, computed from RPC data (src/extension/model.ts, no vscode). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { deleteDetail, formatBytes, groupChildren, groupItem, imageItem, layerItem, portItem, sshCommand, statusText, vmItem } from '../../src/extension/model';
+import { deleteDetail, diskItem, diskLabel, formatBytes, formatDate, groupChildren, groupItem, imageItem, layerItem, layerTreeText, nbdUriProblem, nextFreeName, portItem, restoreDetail, snapshotItem, sshCommand, statusText, usbItem, vmItem } from '../../src/extension/model';
 import { remoteFolderUri, preferredRemoteSsh, installedRemoteSsh, vmFromRemoteAuthority } from '../../src/extension/remote';
-import type { ImageInfo, VmInfo, VmSummary } from '../../src/shared/types';
+import type { HostUsbDevice, ImageInfo, LayerNode, SnapshotInfo, VmInfo, VmSummary } from '../../src/shared/types';
 
 const summary = (over: Partial<VmSummary> = {}): VmSummary => ({
   name: 'web',
@@ -85,19 +85,139 @@ test('VM children: disk layers top to bottom from vm/info, shared base marked', 
   assert.equal(items[2]!.description, '800 MiB / 4 GiB · read-only · shared with 1 other VM');
   assert.equal(items[2]!.contextValue, 'layer.base.shared');
   assert.match(items[2]!.tooltip, /Used by: api, web/);
-  assert.equal(groupItem('web', 'layers', i).description, '3 · 1.1 GiB on disk');
+  assert.equal(groupItem(s, 'layers', i).description, '3 · 1.1 GiB on disk');
+  assert.equal(groupItem(s, 'layers', i).contextValue, 'group.layers.running');
 });
 
-test('VM children: ports, snapshots and USB placeholders', () => {
+test('VM children: ports, and placeholders for snapshots, disks and USB', () => {
   assert.deepEqual(groupChildren(summary(), 'ports', undefined), [{ kind: 'port', vm: 'web' }]);
   assert.equal(portItem(summary())?.label, '127.0.0.1:2201 → 22');
   assert.equal(portItem(summary({ state: 'stopped' }))?.description, 'ssh · when running');
   assert.equal(portItem(summary({ sshPort: null })), null);
   assert.deepEqual(groupChildren(summary({ sshPort: null }), 'ports', undefined), [{ kind: 'note', vm: 'web', group: 'ports', text: 'No forwarded ports (SSH is off)' }]);
+  assert.deepEqual(groupChildren(summary(), 'snapshots', undefined), [{ kind: 'note', vm: 'web', group: 'snapshots', text: 'Loading…' }]);
   assert.deepEqual(groupChildren(summary(), 'snapshots', info()), [{ kind: 'note', vm: 'web', group: 'snapshots', text: 'No snapshots' }]);
-  const withSnap = info({ layers: [info().layers[0]!, { ...info().layers[0]!, role: 'snapshot', readOnly: true }, ...info().layers.slice(1)] });
-  assert.deepEqual(groupChildren(summary(), 'snapshots', withSnap), [{ kind: 'snapshot', vm: 'web', index: 1 }]);
-  assert.deepEqual(groupChildren(summary(), 'usb', undefined), [{ kind: 'note', vm: 'web', group: 'usb', text: 'No USB devices attached' }]);
+  assert.deepEqual(groupChildren(summary(), 'usb', info()), [{ kind: 'note', vm: 'web', group: 'usb', text: 'No USB devices attached' }]);
+  assert.deepEqual(groupChildren(summary(), 'disks', info()), [{ kind: 'note', vm: 'web', group: 'disks', text: 'No disks attached' }]);
+  assert.deepEqual(groupChildren(summary({ state: 'stopped' }), 'disks', info({ state: 'stopped' })), [{ kind: 'note', vm: 'web', group: 'disks', text: 'Disks can be attached while the VM runs' }]);
+  assert.equal(groupItem(summary(), 'snapshots', info()).description, '0');
+  assert.equal(groupItem(summary(), 'usb', info()).description, undefined);
+});
+
+const snaps: SnapshotInfo[] = [
+  { name: 'later', layer: 'l2', ram: true, createdAt: '2026-02-01T10:30:00Z' },
+  { name: 'clean', layer: 'l1', ram: false, createdAt: '2026-01-15T08:00:00Z' },
+];
+
+test('snapshots: listed oldest first from vm/info, RAM badge, date, context value per kind', () => {
+  const nodes = groupChildren(summary(), 'snapshots', info({ snapshots: snaps }));
+  assert.deepEqual(nodes, [
+    { kind: 'snapshot', vm: 'web', name: 'clean' },
+    { kind: 'snapshot', vm: 'web', name: 'later' },
+  ]);
+  const ram = snapshotItem('web', snaps[0]!);
+  assert.equal(ram.label, 'later');
+  assert.match(ram.description ?? '', /^RAM · 2026-0[12]-\d\d \d\d:\d\d$/);
+  assert.equal(ram.contextValue, 'snapshot.ram');
+  assert.equal(ram.id, 'vm:web/snapshots/later');
+  assert.match(ram.tooltip, /continues from that moment/);
+  const disk = snapshotItem('web', snaps[1]!);
+  assert.doesNotMatch(disk.description ?? '', /RAM/);
+  assert.equal(disk.contextValue, 'snapshot.disk');
+  assert.equal(groupItem(summary(), 'snapshots', info({ snapshots: snaps })).description, '2');
+  assert.equal(groupItem(summary(), 'snapshots', info()).contextValue, 'group.snapshots.running');
+});
+
+test('formatDate: local "YYYY-MM-DD HH:MM", the text itself when not a date', () => {
+  const d = new Date(2026, 0, 5, 7, 3);
+  assert.equal(formatDate(d.toISOString()), '2026-01-05 07:03');
+  assert.equal(formatDate('garbage'), 'garbage');
+});
+
+test('snapshot layers in the Disk layers group: snapshot names and layer id', () => {
+  const layer = { role: 'snapshot' as const, file: '/d/layers/abc.qcow2', format: 'qcow2', virtualSize: 20 * GiB, actualSize: 12 * 1024 ** 2, readOnly: true, sharedBy: ['web', 'web-clone'], id: 'abc', snapshots: ['clean'] };
+  const it = layerItem('web', layer, 1);
+  assert.equal(it.label, 'snapshot');
+  assert.equal(it.description, 'clean · 12 MiB / 20 GiB · read-only · shared with 1 other VM');
+  assert.match(it.tooltip, /Layer: `abc`/);
+  assert.match(it.tooltip, /Snapshots: clean/);
+  assert.equal(it.contextValue, 'layer.snapshot.shared');
+  const frozen = layerItem('web', { ...layer, snapshots: [], sharedBy: ['web'] }, 1);
+  assert.equal(frozen.description, '12 MiB / 20 GiB · read-only');
+  assert.match(frozen.tooltip, /kept for a clone or an export/);
+});
+
+const usbDev: HostUsbDevice = { id: '1-2.3', busnum: 1, devnum: 7, vendorId: '0781', productId: '5583', manufacturer: 'SanDisk', product: 'Ultra Fit', serial: 'AA01', devnode: '/dev/bus/usb/001/007', attachedTo: 'web' };
+
+test('attached disks and USB devices: listed from vm/info with detach context values', () => {
+  const disks = [
+    { id: 'disk1', source: '/home/u/data.qcow2', bus: 'virtio' as const, readOnly: false },
+    { id: 'disk2', source: 'nbd://127.0.0.1:10809/web-clean', bus: 'virtio' as const, readOnly: true },
+    { id: 'disk3', source: '/home/u/stick.img', bus: 'usb' as const, readOnly: false },
+  ];
+  const i = info({ disks, usb: [usbDev] });
+  assert.deepEqual(groupChildren(summary(), 'disks', i).map((n) => n.kind === 'disk' && n.id), ['disk1', 'disk2', 'disk3']);
+  assert.deepEqual(groupChildren(summary(), 'usb', i), [{ kind: 'usb', vm: 'web', id: '1-2.3' }]);
+  assert.equal(groupItem(summary(), 'disks', i).description, '3');
+  assert.equal(groupItem(summary(), 'disks', i).contextValue, 'group.disks.running');
+  const [a, b, c] = disks.map((d) => diskItem('web', d));
+  assert.equal(a!.label, 'data.qcow2');
+  assert.equal(a!.description, 'virtio disk');
+  assert.equal(a!.contextValue, 'disk.virtio');
+  assert.equal(b!.label, 'nbd://127.0.0.1:10809/web-clean');
+  assert.equal(b!.description, 'virtio disk · read-only');
+  assert.equal(b!.icon?.id, 'globe');
+  assert.equal(c!.description, 'USB storage');
+  assert.equal(c!.contextValue, 'disk.usb');
+  const u = usbItem('web', usbDev);
+  assert.equal(u.label, 'Ultra Fit');
+  assert.equal(u.description, '0781:5583 · bus 1-2.3');
+  assert.equal(u.contextValue, 'usb.device');
+  assert.match(u.tooltip, /SanDisk · 0781:5583 · bus 1\\-2\\\.3 · serial AA01/, 'escaped for Markdown');
+  assert.equal(usbItem('web', { ...usbDev, product: undefined }).label, '0781:5583');
+  assert.equal(diskLabel('/a/b/c.img'), 'c.img');
+});
+
+test('names and NBD URIs typed in input boxes', () => {
+  assert.equal(nextFreeName('web-clone', ['web']), 'web-clone');
+  assert.equal(nextFreeName('web-clone', ['web-clone', 'web-clone-2']), 'web-clone-3');
+  assert.equal(nbdUriProblem('nbd://127.0.0.1:10809/web-clean'), undefined);
+  assert.equal(nbdUriProblem('nbd://nas.local/export'), undefined);
+  assert.equal(nbdUriProblem('nbd://[::1]:10809/x'), undefined);
+  assert.match(nbdUriProblem('') ?? '', /enter/);
+  assert.match(nbdUriProblem('http://x/y') ?? '', /nbd:\/\/HOST:PORT\/EXPORT/);
+  assert.match(nbdUriProblem('nbd://h:70000/x') ?? '', /out of range/);
+  assert.match(nbdUriProblem('nbd://h:1/a b') ?? '', /space/);
+});
+
+test('restore confirmation: what is lost and what happens to a running or suspended VM', () => {
+  const [ram, disk] = snaps;
+  assert.match(restoreDetail({ name: 'web', state: 'running' }, disk!), /discarded[\s\S]*boots again from the snapshot/);
+  assert.match(restoreDetail({ name: 'web', state: 'running' }, ram!), /continues from the moment/);
+  assert.match(restoreDetail({ name: 'web', state: 'stopped' }, ram!), /becomes suspended/);
+  assert.match(restoreDetail({ name: 'web', state: 'suspended' }, disk!), /saved RAM state is discarded/);
+  assert.doesNotMatch(restoreDetail({ name: 'web', state: 'stopped' }, disk!), /stopped at once|suspended/);
+});
+
+test('layer tree text: layers under their image, children indented, snapshots and users', () => {
+  const nodes: LayerNode[] = [
+    { id: 'b2', parent: 'a1', image: 'debian-12', file: '/d/layers/b2.qcow2', actualSize: 2 * 1024 ** 2, createdAt: '2026-01-02T00:00:00Z', snapshots: ['web/later'], usedBy: ['web'] },
+    { id: 'a1', parent: null, image: 'debian-12', file: '/d/layers/a1.qcow2', actualSize: 10 * 1024 ** 2, createdAt: '2026-01-01T00:00:00Z', snapshots: ['web/clean'], usedBy: ['web', 'web-clone'] },
+    { id: 'c3', parent: 'a1', image: 'debian-12', file: '/d/layers/c3.qcow2', actualSize: 1024 ** 2, createdAt: '2026-01-03T00:00:00Z', snapshots: [], usedBy: ['web-clone'] },
+    { id: 'z9', parent: null, image: 'alpine', file: '/d/layers/z9.qcow2', actualSize: 0, createdAt: '2026-01-01T00:00:00Z', snapshots: [], usedBy: [] },
+  ];
+  const text = layerTreeText(nodes, '/d');
+  const lines = text.split('\n');
+  assert.match(lines[0]!, /4 frozen layers, 13 MiB \(\/d\/layers\)/);
+  const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
+  assert.ok(at(/^alpine \(base image\)$/) < at(/^debian-12 \(base image\)$/), 'images sorted');
+  assert.match(lines[at(/a1/)]!, /^└─ a1  10 MiB  .*snapshots: web\/clean  used by: web, web-clone$/);
+  assert.match(lines[at(/b2/)]!, /^   ├─ b2 .*snapshots: web\/later  used by: web$/);
+  assert.match(lines[at(/c3/)]!, /^   └─ c3 .*used by: web-clone$/);
+  assert.match(lines[at(/z9/)]!, /used by: no VM$/);
+  assert.match(layerTreeText([], '/d'), /No frozen layers yet/);
+  // A parent that is not listed: shown at the root, flagged.
+  assert.match(layerTreeText([{ ...nodes[0]!, parent: 'gone' }], '/d'), /^└─ b2 .*parent gone missing$/m);
 });
 
 test('images: size, users, and delete only when unused', () => {
