@@ -4,12 +4,13 @@
  * Uses a blank imported disk (no guest OS needed to be "running" for these).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { processGone, Sandbox, ROOT, waitFor } from './harness';
+import { CLI, processGone, Sandbox, ROOT, waitFor } from './harness';
 
 const sb = new Sandbox('bad');
 const blank = path.join(sb.home, '..', `${path.basename(sb.home)}-blank.qcow2`);
@@ -70,6 +71,23 @@ const cases: Array<[string, string[], string?, number?]> = [
   ['stop a missing VM', ['stop', 'ghost']],
   ['info on a path', ['info', '../../etc']],
   ['ssh to a missing VM', ['ssh', 'ghost', '--', 'true']],
+  ['snapshot with a bad name', ['snapshot', 'taken', '../x']],
+  ['snapshot of a missing VM', ['snapshot', 'ghost', 's1']],
+  ['RAM snapshot of a stopped VM', ['snapshot', 'taken', 's1', '--ram']],
+  ['restore a missing snapshot', ['restore', 'taken', 'nope']],
+  ['delete a missing snapshot', ['snapshot', 'taken', 'nope', '--delete']],
+  ['clone onto a taken name', ['clone', 'runner', 'taken']],
+  ['clone to a bad name', ['clone', 'taken', 'a/b']],
+  ['clone a missing VM', ['clone', 'ghost', 'copy']],
+  ['clone from a missing snapshot', ['clone', 'taken', 'copy', '--snapshot', 'nope']],
+  ['attach a disk to a stopped VM', ['disk', 'attach', 'taken', blank]],
+  ['attach a missing file', ['disk', 'attach', 'runner', '/nonexistent/disk.img']],
+  ['attach a bad NBD URI', ['disk', 'attach', 'runner', 'nbd://bad host:99999/x']],
+  ['attach a base image for writing', ['disk', 'attach', 'runner', path.join(sb.home, 'images', 'blank', 'disk.qcow2')]],
+  ['detach an unknown disk', ['disk', 'detach', 'runner', 'xd9']],
+  ['detach a bad disk id', ['disk', 'detach', 'runner', '../x']],
+  ['export a missing snapshot', ['disk', 'export', 'taken', 'nope']],
+  ['unknown disk command', ['disk', 'frob'], undefined, 2],
   ['unknown command', ['frobnicate'], undefined, 2],
   ['unknown flag', ['list', '--colour'], undefined, 2],
   ['missing argument', ['create'], undefined, 2],
@@ -219,4 +237,95 @@ test('suspend and resume without the native addon (QEMU exec fallback)', () => {
     delete sb.env.DEVVM_NO_NATIVE;
     sb.cli(['helper', 'stop']);
   }
+});
+
+// ---- faults around layers and RAM states ------------------------------------------------
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+/** Runs the CLI in the background; resolves with its exit code. */
+function cliBackground(args: string[]): Promise<number> {
+  const child = spawn(process.execPath, [CLI, ...args], { env: sb.env, stdio: 'ignore' });
+  return new Promise((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
+}
+
+/**
+ * The invariants a fault must not break: no half-finished freeze in any vm.json, every
+ * layer a VM or snapshot names exists, every pool layer is used by something, no partial
+ * RAM file, every layer passes `qemu-img check`.
+ */
+function assertLayersConsistent(): void {
+  const pool = path.join(sb.home, 'layers');
+  const metas = readdirSync(pool).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(readFileSync(path.join(pool, f), 'utf8')) as { id: string; parent: string | null });
+  const byId = new Map(metas.map((m) => [m.id, m]));
+  assert.deepEqual(readdirSync(pool).filter((f) => f.endsWith('.qcow2')).sort(), metas.map((m) => `${m.id}.qcow2`).sort(), 'a file for every layer and a layer for every file');
+  const used = new Set<string>();
+  const keep = (id: string) => {
+    for (let cur: string | null = id; cur; cur = byId.get(cur)!.parent) {
+      assert.ok(byId.has(cur), `layer ${cur} exists`);
+      used.add(cur);
+    }
+  };
+  for (const vm of readdirSync(path.join(sb.home, 'vms'))) {
+    const cfg = JSON.parse(readFileSync(path.join(sb.home, 'vms', vm, 'vm.json'), 'utf8')) as { overlay: string; pending?: unknown; snapshots?: Array<{ name: string; layer: string; ram?: unknown }> };
+    assert.equal(cfg.pending, undefined, `${vm}: no unfinished freeze`);
+    keep(cfg.overlay);
+    for (const s of cfg.snapshots ?? []) {
+      keep(s.layer);
+      if (s.ram) assert.ok(existsSync(path.join(sb.home, 'vms', vm, 'ram', `${s.name}.ram`)), `${vm}/${s.name}: RAM file present`);
+    }
+    const ramDir = path.join(sb.home, 'vms', vm, 'ram');
+    if (existsSync(ramDir)) assert.deepEqual(readdirSync(ramDir).filter((f) => f.endsWith('.partial')), [], 'no partial RAM file');
+  }
+  assert.deepEqual([...byId.keys()].filter((id) => !used.has(id)), [], 'no orphaned layer');
+  for (const id of byId.keys()) {
+    const r = spawnSync('qemu-img', ['check', '-U', path.join(pool, `${id}.qcow2`)], { encoding: 'utf8' });
+    assert.equal(r.status, 0, `qemu-img check ${id}: ${r.stdout}${r.stderr}`);
+  }
+}
+
+test('live snapshots on a running VM, kill -9 of the helper mid-snapshot: layers stay consistent, the base untouched', async () => {
+  const base = path.join(sb.home, 'images', 'blank', 'disk.qcow2');
+  const baseSum = sha256(base);
+  sb.ok(['create', 'snappy', '--image', 'blank', '--user', 'alice', '--memory', '256', '--cpus', '1']);
+  sb.ok(['start', 'snappy']);
+  sb.ok(['snapshot', 'snappy', 'first']);
+  sb.ok(['snapshot', 'snappy', 'second', '--ram']);
+  for (const delay of [150, 300, 450, 600, 800]) {
+    const done = cliBackground(['snapshot', 'snappy', `k${delay}`, '--ram']);
+    await sleep(delay);
+    process.kill(Number(readFileSync(path.join(sb.home, 'helper.pid'), 'utf8')), 'SIGKILL');
+    await done;
+    // The next call starts a helper, which settles what the killed one left.
+    assert.equal(sb.json<Array<{ name: string; state: string }>>(['list']).find((v) => v.name === 'snappy')?.state, 'running');
+    assertLayersConsistent();
+  }
+  sb.ok(['stop', 'snappy', '--force']);
+  assertLayersConsistent();
+  assert.equal(sha256(base), baseSum, 'base image unchanged');
+});
+
+test('kill -9 of QEMU during suspend and during a RAM snapshot: nothing half-saved is kept', async () => {
+  for (const [what, delay] of [['suspend', 150], ['suspend', 400], ['snapshot', 150], ['snapshot', 400]] as const) {
+    sb.ok(['start', 'snappy']);
+    const { pid } = sb.json<{ pid: number }>(['info', 'snappy']);
+    const done = cliBackground(what === 'suspend' ? ['suspend', 'snappy'] : ['snapshot', 'snappy', `q${delay}`, '--ram']);
+    await sleep(delay);
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // the suspend was quicker than the kill: QEMU already ended on its own
+    }
+    await done;
+    await waitFor('QEMU to be gone', 10_000, () => processGone(pid));
+    const state = sb.json<{ state: string }>(['info', 'snappy']).state;
+    assert.ok(state === 'stopped' || (what === 'suspend' && state === 'suspended'), `state ${state}`);
+    if (state === 'stopped') assert.ok(!existsSync(path.join(sb.home, 'vms', 'snappy', 'ram', 'suspend.ram')), 'no state file for a stopped VM');
+    if (state === 'suspended') sb.ok(['start', 'snappy', '--discard-state']);
+    sb.cli(['stop', 'snappy', '--force']);
+    assertLayersConsistent();
+  }
+  sb.ok(['delete', 'snappy']);
+  assertLayersConsistent();
 });

@@ -73,6 +73,14 @@ export class Sandbox {
    */
   files(running: string[] = []): string[] {
     const out: string[] = [];
+    // A running VM writes to its top layer in the pool.
+    const live = running.map((vm) => {
+      try {
+        return `layers/${(JSON.parse(readFileSync(path.join(this.home, 'vms', vm, 'vm.json'), 'utf8')) as { overlay?: string }).overlay}.qcow2`;
+      } catch {
+        return '';
+      }
+    });
     const walk = (dir: string) => {
       for (const e of readdirSync(dir, { withFileTypes: true })) {
         const p = path.join(dir, e.name);
@@ -81,7 +89,7 @@ export class Sandbox {
         else if (!e.name.endsWith('.log')) {
           const rel = path.relative(this.home, p);
           const s = statSync(p);
-          out.push(running.some((vm) => rel.startsWith(`vms/${vm}/`)) ? rel : `${rel} ${s.size} ${s.mtimeMs}`);
+          out.push(running.some((vm) => rel.startsWith(`vms/${vm}/`)) || live.includes(rel) ? rel : `${rel} ${s.size} ${s.mtimeMs}`);
         }
       }
     };
