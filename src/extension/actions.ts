@@ -10,7 +10,7 @@ import type { AttachedDisk, HostUsbDevice, SnapshotInfo, VmInfo, VmSummary } fro
 import * as validate from '../shared/validate';
 import type { HelperClient } from './helperclient';
 import type { ItemCommand, PaletteCommand, VmCommand } from './menus';
-import { diskLabel, formatDate, layerTreeText, nbdUriProblem, nextFreeName, restoreDetail, sortedSnapshots, type Node } from './model';
+import { diskLabel, formatDate, layerTreeText, nbdUriProblem, nextFreeName, normalizeInfo, restoreDetail, sortedSnapshots, type Node } from './model';
 import type { VmTree } from './trees';
 import {
   answer,
@@ -63,7 +63,7 @@ function check(f: () => unknown): string | undefined {
 
 export function registerActions(d: ActionDeps): vscode.Disposable[] {
   const { context, client, vms, out } = d;
-  const info = (name: string): Promise<VmInfo> => client.request(Rpc.vmInfo, { name });
+  const info = async (name: string): Promise<VmInfo> => normalizeInfo(await client.request(Rpc.vmInfo, { name }));
 
   const pickSnapshot = async (i: VmInfo, placeHolder: string): Promise<SnapshotInfo | undefined> => {
     if (!i.snapshots.length) {

@@ -6,9 +6,9 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
-import type { MessageConnection, RequestType, RequestType0 } from 'vscode-jsonrpc/node';
+import { ErrorCodes, ResponseError, type MessageConnection, type RequestType, type RequestType0 } from 'vscode-jsonrpc/node';
 import { connect, fromRpcError } from '../shared/client';
-import type { DevvmError } from '../shared/errors';
+import { DevvmError } from '../shared/errors';
 import { Notify, type ProgressParams, type RpcErrorData, type UsbEvent } from '../shared/rpc';
 import type { VmSummary } from '../shared/types';
 
@@ -119,6 +119,10 @@ export class HelperClient {
     try {
       return params === undefined ? await c.sendRequest(type as RequestType0<R, RpcErrorData>) : await c.sendRequest(type as RequestType<P, R, RpcErrorData>, params);
     } catch (e) {
+      // The helper outlives VS Code: after an update, the one running may predate a request.
+      if (e instanceof ResponseError && e.code === ErrorCodes.MethodNotFound) {
+        throw new DevvmError('invalid-state', `the running devvm helper is older than this extension and does not know "${type.method}"`, 'stop it with "devvm helper stop" (VMs keep running) and retry: a current one starts on demand');
+      }
       throw fromRpcError(e) satisfies DevvmError;
     }
   }

@@ -282,6 +282,11 @@ export function groupChildren(s: VmSummary, group: GroupKind, info: VmInfo | und
   }
 }
 
+/** vm/info from a helper older than this extension (it outlives VS Code updates) lacks the newer lists. */
+export function normalizeInfo(i: VmInfo): VmInfo {
+  return { ...i, layers: i.layers ?? [], snapshots: i.snapshots ?? [], disks: i.disks ?? [], usb: i.usb ?? [] };
+}
+
 /** The first of `base`, `base-2`, `base-3`… not in `taken`. */
 export function nextFreeName(base: string, taken: Iterable<string>): string {
   const set = new Set(taken);

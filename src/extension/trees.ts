@@ -9,7 +9,7 @@ import * as vscode from 'vscode';
 import { Rpc } from '../shared/rpc';
 import type { ImageInfo, VmInfo, VmSummary } from '../shared/types';
 import type { HelperClient } from './helperclient';
-import { diskItem, GROUPS, groupChildren, groupItem, imageItem, INFO_GROUPS, layerItem, noteItem, portItem, snapshotItem, usbItem, vmItem, type ItemSpec, type Node } from './model';
+import { diskItem, GROUPS, groupChildren, groupItem, imageItem, INFO_GROUPS, layerItem, normalizeInfo, noteItem, portItem, snapshotItem, usbItem, vmItem, type ItemSpec, type Node } from './model';
 
 function toTreeItem(spec: ItemSpec): vscode.TreeItem {
   const item = new vscode.TreeItem(
@@ -81,7 +81,7 @@ export class VmTree implements vscode.TreeDataProvider<Node> {
   info(name: string): Promise<VmInfo | undefined> {
     let p = this.infos.get(name);
     if (!p) {
-      p = this.client.request(Rpc.vmInfo, { name }).catch(() => undefined);
+      p = this.client.request(Rpc.vmInfo, { name }).then(normalizeInfo, () => undefined);
       this.infos.set(name, p);
     }
     return p;

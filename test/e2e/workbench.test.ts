@@ -285,7 +285,34 @@ test('Dev VMs in code-server: view, create form, running VM, layers, serial cons
   await until('a shell prompt over SSH', 60_000, async () => new RegExp(`${USER}@${VM}`).test(await w.consoleText(`${VM} (ssh)`)), 1000);
   await w.shot('ssh-terminal');
 
-  // ---- 7. a VM created from the CLI shows up from a notification -------------------
+  // ---- 7a. a live disk-only snapshot from the palette, shown in the Snapshots group ----
+  s = Date.now();
+  await w.command('Dev VMs: Take Snapshot…');
+  await w.pick(VM);
+  const nameBox = page.locator('.quick-input-widget .quick-input-box input').first();
+  await nameBox.waitFor({ timeout: 10_000 });
+  await until('the suggested snapshot name', 10_000, async () => (await nameBox.inputValue()) === 'snap-1');
+  await nameBox.fill('Bad Name');
+  await until('the name check', 10_000, async () => /invalid snapshot name/.test((await page.locator('.quick-input-widget').first().textContent()) ?? ''));
+  await nameBox.fill('before-e2e');
+  await nameBox.press('Enter');
+  await w.pick('Disk only');
+  await until('the snapshot to be taken', 2 * 60_000, async () => {
+    await failOnError();
+    return w.notification(/Snapshot "before-e2e" of e2e taken/).isVisible();
+  });
+  metrics.snapshotFromPaletteMs = Date.now() - s;
+  await w.expand(w.row(vms, 'Snapshots'));
+  const snapRow = w.row(vms, 'before-e2e');
+  await snapRow.waitFor({ timeout: 30_000 });
+  assert.doesNotMatch((await snapRow.locator('.label-description').textContent()) ?? '', /RAM/);
+  await w.row(vms, 'snapshot').waitFor({ timeout: 10_000 });
+  const snapMenu = await w.contextMenuItems(snapRow);
+  for (const item of ['Restore Snapshot…', 'Clone…', 'Delete Snapshot…']) assert.ok(snapMenu.includes(item), `snapshot context menu has ${item}`);
+  assert.ok((await w.contextMenuItems(vmRow)).includes('Take Snapshot…'));
+  await w.shot('snapshot-in-tree');
+
+  // ---- 7b. a VM created from the CLI shows up from a notification -------------------
   s = Date.now();
   cli(['create', 'from-cli', '--image', 'debian-12', '--user', 'cli']);
   await w.row(vms, 'from-cli').waitFor({ timeout: 5000 });

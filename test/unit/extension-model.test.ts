@@ -1,7 +1,7 @@
 /** The Dev VMs views' model, computed from RPC data (src/extension/model.ts, no vscode). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { deleteDetail, diskItem, diskLabel, formatBytes, formatDate, groupChildren, groupItem, imageItem, layerItem, layerTreeText, nbdUriProblem, nextFreeName, portItem, restoreDetail, snapshotItem, sshCommand, statusText, usbItem, vmItem } from '../../src/extension/model';
+import { deleteDetail, diskItem, normalizeInfo, diskLabel, formatBytes, formatDate, groupChildren, groupItem, imageItem, layerItem, layerTreeText, nbdUriProblem, nextFreeName, portItem, restoreDetail, snapshotItem, sshCommand, statusText, usbItem, vmItem } from '../../src/extension/model';
 import { remoteFolderUri, preferredRemoteSsh, installedRemoteSsh, vmFromRemoteAuthority } from '../../src/extension/remote';
 import type { HostUsbDevice, ImageInfo, LayerNode, SnapshotInfo, VmInfo, VmSummary } from '../../src/shared/types';
 
@@ -176,6 +176,16 @@ test('attached disks and USB devices: listed from vm/info with detach context va
   assert.match(u.tooltip, /SanDisk · 0781:5583 · bus 1\\-2\\\.3 · serial AA01/, 'escaped for Markdown');
   assert.equal(usbItem('web', { ...usbDev, product: undefined }).label, '0781:5583');
   assert.equal(diskLabel('/a/b/c.img'), 'c.img');
+});
+
+test('vm/info from an older helper (no snapshots, disks or usb) still lists', () => {
+  const old = { ...info() } as Partial<VmInfo>;
+  delete old.snapshots;
+  delete old.disks;
+  delete old.usb;
+  const i = normalizeInfo(old as VmInfo);
+  assert.deepEqual([i.snapshots, i.disks, i.usb], [[], [], []]);
+  assert.equal(groupChildren(summary(), 'snapshots', i)[0]?.kind, 'note');
 });
 
 test('names and NBD URIs typed in input boxes', () => {
