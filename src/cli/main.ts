@@ -40,6 +40,7 @@ const USAGE = `usage: devvm <command> [options]
   layers [--json]                             the layer tree of every VM
   disk attach NAME FILE|nbd://HOST:PORT/EXPORT [--usb] [--read-only]
   disk detach NAME ID                         disk export NAME [SNAP]    disk unexport NAME
+  usb list [--json]                           usb attach|detach NAME DEV (id 1-2.3, VENDOR:PRODUCT, BUS/DEV)
   ssh-config [--include]                      doctor [--json]
   helper status|stop [--stop-vms]`;
 
@@ -331,6 +332,31 @@ class Cli {
       }
       case 'disk':
         return this.disk(rest);
+      case 'usb': {
+        const [sub, ...args] = rest;
+        if (sub === 'list') {
+          const { values } = parse(args, {}, 0);
+          this.json = Boolean(values.json);
+          const l = await this.call(Rpc.usbList);
+          this.print(l, () => (l.length === 0 ? 'no USB devices on this host' : table([
+            ['ID', 'VENDOR:PRODUCT', 'NAME', 'NODE', 'ATTACHED TO'],
+            ...l.map((d) => [d.id, `${d.vendorId}:${d.productId}`, [d.manufacturer, d.product].filter(Boolean).join(' ') || '-', d.devnode, d.attachedTo ?? '-']),
+          ])));
+          return 0;
+        }
+        if (sub !== 'attach' && sub !== 'detach') throw new UsageError(sub ? `unknown usb command "${sub}"` : 'missing usb command');
+        const { values, positionals } = parse(args, {}, 2);
+        this.json = Boolean(values.json);
+        const params = { name: positionals[0]!, device: positionals[1]! };
+        if (sub === 'attach') {
+          const d = await this.call(Rpc.usbAttach, params);
+          this.print(d, () => `attached USB ${d.id} (${d.product ?? `${d.vendorId}:${d.productId}`}) to ${params.name}`);
+        } else {
+          await this.call(Rpc.usbDetach, params);
+          this.print({ detached: params.device }, () => `detached USB ${params.device} from ${params.name}`);
+        }
+        return 0;
+      }
       case 'ssh': {
         const dash = rest.indexOf('--');
         const own = dash >= 0 ? rest.slice(0, dash) : rest;

@@ -50,6 +50,8 @@ export class VmFiles {
   snapshotRam(snapshot: string) { return path.join(this.ramDir, `${snapshot}.ram`); }
   /** Disks hot-plugged into the running QEMU (removed when it ends). */
   get attached() { return path.join(this.dir, 'attached.json'); }
+  /** Host USB devices passed to the running QEMU (removed when it ends). */
+  get usb() { return path.join(this.dir, 'usb.json'); }
   /** The read-only NBD export of one of its layers (qemu-nbd). */
   get nbdExport() { return path.join(this.dir, 'nbd.json'); }
   get nbdPid() { return path.join(this.dir, 'nbd.pid'); }

@@ -11,6 +11,8 @@ import { Images } from './images';
 import { acquireLock } from './lock';
 import { log, setLogFile } from './log';
 import { Server } from './server';
+import { UsbMonitor } from './usb/monitor';
+import { SYSFS_USB_DEVICES } from './usb/sysfs';
 import { Vms } from './vms';
 import { cacheDir, devvmHome } from '../shared/paths';
 
@@ -44,6 +46,17 @@ async function main(): Promise<void> {
   // Probe now, in the background, so the first start does not wait for it.
   void accelerator().catch((e: Error) => log.warn(`accelerator probe failed: ${e.message}`));
 
+  // Host USB hot-plug; the helper works without it (doctor says why).
+  const usbSysfsRoot = process.env.DEVVM_USB_SYSFS || SYSFS_USB_DEVICES;
+  let usb: UsbMonitor | null = new UsbMonitor({ sysfsRoot: usbSysfsRoot });
+  try {
+    usb.start();
+    usb.on('error', (e) => log.warn(`USB monitor stopped: ${e.message}`));
+  } catch (e) {
+    log.warn((e as Error).message);
+    usb = null;
+  }
+
   let server: Server;
   const srv = net.createServer((sock) => server.accept(sock));
   const shutdown = async (stopVms: boolean) => {
@@ -64,6 +77,8 @@ async function main(): Promise<void> {
     accelerator,
     info: { pid: process.pid, version: DEVVM_VERSION, home: home.root, startedAt: new Date().toISOString() },
     shutdown: (stopVms) => void shutdown(stopVms),
+    usb,
+    usbSysfsRoot,
   });
   // We hold the lock, so a leftover socket is from a dead helper.
   rmSync(home.socket, { force: true });

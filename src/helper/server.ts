@@ -15,6 +15,8 @@ import type { Home } from './filenames';
 import type { Images, Progress } from './images';
 import { log } from './log';
 import { ensureInclude } from './sshconfig';
+import { matchDevice, type UsbMonitor } from './usb/monitor';
+import { listUsbDevices } from './usb/sysfs';
 import type { Vms } from './vms';
 
 export interface ServerDeps {
@@ -25,6 +27,9 @@ export interface ServerDeps {
   qemuBinary: string;
   accelerator: () => Promise<AccelChoice>;
   shutdown: (stopVms: boolean) => void;
+  /** Host USB hot-plug monitor; null when unavailable (then devices are read from sysfs on request). */
+  usb: UsbMonitor | null;
+  usbSysfsRoot: string;
 }
 
 function obj(p: unknown): Record<string, unknown> {
@@ -53,6 +58,24 @@ export class Server {
   constructor(private readonly d: ServerDeps) {
     d.vms.on('changed', (s) => this.broadcast((c) => c.sendNotification(Notify.vmChanged, s)));
     d.vms.on('removed', (name: string) => this.broadcast((c) => c.sendNotification(Notify.vmRemoved, { name })));
+    d.usb?.on('add', (device) => {
+      const runningVms = d.vms.runningNames();
+      if (runningVms.length) this.broadcast((c) => c.sendNotification(Notify.usb, { action: 'add', device, runningVms }));
+    });
+    d.usb?.on('remove', (device) => {
+      // Unplugged while attached: QEMU already lost it; drop the record so the view updates.
+      const owner = d.vms.usbOwner(device.id);
+      const done = owner ? d.vms.usbDetach(owner, device.id, true).catch((e: Error) => log.warn(`usb detach after unplug: ${e.message}`)) : Promise.resolve();
+      void done.then(() => this.broadcast((c) => c.sendNotification(Notify.usb, { action: 'remove', device, runningVms: d.vms.runningNames() })));
+    });
+  }
+
+  private usbDevices() {
+    const list = this.d.usb?.running ? this.d.usb.devices() : listUsbDevices(this.d.usbSysfsRoot);
+    return list.map((x) => {
+      const owner = this.d.vms.usbOwner(x.id);
+      return owner ? { ...x, attachedTo: owner } : x;
+    });
   }
 
   private broadcast(f: (c: MessageConnection) => Promise<void>): void {
@@ -158,6 +181,20 @@ export class Server {
     handle(Rpc.diskDetach, (p) => vms.detachDisk(v.vmName(p.name), v.diskId(p.id)));
     handle(Rpc.diskExport, (p) => vms.exportDisk(v.vmName(p.name), p.snapshot === undefined ? undefined : v.snapshotName(p.snapshot), progressFor(p)));
     handle(Rpc.diskUnexport, (p) => vms.unexportDisk(v.vmName(p.name)));
+    handle(Rpc.usbList, () => this.usbDevices());
+    const usbSpec = (p: Record<string, unknown>) => {
+      const spec = optString(p, 'device');
+      if (!spec || spec.length > 64) throw new DevvmError('invalid-argument', 'device must name a USB device: its id (1-2.3), VENDOR:PRODUCT or BUS/DEV');
+      return spec;
+    };
+    handle(Rpc.usbAttach, (p) => vms.usbAttach(v.vmName(p.name), matchDevice(this.usbDevices(), usbSpec(p))));
+    handle(Rpc.usbDetach, (p) => {
+      const name = v.vmName(p.name);
+      const spec = usbSpec(p);
+      // The device may be unplugged already: match against what the VM has, too.
+      const dev = matchDevice([...vms.usbAttached(name), ...this.usbDevices().filter((x) => !x.attachedTo)], spec);
+      return vms.usbDetach(name, dev.id);
+    });
 
     handle(Rpc.imageList, () => Promise.all(images.names().map((n) => images.info(n, vms.imageUsers(n)))));
     // build and pull differ only in where the base comes from.

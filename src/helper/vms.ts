@@ -10,10 +10,11 @@ import net from 'node:net';
 import os from 'node:os';
 import { DevvmError } from '../shared/errors';
 import type { CreateParams, SshTarget } from '../shared/rpc';
-import { VM_STATES, type LayerInfo, type LayerNode, type SnapshotInfo, type VmInfo, type VmState, type VmSummary } from '../shared/types';
+import { VM_STATES, type HostUsbDevice, type LayerInfo, type LayerNode, type SnapshotInfo, type VmInfo, type VmState, type VmSummary } from '../shared/types';
 import * as v from '../shared/validate';
 import type { AccelChoice } from './accel';
 import * as disks from './disks';
+import { canOpen, udevRuleFor } from './usb/access';
 import type { Home, VmFiles } from './filenames';
 import type { Images, Progress } from './images';
 import { LayerPool } from './layerpool';
@@ -220,7 +221,7 @@ export class Vms extends EventEmitter {
       layers,
       snapshots: snaps.map(snapshotInfo),
       disks: this.attachedDisks(name).map(({ port: _port, ...d }) => d),
-      usb: [],
+      usb: this.usbAttached(name).map(({ qemuId: _q, ...d }) => ({ ...d, attachedTo: name })),
     };
   }
 
@@ -317,6 +318,7 @@ export class Vms extends EventEmitter {
       this.stopWatching(name);
       rmSync(this.home.vm(name).pid, { force: true });
       rmSync(this.home.vm(name).attached, { force: true });
+      rmSync(this.home.vm(name).usb, { force: true });
       this.dropUsedSeed(name);
       log.info(`${name}: qemu exited`);
       this.changed(name);
@@ -828,6 +830,62 @@ export class Vms extends EventEmitter {
       log.info(`cloned ${source} to ${name} on layer ${layer}`);
     });
     return p.start ? this.start(name, {}, progress) : this.summary(name);
+  }
+
+  // ---- host USB devices -----------------------------------------------------
+
+  usbAttached(name: string): Array<HostUsbDevice & { qemuId: string }> {
+    const f = this.home.vm(name);
+    if (!this.machines.get(name)?.alive || !existsSync(f.usb)) return [];
+    return readJson<Array<HostUsbDevice & { qemuId: string }>>(f.usb);
+  }
+
+  /** Which running VM has this host device. */
+  usbOwner(id: string): string | undefined {
+    return this.names().find((n) => this.exists(n) && this.usbAttached(n).some((d) => d.id === id));
+  }
+
+  /** Passes a host USB device to the VM (QEMU usb-host on the xHCI controller). */
+  async usbAttach(name: string, dev: HostUsbDevice): Promise<HostUsbDevice> {
+    const m = this.runningMachine(name, 'attach a USB device');
+    const owner = this.usbOwner(dev.id);
+    if (owner) throw new DevvmError('busy', `USB device ${dev.id} is attached to VM "${owner}"`, `detach it first: devvm usb detach ${owner} ${dev.id}`);
+    if (!canOpen(dev.devnode)) {
+      const fix = udevRuleFor(dev);
+      throw new DevvmError('io', `no permission to open ${dev.devnode} (${dev.vendorId}:${dev.productId})`, `add this rule to ${fix.file}: ${fix.rule}, then reload udev and replug`);
+    }
+    return this.withOp(name, 'attaching', async () => {
+      const list = this.usbAttached(name);
+      let n = 1;
+      while (list.some((d) => d.qemuId === `usb${n}`)) n++;
+      const qemuId = `usb${n}`;
+      await m.qmp.execute('device_add', { driver: 'usb-host', bus: 'xhci.0', id: qemuId, hostbus: dev.busnum, hostaddr: dev.devnum });
+      writeJsonAtomic(this.home.vm(name).usb, [...list, { ...dev, qemuId }]);
+      log.info(`${name}: attached USB ${dev.id} (${dev.vendorId}:${dev.productId}) as ${qemuId}`);
+      return { ...dev, attachedTo: name };
+    });
+  }
+
+  async usbDetach(name: string, id: string, gone = false): Promise<void> {
+    const m = this.runningMachine(name, 'detach a USB device');
+    const d = this.usbAttached(name).find((x) => x.id === id);
+    if (!d) throw new DevvmError('not-found', `USB device ${id} is not attached to VM "${name}"`, `see "devvm usb list"`);
+    await this.withOp(name, 'attaching', async () => {
+      // Unplugged already: QEMU has dropped the device, only the record goes.
+      if (!gone) {
+        const deleted = m.qmp.waitEvent('DEVICE_DELETED', 10_000, (e) => e.data?.device === d.qemuId);
+        await m.qmp.execute('device_del', { id: d.qemuId });
+        await deleted;
+      } else {
+        await m.qmp.execute('device_del', { id: d.qemuId }).catch(() => {});
+      }
+      writeJsonAtomic(this.home.vm(name).usb, this.usbAttached(name).filter((x) => x.id !== id));
+    });
+    log.info(`${name}: detached USB ${id}`);
+  }
+
+  runningNames(): string[] {
+    return this.names().filter((n) => this.machines.get(n)?.alive);
   }
 
   // ---- extra disks and NBD export ------------------------------------------

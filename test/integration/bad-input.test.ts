@@ -16,7 +16,11 @@ const sb = new Sandbox('bad');
 const blank = path.join(sb.home, '..', `${path.basename(sb.home)}-blank.qcow2`);
 const corrupt = path.join(sb.home, '..', `${path.basename(sb.home)}-corrupt.qcow2`);
 
+// A recorded sysfs tree stands in for the host's USB bus (these machines have none).
+const usbSysfs = path.join(ROOT, 'test', 'fixtures', 'usb', 'sysfs', 'bus', 'usb', 'devices');
+
 before(() => {
+  sb.env.DEVVM_USB_SYSFS = usbSysfs;
   spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', blank, '2G']);
   writeFileSync(corrupt, Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(4096, 0xff)]));
   sb.ok(['image', 'import', blank, '--name', 'blank']);
@@ -88,6 +92,11 @@ const cases: Array<[string, string[], string?, number?]> = [
   ['detach a bad disk id', ['disk', 'detach', 'runner', '../x']],
   ['export a missing snapshot', ['disk', 'export', 'taken', 'nope']],
   ['unknown disk command', ['disk', 'frob'], undefined, 2],
+  ['attach an unknown USB device', ['usb', 'attach', 'runner', 'dead:beef']],
+  ['attach a USB device to a stopped VM', ['usb', 'attach', 'taken', '1-2']],
+  ['attach a USB device without access to its node', ['usb', 'attach', 'runner', '0781:5581']],
+  ['detach a USB device that is not attached', ['usb', 'detach', 'runner', '1-2']],
+  ['a USB device spec with shell in it', ['usb', 'attach', 'runner', '$(reboot)']],
   ['unknown command', ['frobnicate'], undefined, 2],
   ['unknown flag', ['list', '--colour'], undefined, 2],
   ['missing argument', ['create'], undefined, 2],
@@ -107,6 +116,14 @@ for (const [what, args, input, exit] of cases) {
     assert.deepEqual(sb.files(['runner']), files, 'files unchanged');
   });
 }
+
+test('usb list reads the host devices from sysfs; a missing permission names the udev rule', () => {
+  const l = sb.json<Array<{ id: string; vendorId: string; productId: string; product?: string; devnode: string }>>(['usb', 'list']);
+  assert.deepEqual(l.map((d) => [d.id, `${d.vendorId}:${d.productId}`]), [['1-2', '046d:c52b'], ['1-3.1', '0781:5581']]);
+  const r = sb.cli(['usb', 'attach', 'runner', '1-3.1']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /SUBSYSTEM=="usb", ATTR\{idVendor\}=="0781", ATTR\{idProduct\}=="5581"/);
+});
 
 test('--json errors are one JSON object with code and message', () => {
   const r = sb.cli(['info', 'ghost', '--json']);

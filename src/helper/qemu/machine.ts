@@ -107,11 +107,20 @@ export class Machine extends EventEmitter {
   static async attach(files: LaunchFiles): Promise<Machine | null> {
     const pid = livePid(files.pidFile, files.qmpSocket);
     if (pid === null) return null;
-    try {
-      return new Machine(pid, await Qmp.connect(files.qmpSocket, 3000));
-    } catch (e) {
-      log.warn(`qemu pid ${pid} is alive but its QMP socket does not answer: ${(e as Error).message}`);
-      return null;
+    // A loaded host (or a QEMU busy finishing a migration) can be slow to greet: keep
+    // trying while the process lives, since giving up would orphan a running VM.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      try {
+        return new Machine(pid, await Qmp.connect(files.qmpSocket, 3000));
+      } catch (e) {
+        if (livePid(files.pidFile, files.qmpSocket) === null) return null;
+        if (Date.now() > deadline) {
+          log.warn(`qemu pid ${pid} is alive but its QMP socket does not answer: ${(e as Error).message}`);
+          return null;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
     }
   }
 
