@@ -71,8 +71,8 @@ async function main(): Promise<void> {
     const large = createTimes('large');
     out.createMs = Math.round(small);
     out.createRatioLargeSmall = +(large / small).toFixed(2);
-    const vmDir = path.join(sb.home, 'vms', 'small-0');
-    out.overlayBytes = ['overlay.qcow2', 'cache.qcow2'].reduce((n, f) => n + statSync(path.join(vmDir, f)).blocks * 512, 0);
+    const fresh = sb.json<{ layers: Array<{ role: string; file: string }> }>(['info', 'small-0']).layers.filter((l) => l.role !== 'base');
+    out.overlayBytes = fresh.reduce((n, l) => n + statSync(l.file).blocks * 512, 0);
     note('list');
     const listTimes: number[] = [];
     for (let i = 0; i < 10; i++) listTimes.push(timed(() => sb.ok(['list', '--json'])));
@@ -125,12 +125,26 @@ async function main(): Promise<void> {
     note('suspend');
     out.suspendMs = Math.round(timed(() => sb.ok(['suspend', 'timed'])));
     // Keep the state and the disk as they were at save time for the baseline restore.
-    for (const f of ['overlay.qcow2', 'cache.qcow2', 'ram/suspend.ram']) copyFileSync(path.join(timedDir, f), path.join(tmp, path.basename(f)));
+    const timedOverlay = sb.json<{ layers: Array<{ role: string; file: string }> }>(['info', 'timed']).layers.find((l) => l.role === 'overlay')!.file;
+    copyFileSync(timedOverlay, path.join(tmp, 'overlay.qcow2'));
+    for (const f of ['cache.qcow2', 'ram/suspend.ram']) copyFileSync(path.join(timedDir, f), path.join(tmp, path.basename(f)));
     note('resume to SSH');
     const resume = toSsh(['resume', 'timed', '--wait-ssh']);
     out.coldBootToSshMs = Math.round(cold);
     out.resumeToSshMs = Math.round(resume);
     out.resumeSpeedup = +(cold / resume).toFixed(1);
+
+    // --- live snapshots and clones of the running guest ----------------------------
+    note('live disk-only snapshots');
+    const pauses: number[] = [];
+    for (let i = 0; i < 5; i++) pauses.push(sb.json<{ pauseMs: number }>(['snapshot', 'timed', `s${i}`]).pauseMs);
+    // What the guest sees: its disk drained while QEMU switches layers (vCPUs keep running).
+    out.snapshotPauseMs = +median(pauses).toFixed(1);
+    out.ramSnapshotPauseMs = Math.round(sb.json<{ pauseMs: number }>(['snapshot', 'timed', 'with-ram', '--ram']).pauseMs);
+    note('clones of the running guest');
+    const clones: number[] = [];
+    for (let i = 0; i < 5; i++) clones.push(timed(() => sb.ok(['clone', 'timed', `clone-${i}`])));
+    out.cloneMs = Math.round(median(clones));
     sb.ok(['stop', 'timed', '--force']);
     note('baseline: hand-written QEMU -incoming restore of the same state');
     const info = sb.json<{ sshPort: number }>(['info', 'timed']);
@@ -143,7 +157,8 @@ async function main(): Promise<void> {
       '-kernel', img.kernel, '-initrd', img.initrd, '-append', KERNEL_CMDLINE,
       '-drive', `file=${path.join(tmp, 'overlay.qcow2')},if=none,id=d0,format=qcow2`, '-device', 'virtio-blk-pci,drive=d0,addr=0x3',
       '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${info.sshPort}-:22`, '-device', 'virtio-net-pci,netdev=n0,addr=0x2',
-      '-device', 'virtio-rng-pci,addr=0x5', '-device', 'qemu-xhci,addr=0x6', '-serial', 'null',
+      '-device', 'virtio-rng-pci,addr=0x5', '-device', 'qemu-xhci,id=xhci,addr=0x6', '-serial', 'null',
+      ...[0, 1, 2, 3].flatMap((i) => ['-device', `pcie-root-port,id=hp${i},chassis=${i + 1},addr=${(0x10 + i).toString(16)}`]),
       // The state file as fd 3; without -S QEMU runs the guest once the state is loaded.
       '-incoming', 'fd:3',
     ], { stdio: ['ignore', 'ignore', 'ignore', ram] });
@@ -178,6 +193,7 @@ async function main(): Promise<void> {
   } else {
     const targets: Record<string, string> = {
       createMs: '< 300', createRatioLargeSmall: '≤ 1.2', overlayBytes: '< 2 MiB', listMs: '< 150',
+      snapshotPauseMs: '< 100', cloneMs: '< 300',
       timeToSshMs: '', timeToSshBaselineMs: '', timeToSshRatioVsQemu: '≤ 1.10', helperRssMb: '< 60',
       bundleKb: '', activationMs: '< 100', suspendMs: '< 3000', coldBootToSshMs: '', resumeToSshMs: '', resumeSpeedup: '≥ 10', resumeBaselineMs: '', resumeRatioVsQemu: '≤ 1.1',
     };
