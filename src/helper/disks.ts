@@ -11,6 +11,7 @@ import { DevvmError } from '../shared/errors';
 import type { AttachedDisk } from '../shared/types';
 import { imgInfo } from './layers';
 import { HOTPLUG_PORTS } from './qemu/args';
+import { freePort } from './ports';
 import { livePid } from './qemu/machine';
 import type { Qmp } from './qemu/qmp';
 
@@ -114,17 +115,6 @@ export async function detach(qmp: Qmp, d: AttachedRecord, timeoutMs = 30_000): P
   await qmp.execute('blockdev-del', { 'node-name': `${d.id}-proto` });
 }
 
-function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.createConnection(port, '127.0.0.1');
@@ -153,7 +143,7 @@ export function exportAlive(rec: ExportRecord, pidFile: string, file: string): b
  * qemu-nbd, detached so it outlives the helper like QEMU does.
  */
 export async function serveNbd(o: { file: string; exportName: string; pidFile: string; logFile: string; layer: string }): Promise<ExportRecord> {
-  const port = await freeLoopbackPort();
+  const port = await freePort();
   rmSync(o.pidFile, { force: true });
   const out = openSync(o.logFile, 'a', 0o600);
   const child = spawn(

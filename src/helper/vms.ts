@@ -20,6 +20,7 @@ import type { Images, Progress } from './images';
 import { LayerPool } from './layerpool';
 import { createLayer, layerInfo } from './layers';
 import { log } from './log';
+import { freePort, portIsFree } from './ports';
 import { run } from './proc';
 import * as provision from './provision';
 import { MACHINE_LAYOUT, qemuArgs, randomMac } from './qemu/args';
@@ -37,25 +38,6 @@ export interface VmsOptions {
   accelerator: () => Promise<AccelChoice>;
   /** Graceful shutdown budget before `quit`. */
   stopTimeoutMs: number;
-}
-
-function freePort(avoid: Set<number>): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => (avoid.has(port) ? freePort(avoid).then(resolve, reject) : resolve(port)));
-    });
-  });
-}
-
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
 }
 
 /** Resolves true when something on the port speaks SSH (QEMU's forwarder accepts and drops before sshd is up). */
@@ -439,15 +421,9 @@ export class Vms extends EventEmitter {
           },
           f.dir,
         );
-        writeFileSync(this.home.knownHosts(name), `${provision.knownHostsLine(sshHostAlias(name), hostKey.publicKey)}\n`, { mode: 0o600 });
-        // The private host key now lives only in the seed (deleted after first setup).
-        rmSync(f.hostKey, { force: true });
-        rmSync(`${f.hostKey}.pub`, { force: true });
-        this.save(cfg); // last: a VM exists once its vm.json does
+        this.commitNewVm(cfg, hostKey.publicKey);
       } catch (e) {
-        rmSync(f.dir, { recursive: true, force: true });
-        rmSync(this.home.knownHosts(name), { force: true });
-        this.collectLayers();
+        this.discardNewVm(name);
         throw e;
       }
       this.writeSshConfig();
@@ -456,6 +432,23 @@ export class Vms extends EventEmitter {
       if (p.start) return this.start(name, { waitSsh: p.waitSsh }, progress);
       return this.summary(name);
     });
+  }
+
+  /** Pins the host key for the client and writes vm.json, last: a VM exists once its vm.json does. */
+  private commitNewVm(cfg: VmConfig, hostPublicKey: string): void {
+    const f = this.home.vm(cfg.name);
+    writeFileSync(this.home.knownHosts(cfg.name), `${provision.knownHostsLine(sshHostAlias(cfg.name), hostPublicKey)}\n`, { mode: 0o600 });
+    // The private host key now lives only in the seed (deleted after first setup).
+    rmSync(f.hostKey, { force: true });
+    rmSync(`${f.hostKey}.pub`, { force: true });
+    this.save(cfg);
+  }
+
+  /** Undoes a create or clone cut short. */
+  private discardNewVm(name: string): void {
+    rmSync(this.home.vm(name).dir, { recursive: true, force: true });
+    rmSync(this.home.knownHosts(name), { force: true });
+    this.collectLayers();
   }
 
   private usedPorts(): Set<number> {
@@ -816,14 +809,9 @@ export class Vms extends EventEmitter {
           { hostname: name, instanceId: cfg.instanceId, user: cfg.user, fullName: cfg.fullName, passwordHash: null, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey], hostKey, clone: true },
           f.dir,
         );
-        writeFileSync(this.home.knownHosts(name), `${provision.knownHostsLine(sshHostAlias(name), hostKey.publicKey)}\n`, { mode: 0o600 });
-        rmSync(f.hostKey, { force: true });
-        rmSync(`${f.hostKey}.pub`, { force: true });
-        this.save(cfg);
+        this.commitNewVm(cfg, hostKey.publicKey);
       } catch (e) {
-        rmSync(f.dir, { recursive: true, force: true });
-        rmSync(this.home.knownHosts(name), { force: true });
-        this.collectLayers();
+        this.discardNewVm(name);
         throw e;
       }
       this.writeSshConfig();
