@@ -620,6 +620,11 @@ export class Vms extends EventEmitter {
     const img = this.images.get(cfg.image);
     const next = await this.pool.create({ parent: old, baseFile: img.file, baseFormat: img.format, image: cfg.image, vm: name, sizeBytes: cfg.diskGiB * GiB });
     const m = this.machines.get(name);
+    if (!m?.alive && ramFile) {
+      // QEMU ended between the request and now: there is no RAM left to save.
+      this.pool.remove(next.id);
+      throw new DevvmError('invalid-state', `VM "${name}" stopped before its RAM could be saved`, 'start it and take the snapshot again');
+    }
     if (!m?.alive) {
       this.save({ ...cfg, overlay: next.id, snapshots: snapshot ? [...(cfg.snapshots ?? []), snapshot] : cfg.snapshots });
       return { layer: old, pauseMs: 0 };
