@@ -29,6 +29,11 @@ export interface AttachedRecord extends AttachedDisk {
 
 const NBD_URI = /^nbd:\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(?:\/([A-Za-z0-9._-]{0,255}))?$/;
 
+/** What clients see of an attached disk (the root port is the helper's business). */
+export function publicDisk({ port: _port, ...d }: AttachedRecord): AttachedDisk {
+  return d;
+}
+
 /** nbd://HOST[:PORT][/EXPORT]; the grammar is narrow on purpose (it ends up in QEMU's JSON). */
 export function parseNbdUri(uri: string): NbdUri {
   const m = NBD_URI.exec(uri);

@@ -15,6 +15,7 @@ import { DevvmError } from '../shared/errors';
 import { run } from './proc';
 import { readJson, writeJsonAtomic } from './store';
 
+/** A layer is writable exactly when it is some VM's `overlay` in vm.json; nothing else records it. */
 export interface LayerMeta {
   id: string;
   /** null: directly on the base image. */
@@ -23,8 +24,6 @@ export interface LayerMeta {
   /** The VM that made it. */
   vm: string;
   createdAt: string;
-  /** Frozen layers are never written again; a writable one is some VM's overlay. */
-  frozen: boolean;
 }
 
 const LAYER_ID = /^l[0-9a-f]{12}$/;
@@ -84,14 +83,9 @@ export class LayerPool {
     const backing = o.parent ? this.file(o.parent) : o.baseFile;
     const backingFormat = o.parent ? 'qcow2' : o.baseFormat;
     await run('qemu-img', ['create', '-q', '-u', '-f', 'qcow2', '-o', 'cluster_size=65536', '-b', backing, '-F', backingFormat, this.file(id), String(o.sizeBytes)]);
-    const meta: LayerMeta = { id, parent: o.parent, image: o.image, vm: o.vm, createdAt: new Date().toISOString(), frozen: false };
+    const meta: LayerMeta = { id, parent: o.parent, image: o.image, vm: o.vm, createdAt: new Date().toISOString() };
     writeJsonAtomic(this.metaFile(id), meta);
     return meta;
-  }
-
-  freeze(id: string): void {
-    const m = this.get(id);
-    if (!m.frozen) writeJsonAtomic(this.metaFile(id), { ...m, frozen: true });
   }
 
   remove(id: string): void {

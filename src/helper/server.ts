@@ -174,10 +174,9 @@ export class Server {
       ),
     );
     handle(Rpc.layerTree, () => vms.layerTree());
-    handle(Rpc.diskAttach, async (p) => {
-      const { port: _port, ...d } = await vms.attachDisk(v.vmName(p.name), { source: v.diskSource(p.source), usb: optBool(p, 'usb') ?? false, readOnly: optBool(p, 'readOnly') ?? false });
-      return d;
-    });
+    handle(Rpc.diskAttach, (p) =>
+      vms.attachDisk(v.vmName(p.name), { source: v.diskSource(p.source), usb: optBool(p, 'usb') ?? false, readOnly: optBool(p, 'readOnly') ?? false }),
+    );
     handle(Rpc.diskDetach, (p) => vms.detachDisk(v.vmName(p.name), v.diskId(p.id)));
     handle(Rpc.diskExport, (p) => vms.exportDisk(v.vmName(p.name), p.snapshot === undefined ? undefined : v.snapshotName(p.snapshot), progressFor(p)));
     handle(Rpc.diskUnexport, (p) => vms.unexportDisk(v.vmName(p.name)));

@@ -10,7 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { DevvmError } from '../shared/errors';
 import type { CreateParams, SshTarget } from '../shared/rpc';
-import { VM_STATES, type HostUsbDevice, type LayerInfo, type LayerNode, type SnapshotInfo, type VmInfo, type VmState, type VmSummary } from '../shared/types';
+import { VM_STATES, type AttachedDisk, type HostUsbDevice, type LayerInfo, type LayerNode, type SnapshotInfo, type VmInfo, type VmState, type VmSummary } from '../shared/types';
 import * as v from '../shared/validate';
 import type { AccelChoice } from './accel';
 import * as disks from './disks';
@@ -167,9 +167,14 @@ export class Vms extends EventEmitter {
     return this.names().map((n) => this.summary(n));
   }
 
+  /** Every VM that exists on disk (not one still being created). */
+  private configs(): VmConfig[] {
+    return this.names().filter((n) => this.exists(n)).map((n) => this.config(n));
+  }
+
   /** Which VMs' chains use each base image. */
   imageUsers(image: string): string[] {
-    return this.names().filter((n) => this.exists(n) && this.config(n).image === image);
+    return this.configs().filter((c) => c.image === image).map((c) => c.name);
   }
 
   async info(name: string): Promise<VmInfo> {
@@ -202,7 +207,7 @@ export class Vms extends EventEmitter {
       createdAt: c.createdAt,
       layers,
       snapshots: snaps.map(snapshotInfo),
-      disks: this.attachedDisks(name).map(({ port: _port, ...d }) => d),
+      disks: this.attachedDisks(name).map(disks.publicDisk),
       usb: this.usbAttached(name).map(({ qemuId: _q, ...d }) => ({ ...d, attachedTo: name })),
     };
   }
@@ -227,9 +232,8 @@ export class Vms extends EventEmitter {
   /** For every pool layer, the VMs whose active chain runs through it. */
   private layerUsers(): Map<string, string[]> {
     const users = new Map<string, string[]>();
-    for (const n of this.names()) {
-      if (!this.exists(n)) continue;
-      for (const id of this.chain(this.config(n))) users.set(id, [...(users.get(id) ?? []), n]);
+    for (const c of this.configs()) {
+      for (const id of this.chain(c)) users.set(id, [...(users.get(id) ?? []), c.name]);
     }
     return users;
   }
@@ -238,9 +242,8 @@ export class Vms extends EventEmitter {
   async layerTree(): Promise<LayerNode[]> {
     const users = this.layerUsers();
     const snaps = new Map<string, string[]>();
-    for (const n of this.names()) {
-      if (!this.exists(n)) continue;
-      for (const s of this.config(n).snapshots ?? []) snaps.set(s.layer, [...(snaps.get(s.layer) ?? []), `${n}/${s.name}`]);
+    for (const c of this.configs()) {
+      for (const s of c.snapshots ?? []) snaps.set(s.layer, [...(snaps.get(s.layer) ?? []), `${c.name}/${s.name}`]);
     }
     return Promise.all(
       this.pool.all().map(async (l) => ({
@@ -259,13 +262,11 @@ export class Vms extends EventEmitter {
   /** Drops pool layers no VM chain, snapshot or unfinished freeze refers to. */
   private collectLayers(): void {
     const roots: string[] = [];
-    for (const n of this.names()) {
-      if (!this.exists(n)) continue;
-      const c = this.config(n);
+    for (const c of this.configs()) {
       if (c.overlay) roots.push(c.overlay);
       if (c.pending) roots.push(c.pending.newOverlay);
       for (const s of c.snapshots ?? []) roots.push(s.layer);
-      const ex = this.nbdExport(n);
+      const ex = this.nbdExport(c.name);
       if (ex) roots.push(ex.layer);
     }
     const removed = this.pool.gc(roots);
@@ -452,17 +453,11 @@ export class Vms extends EventEmitter {
   }
 
   private usedPorts(): Set<number> {
-    const ports = new Set<number>();
-    for (const n of this.names()) {
-      if (this.exists(n)) ports.add(this.config(n).sshPort);
-    }
-    return ports;
+    return new Set(this.configs().map((c) => c.sshPort));
   }
 
   writeSshConfig(): void {
-    const entries = this.names()
-      .filter((n) => this.exists(n))
-      .map((n) => this.config(n))
+    const entries = this.configs()
       .filter((c) => c.ssh)
       .map((c) => ({ vm: c.name, port: c.sshPort, user: c.user, identityFile: this.home.privateKey, knownHostsFile: this.home.knownHosts(c.name) }));
     writeSshConfig(this.home.sshConfig, entries);
@@ -694,7 +689,7 @@ export class Vms extends EventEmitter {
   async snapshot(name: string, snapshot: string, ram: boolean, progress: Progress): Promise<SnapshotInfo & { pauseMs: number }> {
     const cfg = this.config(name);
     const snap = v.snapshotName(snapshot);
-    this.poolOverlay(cfg);
+    const layer = this.poolOverlay(cfg);
     if ((cfg.snapshots ?? []).some((s) => s.name === snap)) throw new DevvmError('already-exists', `VM "${name}" already has a snapshot "${snap}"`, 'pick another name or delete it first');
     const state = this.state(name);
     if (ram && state !== 'running' && state !== 'suspended') throw new DevvmError('invalid-state', `VM "${name}" is ${state}: there is no RAM to save`, 'start it, or take a disk-only snapshot without --ram');
@@ -702,7 +697,7 @@ export class Vms extends EventEmitter {
       throw new DevvmError('invalid-state', `VM "${name}" has hot-plugged disks; a RAM state cannot restore them`, 'detach them first, or take a disk-only snapshot');
     }
     const f = this.home.vm(name);
-    const rec: SnapshotRecord = { name: snap, layer: cfg.overlay!, createdAt: new Date().toISOString() };
+    const rec: SnapshotRecord = { name: snap, layer, createdAt: new Date().toISOString() };
     const { pauseMs } = await this.withOp(name, 'snapshotting', async () => {
       if (!ram) return this.freeze(name, rec, null, progress);
       mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
@@ -835,7 +830,7 @@ export class Vms extends EventEmitter {
 
   /** Which running VM has this host device. */
   usbOwner(id: string): string | undefined {
-    return this.names().find((n) => this.exists(n) && this.usbAttached(n).some((d) => d.id === id));
+    return this.runningNames().find((n) => this.usbAttached(n).some((d) => d.id === id));
   }
 
   /** Passes a host USB device to the VM (QEMU usb-host on the xHCI controller). */
@@ -897,7 +892,7 @@ export class Vms extends EventEmitter {
     return m;
   }
 
-  async attachDisk(name: string, o: { source: string; usb: boolean; readOnly: boolean }): Promise<disks.AttachedRecord> {
+  async attachDisk(name: string, o: { source: string; usb: boolean; readOnly: boolean }): Promise<AttachedDisk> {
     const m = this.runningMachine(name, 'attach a disk');
     const format = await disks.checkSource(o.source, this.home.root, o.readOnly);
     return this.withOp(name, 'attaching', async () => {
@@ -905,7 +900,7 @@ export class Vms extends EventEmitter {
       const d = await disks.attach(m.qmp, list, { ...o, format });
       writeJsonAtomic(this.home.vm(name).attached, [...list, d]);
       log.info(`${name}: attached ${d.source} as ${d.id} (${d.bus}${d.readOnly ? ', read-only' : ''})`);
-      return d;
+      return disks.publicDisk(d);
     });
   }
 
