@@ -8,6 +8,7 @@ import type { Home } from './filenames';
 import { loadNative } from './native';
 import { run } from './proc';
 import { includeLine } from './sshconfig';
+import type { UsbMonitor } from './usb/monitor';
 
 function onPath(cmd: string): string | null {
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
@@ -35,7 +36,20 @@ async function tool(cmd: string, pkg: string, args?: string[], name = cmd): Prom
   }
 }
 
-export async function doctor(home: Home, qemuBinary: string, accel: AccelChoice): Promise<DoctorReport> {
+/**
+ * The USB hot-plug monitor: running (and on what: netlink through the addon, or a test
+ * socket), never started (why), or started and since stopped (why).
+ */
+export function usbMonitorCheck(usb: Pick<UsbMonitor, 'running' | 'sourceName' | 'stoppedBy'> | null, unavailable?: string): DoctorCheck {
+  const name = 'usb monitor';
+  const fix = 'devices plugged in are not offered to running VMs ("devvm usb list" and "usb attach" still work)';
+  if (usb?.running) return { name, ok: true, detail: `running: ${usb.sourceName}` };
+  if (usb) return { name, ok: false, detail: `stopped: ${usb.stoppedBy ?? 'not started'} (was ${usb.sourceName})`, fix: `${fix}; "devvm helper stop" and the next command restarts it` };
+  const why = (unavailable ?? 'not started').replace(/^USB hot-plug monitor unavailable: /, '');
+  return { name, ok: false, detail: `not available: ${why}`, fix };
+}
+
+export async function doctor(home: Home, qemuBinary: string, accel: AccelChoice, usb: DoctorCheck): Promise<DoctorReport> {
   const native = loadNative();
   const checks = await Promise.all([
     tool(qemuBinary, 'qemu-system-x86', ['--version'], 'qemu-system'),
@@ -74,6 +88,7 @@ export async function doctor(home: Home, qemuBinary: string, accel: AccelChoice)
   } catch {
     if (existsSync('/dev/kvm')) kvm = 'present but not accessible';
   }
+  checks.push(usb);
   checks.push({ name: '/dev/kvm', ok: accel.name !== 'tcg', detail: `${kvm}; ${accel.reason}`, fix: accel.name === 'tcg' ? 'VMs run under TCG emulation: about 10-50x slower than KVM' : undefined });
   return {
     accelerator: { name: accel.name, reason: accel.reason },

@@ -12,6 +12,7 @@ import { acquireLock } from './lock';
 import { log, setLogFile } from './log';
 import { Server } from './server';
 import { UsbMonitor } from './usb/monitor';
+import { socketUeventSource, UEVENT_SOCKET_ENV } from './usb/socketsource';
 import { SYSFS_USB_DEVICES } from './usb/sysfs';
 import { Vms } from './vms';
 import { cacheDir, devvmHome } from '../shared/paths';
@@ -48,12 +49,17 @@ async function main(): Promise<void> {
 
   // Host USB hot-plug; the helper works without it (doctor says why).
   const usbSysfsRoot = process.env.DEVVM_USB_SYSFS || SYSFS_USB_DEVICES;
-  let usb: UsbMonitor | null = new UsbMonitor({ sysfsRoot: usbSysfsRoot });
+  // Tests on machines with no USB bus inject events through a socket instead of netlink.
+  const usbTestSocket = process.env[UEVENT_SOCKET_ENV];
+  let usb: UsbMonitor | null = new UsbMonitor({ sysfsRoot: usbSysfsRoot, source: usbTestSocket ? socketUeventSource(usbTestSocket) : undefined });
+  let usbUnavailable: string | undefined;
   try {
     usb.start();
     usb.on('error', (e) => log.warn(`USB monitor stopped: ${e.message}`));
+    if (usbTestSocket) log.warn(`USB monitor: ${usb.sourceName}`);
   } catch (e) {
-    log.warn((e as Error).message);
+    usbUnavailable = (e as Error).message;
+    log.warn(usbUnavailable);
     usb = null;
   }
 
@@ -63,6 +69,7 @@ async function main(): Promise<void> {
     log.info(`shutting down (stopVms=${stopVms})`);
     srv.close();
     server.closeAll();
+    usb?.stop();
     await vms.shutdown(stopVms);
     rmSync(home.socket, { force: true });
     rmSync(home.pid, { force: true });
@@ -78,6 +85,7 @@ async function main(): Promise<void> {
     info: { pid: process.pid, version: DEVVM_VERSION, home: home.root, startedAt: new Date().toISOString() },
     shutdown: (stopVms) => void shutdown(stopVms),
     usb,
+    usbUnavailable,
     usbSysfsRoot,
   });
   // We hold the lock, so a leftover socket is from a dead helper.

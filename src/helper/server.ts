@@ -10,7 +10,7 @@ import { Notify, Rpc, RPC_ERROR, WithProgress } from '../shared/rpc';
 import type { HelperInfo } from '../shared/types';
 import * as v from '../shared/validate';
 import type { AccelChoice } from './accel';
-import { doctor } from './doctor';
+import { doctor, usbMonitorCheck } from './doctor';
 import type { Home } from './filenames';
 import type { Images, Progress } from './images';
 import { log } from './log';
@@ -29,6 +29,8 @@ export interface ServerDeps {
   shutdown: (stopVms: boolean) => void;
   /** Host USB hot-plug monitor; null when unavailable (then devices are read from sysfs on request). */
   usb: UsbMonitor | null;
+  /** Why `usb` is null: the monitor's start error. */
+  usbUnavailable?: string;
   usbSysfsRoot: string;
 }
 
@@ -127,7 +129,7 @@ export class Server {
       const stopVms = optBool(p, 'stopVms') ?? false;
       setTimeout(() => this.d.shutdown(stopVms), 10);
     });
-    handle(Rpc.doctor, async () => doctor(home, this.d.qemuBinary, await this.d.accelerator()));
+    handle(Rpc.doctor, async () => doctor(home, this.d.qemuBinary, await this.d.accelerator(), usbMonitorCheck(this.d.usb, this.d.usbUnavailable)));
 
     handle(Rpc.vmList, () => vms.list());
     handle(Rpc.vmInfo, (p) => vms.info(v.vmName(p.name)));
@@ -208,7 +210,7 @@ export class Server {
     handle(Rpc.imagePull, fromRecipe('pull'));
     handle(Rpc.imageImport, async (p) => {
       const name = v.imageName(p.name);
-      const meta = await images.import(v.nonEmptyPath('file', p.file), name, optString(p, 'kernel'), optString(p, 'initrd'), progressFor(p));
+      const meta = await images.import(v.nonEmptyPath('file', p.file), name, optString(p, 'kernel'), optString(p, 'initrd'), progressFor(p), optBool(p, 'copy'));
       this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
       return images.info(meta.name, []);
     });

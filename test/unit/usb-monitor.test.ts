@@ -1,28 +1,19 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { DevvmError } from '../../src/shared/errors';
 import type { HostUsbDevice } from '../../src/shared/types';
 import { matchDevice, UsbMonitor, type UeventSource } from '../../src/helper/usb/monitor';
+import { recordedUevents, sysfsCopy as sysfsFixture, USB_FIXTURES } from '../usbfixture';
 
 const REPO = path.resolve(__dirname, '..', '..');
-const FIXTURES = path.join(REPO, 'test', 'fixtures', 'usb');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'devvm-usb-monitor-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-const stream = readFileSync(path.join(FIXTURES, 'uevents.txt'), 'utf8')
-  .split('\n')
-  .filter((l) => !l.startsWith('#'))
-  .join('\n')
-  .split('\n\n')
-  .map((m) => m.trim())
-  .filter(Boolean);
-const firstRemove = stream.findIndex((m) => m.startsWith('remove@'));
-const plugging = stream.slice(0, firstRemove);
-const unplugging = stream.slice(firstRemove);
+const { plugging, unplugging } = recordedUevents();
 
 const RECEIVER: HostUsbDevice = {
   id: '1-2', busnum: 1, devnum: 2, vendorId: '046d', productId: 'c52b',
@@ -35,6 +26,7 @@ const FLASH: HostUsbDevice = {
 
 /** Replays messages by hand; records starts and stops. */
 class FakeSource implements UeventSource {
+  readonly name = 'replayed by the test';
   onMessage: ((m: string) => void) | null = null;
   onTrouble: ((e: NodeJS.ErrnoException) => void) | null = null;
   stops = 0;
@@ -54,27 +46,7 @@ class FakeSource implements UeventSource {
   }
 }
 
-/** A private copy of the sysfs fixture where the flash drive can be plugged and pulled. */
-function sysfsCopy(name: string) {
-  const top = path.join(tmp, name);
-  cpSync(path.join(FIXTURES, 'sysfs'), top, { recursive: true, verbatimSymlinks: true });
-  const root = path.join(top, 'bus', 'usb', 'devices');
-  const flashDir = realpathSync(path.join(root, '1-3.1'));
-  const aside = path.join(top, 'unplugged-1-3.1');
-  const links = ['1-3.1', '1-3.1:1.0'].map((l) => ({ at: path.join(root, l), to: readlinkRel(root, l) }));
-  return {
-    root,
-    pull() {
-      for (const l of links) unlinkSync(l.at);
-      renameSync(flashDir, aside);
-    },
-    plug() {
-      renameSync(aside, flashDir);
-      for (const l of links) symlinkSync(l.to, l.at);
-    },
-  };
-}
-const readlinkRel = (root: string, l: string) => path.relative(root, realpathSync(path.join(root, l)));
+const sysfsCopy = (name: string) => sysfsFixture(path.join(tmp, name));
 
 function record(m: UsbMonitor) {
   const events: [string, HostUsbDevice][] = [];
@@ -183,7 +155,7 @@ function child(env: NodeJS.ProcessEnv) {
     m.stop();`;
   const r = spawnSync(
     process.execPath,
-    ['--import', 'tsx', '-e', code, path.join(REPO, 'src', 'helper', 'usb', 'monitor.ts'), path.join(FIXTURES, 'sysfs', 'bus', 'usb', 'devices')],
+    ['--import', 'tsx', '-e', code, path.join(REPO, 'src', 'helper', 'usb', 'monitor.ts'), path.join(USB_FIXTURES, 'sysfs', 'bus', 'usb', 'devices')],
     { cwd: REPO, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30000 },
   );
   assert.equal(r.status, 0, r.stderr);

@@ -1,17 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { test } from 'node:test';
 import { parseUevent, parseUsbDeviceUevent } from '../../src/helper/usb/uevent';
+import { recordedUevents } from '../usbfixture';
 
-const FIXTURES = path.resolve(__dirname, '..', 'fixtures', 'usb');
-const stream = readFileSync(path.join(FIXTURES, 'uevents.txt'), 'utf8')
-  .split('\n')
-  .filter((l) => !l.startsWith('#'))
-  .join('\n')
-  .split('\n\n')
-  .map((m) => m.trim())
-  .filter(Boolean);
+const stream = recordedUevents().all;
 const DEVPATH = '/devices/pci0000:00/0000:00:14.0/usb1/1-3/1-3.1';
 
 test('the recorded stream has kernel and udev messages', () => {

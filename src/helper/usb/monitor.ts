@@ -11,6 +11,8 @@ import { SYSFS_USB_DEVICES, USB_DEVICE_ID, compareUsbIds, listUsbDevices, readUs
 import { parseUsbDeviceUevent } from './uevent';
 
 export interface UeventSource {
+  /** Where events come from, for `devvm doctor`. */
+  readonly name: string;
   /**
    * Starts delivering raw uevent messages; returns the stop function. Throws when it
    * cannot start. `onTrouble` with code ENOBUFS: events were lost (the monitor
@@ -21,6 +23,7 @@ export interface UeventSource {
 
 /** The native addon's netlink monitor. */
 export const nativeUeventSource: UeventSource = {
+  name: 'netlink kernel uevents (native addon)',
   start(onMessage, onTrouble) {
     const { addon, detail } = loadNative();
     if (!addon) throw new DevvmError('missing-dependency', `USB hot-plug monitor unavailable: ${detail}`);
@@ -51,6 +54,8 @@ export class UsbMonitor extends EventEmitter {
   private readonly root: string;
   private readonly known = new Map<string, HostUsbDevice>();
   private stopSource: (() => void) | null = null;
+  /** Why the source ended after starting (doctor shows it); null while running or never started. */
+  stoppedBy: string | null = null;
 
   constructor(opts: UsbMonitorOptions = {}) {
     super();
@@ -60,6 +65,10 @@ export class UsbMonitor extends EventEmitter {
 
   get running(): boolean {
     return this.stopSource !== null;
+  }
+
+  get sourceName(): string {
+    return this.source.name;
   }
 
   /** Devices present now (as of the last event or scan), sorted by id. */
@@ -73,6 +82,7 @@ export class UsbMonitor extends EventEmitter {
    */
   start(): void {
     if (this.stopSource) return;
+    this.stoppedBy = null;
     this.known.clear();
     for (const d of listUsbDevices(this.root)) this.known.set(d.id, d);
     this.stopSource = this.source.start(
@@ -119,6 +129,7 @@ export class UsbMonitor extends EventEmitter {
       return;
     }
     this.stop(); // the source has ended: free what it holds
+    this.stoppedBy = err.message;
     // An unhandled 'error' would throw from inside the source's callback.
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
