@@ -26,7 +26,8 @@ const USAGE = `usage: devvm <command> [options]
 
   image build debian-12 [--name N]            build a base image from Debian packages
   image pull debian-12 [--name N]             download the official cloud image (checksum verified)
-  image import FILE --name N [--kernel K --initrd I]
+  image import FILE|nbd://H:P/E --name N [--kernel K --initrd I] [--copy]
+                                              an nbd:// base is used in place, read once per VM
   image list [--json]                         image delete NAME
   create NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]
          [--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]
@@ -462,16 +463,19 @@ class Cli {
         const { values, positionals } = parse(rest, { name: { type: 'string' } }, 1);
         this.json = Boolean(values.json);
         const i = await this.call(sub === 'build' ? Rpc.imageBuild : Rpc.imagePull, this.withToken({ recipe: positionals[0]!, name: values.name as string | undefined }));
-        this.print(i, () => `image ${i.name} ready: ${i.file} (${human(i.actualSize)}, sha256 ${i.sha256.slice(0, 16)}…)`);
+        this.print(i, () => `image ${i.name} ready: ${i.file} (${human(i.actualSize)}, sha256 ${i.sha256?.slice(0, 16)}…)`);
         return 0;
       }
       case 'import': {
-        const { values, positionals } = parse(rest, { name: { type: 'string' }, kernel: { type: 'string' }, initrd: { type: 'string' } }, 1);
+        const { values, positionals } = parse(rest, { name: { type: 'string' }, kernel: { type: 'string' }, initrd: { type: 'string' }, copy: { type: 'boolean' } }, 1);
         this.json = Boolean(values.json);
         if (!values.name) throw new UsageError('--name is required');
         const abs = (p: unknown) => (typeof p === 'string' && !p.includes('://') ? path.resolve(p) : (p as string | undefined));
-        const i = await this.call(Rpc.imageImport, this.withToken({ file: abs(positionals[0])!, name: values.name as string, kernel: abs(values.kernel), initrd: abs(values.initrd) }));
-        this.print(i, () => `image ${i.name} imported: ${i.file} sha256 ${i.sha256}`);
+        const i = await this.call(
+          Rpc.imageImport,
+          this.withToken({ file: abs(positionals[0])!, name: values.name as string, kernel: abs(values.kernel), initrd: abs(values.initrd), copy: values.copy === true || undefined }),
+        );
+        this.print(i, () => (i.sha256 ? `image ${i.name} imported: ${i.file} sha256 ${i.sha256}` : `image ${i.name} uses the base served at ${i.file}; each VM reads it once into its cache layer`));
         return 0;
       }
       case 'list': {

@@ -378,7 +378,7 @@ export function imageItem(img: ImageInfo): ItemSpec {
       '',
       `File: \`${img.file}\`  `,
       `Format: ${img.format}, virtual size ${formatBytes(img.virtualSize)}, ${formatBytes(img.actualSize)} on disk  `,
-      `sha256: \`${img.sha256.slice(0, 16)}…\`  `,
+      img.sha256 ? `sha256: \`${img.sha256.slice(0, 16)}…\`  ` : 'remote base, read through each VM\'s cache layer  ',
       `Source: ${md(img.source)}  `,
       img.kernel ? `Boot: direct kernel (\`${img.kernel.split('/').pop()}\`)  ` : 'Boot: firmware  ',
       `Used by: ${img.usedBy.map(md).join(', ') || 'no VM'}`,

@@ -10,16 +10,11 @@ import path from 'node:path';
 import { DevvmError } from '../shared/errors';
 import type { AttachedDisk } from '../shared/types';
 import { imgInfo } from './layers';
+import { parseNbdUri, protocolNode } from './nbd';
 import { HOTPLUG_PORTS } from './qemu/args';
 import { freePort } from './ports';
 import { livePid } from './qemu/machine';
 import type { Qmp } from './qemu/qmp';
-
-export interface NbdUri {
-  host: string;
-  port: number;
-  export: string;
-}
 
 /** A disk hot-plugged into the running QEMU, as remembered in vms/<name>/attached.json. */
 export interface AttachedRecord extends AttachedDisk {
@@ -27,30 +22,9 @@ export interface AttachedRecord extends AttachedDisk {
   port?: string;
 }
 
-const NBD_URI = /^nbd:\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(?:\/([A-Za-z0-9._-]{0,255}))?$/;
-
 /** What clients see of an attached disk (the root port is the helper's business). */
 export function publicDisk({ port: _port, ...d }: AttachedRecord): AttachedDisk {
   return d;
-}
-
-/** nbd://HOST[:PORT][/EXPORT]; the grammar is narrow on purpose (it ends up in QEMU's JSON). */
-export function parseNbdUri(uri: string): NbdUri {
-  const m = NBD_URI.exec(uri);
-  const port = m?.[2] === undefined ? 10809 : Number(m[2]);
-  if (!m || !(port >= 1 && port <= 65535)) {
-    throw new DevvmError('invalid-argument', `invalid NBD URI ${JSON.stringify(uri.slice(0, 80))}`, 'use nbd://HOST:PORT/EXPORT, like nbd://127.0.0.1:10809/disk');
-  }
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port, export: m[3] ?? '' };
-}
-
-/** QMP/-blockdev options of the protocol node for a source (file path or nbd:// URI). */
-export function protocolNode(source: string, nodeName: string, readOnly: boolean): Record<string, unknown> {
-  if (source.startsWith('nbd://')) {
-    const u = parseNbdUri(source);
-    return { driver: 'nbd', 'node-name': nodeName, server: { type: 'inet', host: u.host, port: String(u.port) }, export: u.export, 'read-only': readOnly };
-  }
-  return { driver: 'file', 'node-name': nodeName, filename: source, 'read-only': readOnly };
 }
 
 /** Checks a source before QEMU sees it; returns its format (NBD exports are raw). */

@@ -12,6 +12,7 @@ import * as v from '../shared/validate';
 import type { Home } from './filenames';
 import { imgInfo } from './layers';
 import { buildDebian12 } from './images/debian';
+import { parseNbdUri, sourceReachable } from './nbd';
 import { run } from './proc';
 import { readJson, writeJsonAtomic } from './store';
 
@@ -63,6 +64,15 @@ export class Images {
       throw new DevvmError('not-found', `no image named "${name}"`, name === 'debian-12' ? 'run "devvm image build debian-12"' : 'see "devvm image list"');
     }
     return readJson<ImageMeta>(f.meta);
+  }
+
+  /** The image, once its base can be opened: a present file or an answering NBD server. */
+  async requireBase(name: string): Promise<ImageMeta> {
+    const img = this.get(name);
+    const why = await sourceReachable(img.file);
+    if (why === 'missing') throw new DevvmError('not-found', `the disk of image "${name}" is missing: ${img.file}`, 'delete and rebuild the image');
+    if (why) throw new DevvmError('io', `the base of image "${name}" at ${img.file} does not answer (${why})`, 'start its NBD server, then try again');
+    return img;
   }
 
   async info(name: string, usedBy: string[]): Promise<ImageInfo> {
@@ -145,11 +155,18 @@ export class Images {
     }
   }
 
-  async import(file: string, name: string, kernel: string | undefined, initrd: string | undefined, progress: Progress): Promise<ImageMeta> {
+  /**
+   * Registers a disk image as a base. A local file (or `copy` of an NBD export) is copied in
+   * and checksummed; an nbd:// export is used in place: every VM reads it through its own
+   * copy-on-read cache layer, so a slow or remote base is read once per VM.
+   */
+  async import(file: string, name: string, kernel: string | undefined, initrd: string | undefined, progress: Progress, copy = false): Promise<ImageMeta> {
     v.imageName(name);
     v.nonEmptyPath('image file', file);
     if (existsSync(this.home.image(name).meta)) throw new DevvmError('already-exists', `an image named "${name}" already exists`, 'pick another --name or delete it first');
     const isNbd = /^nbd(\+unix)?:\/\//.test(file);
+    const remote = isNbd && !copy;
+    if (remote) parseNbdUri(file);
     if (!isNbd && !existsSync(file)) throw new DevvmError('not-found', `no such file: ${file}`);
     for (const [what, p] of [['kernel', kernel], ['initrd', initrd]] as const) {
       if (p !== undefined && !existsSync(p)) throw new DevvmError('not-found', `no such ${what} file: ${p}`);
@@ -163,6 +180,7 @@ export class Images {
     if (info.format !== 'qcow2' && info.format !== 'raw') {
       throw new DevvmError('invalid-argument', `unsupported image format "${info.format}"`, 'import a qcow2 or raw disk image');
     }
+    if (remote) return this.register(name, { disk: null, remote: file, kernel: kernel ?? null, initrd: initrd ?? null, sha256: null, source: file, move: false });
     mkdirSync(this.home.tmpDir, { recursive: true, mode: 0o700 });
     const tmp = path.join(this.home.tmpDir, `import-${process.pid}-${Date.now()}.qcow2`);
     try {
@@ -179,7 +197,7 @@ export class Images {
 
   private async register(
     name: string,
-    src: { disk: string; kernel: string | null; initrd: string | null; sha256: string; source: string; move: boolean },
+    src: { disk: string | null; remote?: string; kernel: string | null; initrd: string | null; sha256: string | null; source: string; move: boolean },
   ): Promise<ImageMeta> {
     const f = this.home.image(name);
     mkdirSync(this.home.imagesDir, { recursive: true, mode: 0o700 });
@@ -187,16 +205,19 @@ export class Images {
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { mode: 0o700 });
     try {
-      const disk = path.join(staging, 'disk.qcow2');
-      if (src.move) renameSync(src.disk, disk);
-      else linkOrCopy(src.disk, disk);
-      chmodSync(disk, 0o444);
+      let disk = src.remote;
+      if (src.disk) {
+        disk = path.join(staging, 'disk.qcow2');
+        if (src.move) renameSync(src.disk, disk);
+        else linkOrCopy(src.disk, disk);
+        chmodSync(disk, 0o444);
+      }
       if (src.kernel) linkOrCopy(src.kernel, path.join(staging, 'vmlinuz'));
       if (src.initrd) linkOrCopy(src.initrd, path.join(staging, 'initrd.img'));
-      const info = await imgInfo(disk);
+      const info = await imgInfo(disk!);
       const meta: ImageMeta = {
         name,
-        file: f.disk,
+        file: src.remote ?? f.disk,
         format: info.format,
         virtualSize: info.virtualSize,
         sha256: src.sha256,
@@ -219,6 +240,7 @@ export class Images {
 
   async verify(name: string): Promise<boolean> {
     const meta = this.get(name);
+    if (meta.sha256 === null) throw new DevvmError('invalid-state', `image "${name}" is served from ${meta.file} and has no checksum to verify`);
     return (await sha256File(meta.file)) === meta.sha256;
   }
 

@@ -190,7 +190,10 @@ export class Vms extends EventEmitter {
         layerInfo('snapshot', this.pool.file(id), true, users.get(id) ?? []).then((l) => ({ ...l, id, snapshots: snaps.filter((s) => s.layer === id).map((s) => s.name) })),
       ),
       layerInfo('cache', f.cache, false, [name]),
-      layerInfo('base', img.file, true, this.imageUsers(c.image)),
+      // A base that cannot be read now (NBD server down, file gone) still lists from its record.
+      layerInfo('base', img.file, true, this.imageUsers(c.image)).catch(() => ({
+        role: 'base' as const, file: img.file, format: img.format, virtualSize: img.virtualSize, actualSize: 0, readOnly: true, sharedBy: this.imageUsers(c.image),
+      })),
     ]);
     const m = this.machines.get(name);
     return {
@@ -359,8 +362,7 @@ export class Vms extends EventEmitter {
     if (this.exists(name) || this.ops.has(name) || existsSync(this.home.vm(name).dir)) {
       throw new DevvmError('already-exists', `a VM named "${name}" already exists`, 'pick another name or delete it first');
     }
-    const img = this.images.get(imageName);
-    if (!existsSync(img.file)) throw new DevvmError('not-found', `the disk of image "${imageName}" is missing: ${img.file}`, 'delete and rebuild the image');
+    const img = await this.images.requireBase(imageName);
     if (diskGiB * GiB < img.virtualSize) {
       throw new DevvmError('invalid-argument', `disk size ${diskGiB} GiB is smaller than the image (${Math.ceil(img.virtualSize / GiB)} GiB)`);
     }
@@ -475,10 +477,10 @@ export class Vms extends EventEmitter {
     await this.withOp(name, 'starting', async () => {
       cfg = this.config(name);
       const f = this.home.vm(name);
-      const img = this.images.get(cfg.image);
+      const img = await this.images.requireBase(cfg.image);
       // VMs made before the layer pool keep their one overlay (no snapshots for them).
       const layers = cfg.overlay ? this.chain(cfg).map((id) => ({ id, file: this.pool.file(id) })) : [{ id: 'overlay', file: f.legacyOverlay }];
-      for (const file of [img.file, f.cache, ...layers.map((l) => l.file)]) {
+      for (const file of [f.cache, ...layers.map((l) => l.file)]) {
         if (!existsSync(file)) throw new DevvmError('not-found', `disk layer missing: ${file}`, `the VM cannot start; see "devvm info ${name}"`);
       }
       if (cfg.ssh && !(await portIsFree(cfg.sshPort))) {

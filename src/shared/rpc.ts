@@ -56,8 +56,10 @@ export interface ImageBuildParams extends WithProgress {
 }
 
 export interface ImageImportParams extends WithProgress {
+  /** A disk image file, or an nbd:// URI used in place (read through each VM's cache) unless `copy`. */
   file: string;
   name: string;
+  copy?: boolean;
   kernel?: string;
   initrd?: string;
 }

@@ -111,12 +111,13 @@ export interface VmInfo extends VmSummary {
 
 export interface ImageInfo {
   name: string;
-  /** Where the read-only base lives. */
+  /** Where the read-only base lives: a file, or an nbd:// URI for a remote base. */
   file: string;
   format: string;
   virtualSize: number;
   actualSize: number;
-  sha256: string;
+  /** Of the local base file; null for a remote base, which is never read whole. */
+  sha256: string | null;
   kernel: string | null;
   initrd: string | null;
   source: string;

@@ -73,3 +73,11 @@ test('kernel command line boots root on vda with a serial console', () => {
 test('MACs are locally administered QEMU addresses', () => {
   assert.equal(randomMac(Buffer.from([1, 0xab, 0xff])), '52:54:00:01:ab:ff');
 });
+
+test('a remote base is an nbd protocol node under the same base format node', () => {
+  const remote = { ...spec, disks: { ...spec.disks, base: { file: 'nbd://127.0.0.1:10809/base', format: 'raw' } } };
+  const nodes = after(qemuArgs(remote), '-blockdev').map((j) => JSON.parse(j) as Record<string, unknown>);
+  const byName = new Map(nodes.map((n) => [n['node-name'], n]));
+  assert.deepEqual(byName.get('base-file'), { driver: 'nbd', 'node-name': 'base-file', server: { type: 'inet', host: '127.0.0.1', port: '10809' }, export: 'base', 'read-only': true });
+  assert.deepEqual(byName.get('base'), { driver: 'raw', file: 'base-file', 'node-name': 'base', 'read-only': true });
+});

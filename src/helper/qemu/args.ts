@@ -6,6 +6,8 @@
  * guest's NIC is enp0s2 and the root disk is always /dev/vda (enumerated before the seed).
  */
 
+import { protocolNode } from '../nbd';
+
 export interface DiskChain {
   base: { file: string; format: string };
   cache: string;
@@ -66,7 +68,7 @@ export function qemuArgs(s: QemuSpec): string[] {
   const { base, cache, layers } = s.disks;
   if (!layers.length) throw new Error('a disk chain needs an overlay');
   args.push(
-    ...blockdev({ driver: 'file', filename: base.file, 'node-name': 'base-file', 'read-only': true }),
+    ...blockdev(protocolNode(base.file, 'base-file', true)),
     ...blockdev({ driver: base.format, file: 'base-file', 'node-name': 'base', 'read-only': true }),
     ...blockdev({ driver: 'file', filename: cache, 'node-name': 'cache-file' }),
     ...blockdev({ driver: 'qcow2', file: 'cache-file', backing: 'base', 'node-name': 'cache' }),

@@ -1,0 +1,52 @@
+/** nbd:// URIs: parsing, the QEMU protocol node for a file or an export, reachability. */
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import { DevvmError } from '../shared/errors';
+
+export interface NbdUri {
+  host: string;
+  port: number;
+  export: string;
+}
+
+const NBD_URI = /^nbd:\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(?:\/([A-Za-z0-9._-]{0,255}))?$/;
+
+/** nbd://HOST[:PORT][/EXPORT]; the grammar is narrow on purpose (it ends up in QEMU's JSON). */
+export function parseNbdUri(uri: string): NbdUri {
+  const m = NBD_URI.exec(uri);
+  const port = m?.[2] === undefined ? 10809 : Number(m[2]);
+  if (!m || !(port >= 1 && port <= 65535)) {
+    throw new DevvmError('invalid-argument', `invalid NBD URI ${JSON.stringify(uri.slice(0, 80))}`, 'use nbd://HOST:PORT/EXPORT, like nbd://127.0.0.1:10809/disk');
+  }
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port, export: m[3] ?? '' };
+}
+
+/** QMP/-blockdev options of the protocol node for a source (file path or nbd:// URI). */
+export function protocolNode(source: string, nodeName: string, readOnly: boolean): Record<string, unknown> {
+  if (source.startsWith('nbd://')) {
+    const u = parseNbdUri(source);
+    return { driver: 'nbd', 'node-name': nodeName, server: { type: 'inet', host: u.host, port: String(u.port) }, export: u.export, 'read-only': readOnly };
+  }
+  return { driver: 'file', 'node-name': nodeName, filename: source, 'read-only': readOnly };
+}
+
+
+/**
+ * Whether a disk source can be opened now: a file exists, an NBD server accepts a TCP
+ * connection within `timeoutMs`. Lets "server down" be one clear line before QEMU starts.
+ */
+export async function sourceReachable(source: string, timeoutMs = 3000): Promise<string | null> {
+  if (!source.startsWith('nbd://')) return existsSync(source) ? null : 'missing';
+  const u = parseNbdUri(source);
+  return new Promise((resolve) => {
+    const s = net.createConnection({ host: u.host, port: u.port });
+    const done = (why: string | null) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(why);
+    };
+    const timer = setTimeout(() => done(`no answer within ${timeoutMs} ms`), timeoutMs);
+    s.once('connect', () => done(null));
+    s.once('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
+  });
+}
