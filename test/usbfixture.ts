@@ -4,6 +4,7 @@
  * USB bus, so unit and e2e tests replay it.
  */
 import { cpSync, readFileSync, realpathSync, renameSync, symlinkSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { splitUevents } from '../src/helper/usb/socketsource';
 
@@ -42,4 +43,16 @@ export function sysfsCopy(top: string) {
       for (const l of links) symlinkSync(l.to, l.at);
     },
   };
+}
+
+/**
+ * Writes messages to a helper's DEVVM_USB_UEVENT_SOCKET, blank-line framed. Resolves once
+ * the helper has closed the connection, i.e. after it has handled every message.
+ */
+export function sendUevents(socket: string, messages: readonly string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(socket, () => c.end(messages.join('\n\n')));
+    c.on('error', reject);
+    c.on('close', () => resolve());
+  });
 }

@@ -76,8 +76,13 @@ export class Workbench {
   }
 
   async expand(row: Locator): Promise<void> {
-    if ((await row.getAttribute('aria-expanded')) !== 'true') await row.locator('.monaco-tl-twistie').click();
-    await this.page.waitForFunction((el) => el?.getAttribute('aria-expanded') === 'true', await row.elementHandle(), { timeout: 10_000 });
+    // A refresh landing just after the click (e.g. the vm/changed of a snapshot just
+    // taken) redraws the row collapsed: click again until it stays open.
+    await until('the row to expand', 15_000, async () => {
+      if ((await row.getAttribute('aria-expanded')) === 'true') return true;
+      await row.locator('.monaco-tl-twistie').click();
+      return false;
+    }, 1000);
   }
 
   async contextMenu(row: Locator, item: string): Promise<void> {

@@ -18,6 +18,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { cacheDir } from '../../src/shared/paths';
+import { recordedUevents, sendUevents, sysfsCopy } from '../usbfixture';
 import { ensureCodeServer, installExtension, startCodeServer, type RunningCodeServer } from './codeserver';
 import { launchBrowser, until, Workbench } from './ui';
 
@@ -87,7 +88,19 @@ test('Dev VMs in code-server: view, create form, running VM, layers, serial cons
   };
   for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true, mode: 0o700 });
   writeFileSync(path.join(dirs.folder, 'README.md'), '# a project opened untrusted\n');
-  const env: NodeJS.ProcessEnv = { ...process.env, HOME: dirs.home, DEVVM_HOME: dirs.devvm, DEVVM_CACHE: cacheDir() };
+  // No USB bus here: the helper reads a recorded sysfs tree (the flash drive pulled for
+  // now) and takes hot-plug events from a socket instead of netlink.
+  const usbSysfs = sysfsCopy(path.join(tmp, 'usb-sysfs'));
+  usbSysfs.pull();
+  const usbSocket = path.join(tmp, 'uevents.sock');
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HOME: dirs.home,
+    DEVVM_HOME: dirs.devvm,
+    DEVVM_CACHE: cacheDir(),
+    DEVVM_USB_SYSFS: usbSysfs.root,
+    DEVVM_USB_UEVENT_SOCKET: usbSocket,
+  };
   for (const k of ['DEVVM_QEMU', 'XDG_CONFIG_HOME', 'XDG_DATA_HOME', 'VSCODE_IPC_HOOK_CLI']) delete env[k];
   const cli = (args: string[], timeoutMs?: number) => run(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), ...args], env, timeoutMs);
 
@@ -238,6 +251,45 @@ test('Dev VMs in code-server: view, create form, running VM, layers, serial cons
   log(`context menu of a running VM: ${menu.join(' | ')}`);
   for (const item of ['Connect in Current Window', 'Open Serial Console', 'Stop', 'Suspend', 'Force Stop', 'Delete…']) assert.ok(menu.includes(item), `context menu has ${item}`);
   assert.ok(!menu.includes('Start'), 'no Start on a running VM');
+
+  // ---- 4b. a USB device plugged into the host while the VM runs -------------------
+  // The recorded plug-in (kernel and udev messages for the drive, its interface, its SCSI
+  // host) goes to the helper the extension started, through its real monitor.
+  s = Date.now();
+  const usbCheck = JSON.parse(cli(['doctor', '--json'])).checks.find((c: { name: string }) => c.name === 'usb monitor');
+  assert.match(usbCheck?.detail ?? '', /^running: test events from .*uevents\.sock/, 'the helper takes the injected events');
+  const usbGroup = w.row(vms, 'USB devices');
+  const hostDevices = async () => {
+    await w.contextMenu(usbGroup, 'Attach USB Device…');
+    const rows = page.locator('.quick-input-widget .monaco-list-row');
+    await rows.first().waitFor({ timeout: 10_000 });
+    // Each row's first label is the device's name; the detail line has one too.
+    const labels = await Promise.all((await rows.all()).map(async (r) => ((await r.locator('.label-name').first().textContent()) ?? '').trim()));
+    await page.keyboard.press('Escape');
+    return labels;
+  };
+  const { plugging, unplugging } = recordedUevents();
+  usbSysfs.plug();
+  await sendUevents(usbSocket, plugging);
+  const usbPrompt = w.notification(`Attach SanDisk 3.2Gen1 to ${VM}?`);
+  await usbPrompt.waitFor({ timeout: 30_000 });
+  const usbButtons = (await usbPrompt.locator('.monaco-button').allTextContents()).map((b) => b.trim());
+  assert.deepEqual(usbButtons.sort(), ['Always for This Device', 'Attach', 'Ignore']);
+  assert.equal(await w.notification(/Attach USB Receiver/).count(), 0, 'a device present before is not offered');
+  // Past the toast's fade-in, for a clear screenshot.
+  await until('the prompt to fade in', 5000, async () => /notification-fade-in-done/.test((await usbPrompt.getAttribute('class')) ?? ''));
+  await w.shot('usb-attach-prompt');
+  // Ignore: attaching needs /dev/bus/usb/001/005, which does not exist on this machine.
+  await usbPrompt.locator('.monaco-button', { hasText: /^Ignore$/ }).click();
+  await usbPrompt.waitFor({ state: 'detached', timeout: 10_000 });
+  assert.deepEqual(await hostDevices(), ['USB Receiver', 'SanDisk 3.2Gen1'], 'the attach list offers the new device');
+  await w.row(vms, 'No USB devices attached').waitFor({ timeout: 10_000 });
+  // Pulled out: sysfs goes first, then the kernel's remove events.
+  usbSysfs.pull();
+  await sendUevents(usbSocket, unplugging);
+  assert.deepEqual(await hostDevices(), ['USB Receiver'], 'the attach list no longer offers it');
+  await w.row(vms, 'No USB devices attached').waitFor({ timeout: 10_000 });
+  metrics.usbPlugToUnplugMs = Date.now() - s;
 
   // ---- 5. the serial console shows a login prompt ----------------------------
   // Restricted Mode: VS Code would ask for trust before any terminal, so the console

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -9,7 +8,7 @@ import { usbMonitorCheck } from '../../src/helper/doctor';
 import { nativeUeventSource, UsbMonitor } from '../../src/helper/usb/monitor';
 import { socketUeventSource, splitUevents } from '../../src/helper/usb/socketsource';
 import type { HostUsbDevice } from '../../src/shared/types';
-import { recordedUevents, sysfsCopy } from '../usbfixture';
+import { recordedUevents, sendUevents, sysfsCopy } from '../usbfixture';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'devvm-usb-socket-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -34,17 +33,9 @@ test('splitUevents: blank-line framing across chunk boundaries', () => {
   assert.equal(rest, '');
 });
 
-function send(file: string, text: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const c = net.connect(file, () => c.end(text));
-    c.on('error', reject);
-    c.on('close', () => resolve());
-  });
-}
-
 const next = (m: UsbMonitor, ev: 'add' | 'remove') => new Promise<HostUsbDevice>((resolve) => m.once(ev, resolve));
 
-test('a socket source feeds the monitor like netlink: plug, unplug, and the last message needs no blank line', async () => {
+test('a socket source feeds the monitor like netlink: plug, unplug, and the last message needs no blank line after it', async () => {
   const fs = sysfsCopy(path.join(tmp, 'sysfs'));
   fs.pull();
   const sock = path.join(tmp, 'uevents.sock');
@@ -61,21 +52,21 @@ test('a socket source feeds the monitor like netlink: plug, unplug, and the last
 
   fs.plug();
   let added = next(m, 'add');
-  await send(sock, `${plugging.join('\n\n')}\n\n`);
+  await sendUevents(sock, plugging);
   assert.equal((await added).id, '1-3.1');
   assert.deepEqual(m.devices().map((d) => d.id), ['1-2', '1-3.1']);
 
   fs.pull();
   const removed = next(m, 'remove');
-  await send(sock, unplugging.join('\n\n'));
+  await sendUevents(sock, unplugging);
   assert.equal((await removed).product, 'SanDisk 3.2Gen1');
   assert.deepEqual(m.devices().map((d) => d.id), ['1-2']);
 
   // What is no USB device event (garbage, another subsystem) changes nothing.
-  await send(sock, 'hello\n\nadd@/devices/x\nACTION=add');
+  await sendUevents(sock, ['hello', 'add@/devices/x\nACTION=add']);
   fs.plug();
   added = next(m, 'add');
-  await send(sock, plugging[0]!);
+  await sendUevents(sock, plugging.slice(0, 1));
   assert.equal((await added).id, '1-3.1');
   assert.deepEqual(events, ['add 1-3.1', 'remove 1-3.1', 'add 1-3.1']);
 
