@@ -14,7 +14,8 @@ import { VM_STATES, type AttachedDisk, type HostUsbDevice, type LayerInfo, type 
 import * as v from '../shared/validate';
 import type { AccelChoice } from './accel';
 import * as disks from './disks';
-import { canOpen, udevRuleFor } from './usb/access';
+import { openUsbNode } from './usb/access';
+import { loadNative } from './native';
 import type { Home, VmFiles } from './filenames';
 import type { Images, Progress } from './images';
 import { LayerPool } from './layerpool';
@@ -840,16 +841,30 @@ export class Vms extends EventEmitter {
     const m = this.runningMachine(name, 'attach a USB device');
     const owner = this.usbOwner(dev.id);
     if (owner) throw new DevvmError('busy', `USB device ${dev.id} is attached to VM "${owner}"`, `detach it first: devvm usb detach ${owner} ${dev.id}`);
-    if (!canOpen(dev.devnode)) {
-      const fix = udevRuleFor(dev);
-      throw new DevvmError('io', `no permission to open ${dev.devnode} (${dev.vendorId}:${dev.productId})`, `add this rule to ${fix.file}: ${fix.rule}, then reload udev and replug`);
-    }
     return this.withOp(name, 'attaching', async () => {
+      const fd = openUsbNode(dev);
       const list = this.usbAttached(name);
       let n = 1;
       while (list.some((d) => d.qemuId === `usb${n}`)) n++;
       const qemuId = `usb${n}`;
-      await m.qmp.execute('device_add', { driver: 'usb-host', bus: 'xhci.0', id: qemuId, hostbus: dev.busnum, hostaddr: dev.devnum });
+      // The node goes to QEMU as an fd set (QMP add-fd over SCM_RIGHTS) that usb-host opens
+      // as /dev/fdset/N; without the addon QEMU opens the node by bus and address itself.
+      const addon = loadNative().addon;
+      let fdset: number | null = null;
+      try {
+        let where: Record<string, unknown> = { hostbus: dev.busnum, hostaddr: dev.devnum };
+        if (addon) {
+          fdset = (await m.qmp.executeWithFd<{ 'fdset-id': number }>('add-fd', { opaque: `usb ${dev.id}` }, fd, addon.sendFd))['fdset-id'];
+          where = { hostdevice: `/dev/fdset/${fdset}` };
+        }
+        await m.qmp.execute('device_add', { driver: 'usb-host', bus: 'xhci.0', id: qemuId, ...where }).catch((e: Error) => {
+          throw new DevvmError('process-failed', `cannot attach USB device ${dev.id} (${dev.vendorId}:${dev.productId}): ${e.message}`);
+        });
+      } finally {
+        closeSync(fd);
+        // QEMU keeps its own duplicate while the device exists and closes the set after.
+        if (fdset !== null) await m.qmp.execute('remove-fd', { 'fdset-id': fdset }).catch(() => {});
+      }
       writeJsonAtomic(this.home.vm(name).usb, [...list, { ...dev, qemuId }]);
       log.info(`${name}: attached USB ${dev.id} (${dev.vendorId}:${dev.productId}) as ${qemuId}`);
       return { ...dev, attachedTo: name };

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -16,11 +16,19 @@ const sb = new Sandbox('bad');
 const blank = path.join(sb.home, '..', `${path.basename(sb.home)}-blank.qcow2`);
 const corrupt = path.join(sb.home, '..', `${path.basename(sb.home)}-corrupt.qcow2`);
 
-// A recorded sysfs tree stands in for the host's USB bus (these machines have none).
+// A recorded sysfs tree stands in for the host's USB bus (these machines have none), and
+// a directory of stand-ins for its device nodes: 1-2 (bus 1, dev 2) is a plain file the
+// helper can open and hand to QEMU; 1-3.1 (dev 5) is a node the kernel refuses to open
+// read-write even for root (a read-only sysctl).
 const usbSysfs = path.join(ROOT, 'test', 'fixtures', 'usb', 'sysfs', 'bus', 'usb', 'devices');
+const usbDev = `${sb.home}-usbdev`;
 
 before(() => {
   sb.env.DEVVM_USB_SYSFS = usbSysfs;
+  sb.env.DEVVM_USB_DEVROOT = usbDev;
+  mkdirSync(path.join(usbDev, '001'), { recursive: true });
+  writeFileSync(path.join(usbDev, '001', '002'), '');
+  symlinkSync('/proc/sys/kernel/ostype', path.join(usbDev, '001', '005'));
   spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', blank, '2G']);
   writeFileSync(corrupt, Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(4096, 0xff)]));
   sb.ok(['image', 'import', blank, '--name', 'blank']);
@@ -31,7 +39,7 @@ before(() => {
 
 after(() => {
   sb.cleanup();
-  spawnSync('rm', ['-f', blank, corrupt]);
+  spawnSync('rm', ['-rf', blank, corrupt, usbDev]);
 });
 
 const cases: Array<[string, string[], string?, number?]> = [
@@ -122,7 +130,19 @@ test('usb list reads the host devices from sysfs; a missing permission names the
   assert.deepEqual(l.map((d) => [d.id, `${d.vendorId}:${d.productId}`]), [['1-2', '046d:c52b'], ['1-3.1', '0781:5581']]);
   const r = sb.cli(['usb', 'attach', 'runner', '1-3.1']);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /SUBSYSTEM=="usb", ATTR\{idVendor\}=="0781", ATTR\{idProduct\}=="5581"/);
+  assert.match(r.stderr, /no permission to open .*001\/005 .*SUBSYSTEM=="usb", ATTR\{idVendor\}=="0781", ATTR\{idProduct\}=="5581"/);
+});
+
+test('usb attach hands the opened node to QEMU as an fd set; a node that is no USB device is refused by QEMU, not recorded', () => {
+  const r = sb.cli(['usb', 'attach', 'runner', '1-2']);
+  assert.equal(r.code, 1);
+  // QEMU opened the descriptor it was passed (a missing set would be "failed to open
+  // /dev/fdset/N: No such file"); only libusb then found no USB device behind it.
+  assert.match(r.stderr, /cannot attach USB device 1-2 \(046d:c52b\): QEMU refused device_add: failed to open host usb device \/dev\/fdset\/\d+$/m);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  const l = sb.json<Array<{ id: string; attachedTo?: string }>>(['usb', 'list']);
+  assert.equal(l.find((d) => d.id === '1-2')?.attachedTo, undefined);
+  assert.equal(sb.json<{ usb: unknown[] }>(['info', 'runner']).usb.length, 0);
 });
 
 test('--json errors are one JSON object with code and message', () => {

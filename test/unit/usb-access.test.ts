@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdtempSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { DevvmError } from '../../src/shared/errors';
-import { canOpen, udevRuleFor, UDEV_RULES_FILE } from '../../src/helper/usb/access';
+import { openUsbNode, udevRuleFor, UDEV_RULES_FILE } from '../../src/helper/usb/access';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'devvm-usb-access-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -36,13 +36,16 @@ test('udevRuleFor refuses anything that would not be a plain rule token', () => 
   bad(() => udevRuleFor({ vendorId: '046d', productId: 'c52b' }, ''));
 });
 
-test('canOpen: read-write access to the node', () => {
+test('openUsbNode: an fd opened read-write; a missing node says unplugged; a refusal names the udev rule', () => {
   const node = path.join(tmp, 'dev-001-005');
   writeFileSync(node, '');
   chmodSync(node, 0o600);
-  assert.equal(canOpen(node), true);
-  assert.equal(canOpen(path.join(tmp, 'absent')), false);
+  const dev = { id: '1-5', busnum: 1, devnum: 5, vendorId: '046d', productId: 'c52b', devnode: node };
+  const fd = openUsbNode(dev);
+  writeSync(fd, 'x');
+  closeSync(fd);
+  assert.throws(() => openUsbNode({ ...dev, devnode: path.join(tmp, 'absent') }), (e: unknown) => e instanceof DevvmError && e.code === 'not-found' && /unplugged/.test(e.hint ?? ''));
   chmodSync(node, 0o444);
   // root passes any mode check; others must be refused write on a 0444 node
-  assert.equal(canOpen(node), process.getuid?.() === 0);
+  if (process.getuid?.() !== 0) assert.throws(() => openUsbNode(dev), /no permission to open/);
 });

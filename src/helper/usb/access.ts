@@ -1,8 +1,8 @@
 /**
  * Permission on a host USB device node (/dev/bus/usb/BBB/DDD, root-owned 0664 by
- * default): whether we can open it read-write, and the udev rule that grants it.
+ * default): opening it read-write for QEMU, and the udev rule that grants it.
  */
-import { accessSync, constants } from 'node:fs';
+import { openSync } from 'node:fs';
 import { DevvmError } from '../../shared/errors';
 import type { HostUsbDevice } from '../../shared/types';
 
@@ -39,12 +39,21 @@ export function udevRuleFor(device: Pick<HostUsbDevice, 'vendorId' | 'productId'
   };
 }
 
-/** True when this process may open the node read-write (what QEMU's usb-host needs). */
-export function canOpen(devnode: string): boolean {
+/**
+ * Opens the device node read-write (what QEMU's usb-host needs) and returns the fd; the
+ * helper passes it to QEMU, so QEMU itself needs no access to /dev. A refusal names the
+ * udev rule that fixes it; a missing node says the device is gone.
+ */
+export function openUsbNode(dev: HostUsbDevice): number {
   try {
-    accessSync(devnode, constants.R_OK | constants.W_OK);
-    return true;
-  } catch {
-    return false;
+    return openSync(dev.devnode, 'r+');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') {
+      const fix = udevRuleFor(dev);
+      throw new DevvmError('io', `no permission to open ${dev.devnode} (${dev.vendorId}:${dev.productId})`, `add this rule to ${fix.file}: ${fix.rule}, then reload udev and replug`);
+    }
+    if (code === 'ENOENT') throw new DevvmError('not-found', `USB device ${dev.id} has no device node ${dev.devnode}`, 'it was unplugged; see "devvm usb list"');
+    throw new DevvmError('io', `cannot open ${dev.devnode}: ${code ?? (e as Error).message}`);
   }
 }

@@ -23,8 +23,11 @@ function attr(dir: string, name: string): string | undefined {
   }
 }
 
+/** Where usbfs device nodes live; tests point it at a fixture (there is no USB bus here). */
+const DEV_ROOT = process.env.DEVVM_USB_DEVROOT || '/dev/bus/usb';
+
 export function devnodeOf(busnum: number, devnum: number): string {
-  return `/dev/bus/usb/${String(busnum).padStart(3, '0')}/${String(devnum).padStart(3, '0')}`;
+  return `${DEV_ROOT}/${String(busnum).padStart(3, '0')}/${String(devnum).padStart(3, '0')}`;
 }
 
 /**
