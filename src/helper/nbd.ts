@@ -31,22 +31,41 @@ export function protocolNode(source: string, nodeName: string, readOnly: boolean
 }
 
 
+const NBD_GREETING = Buffer.from('NBDMAGICIHAVEOPT', 'latin1');
+
 /**
- * Whether a disk source can be opened now: a file exists, an NBD server accepts a TCP
- * connection within `timeoutMs`. Lets "server down" be one clear line before QEMU starts.
+ * Whether a disk source can be opened now: a file exists; an NBD server greets within
+ * `timeoutMs`. The probe then ends the handshake politely (NBD_OPT_ABORT), so the
+ * server does not log a failed negotiation for it. Lets "server down" be one clear line
+ * before QEMU starts.
  */
 export async function sourceReachable(source: string, timeoutMs = 3000): Promise<string | null> {
   if (!source.startsWith('nbd://')) return existsSync(source) ? null : 'missing';
   const u = parseNbdUri(source);
   return new Promise((resolve) => {
     const s = net.createConnection({ host: u.host, port: u.port });
+    let got = Buffer.alloc(0);
+    let greeted = false;
     const done = (why: string | null) => {
       clearTimeout(timer);
       s.destroy();
       resolve(why);
     };
     const timer = setTimeout(() => done(`no answer within ${timeoutMs} ms`), timeoutMs);
-    s.once('connect', () => done(null));
+    s.on('data', (chunk: Buffer) => {
+      got = Buffer.concat([got, chunk]);
+      if (got.length < 18) return;
+      if (!got.subarray(0, 16).equals(NBD_GREETING)) return done('not an NBD server');
+      if (greeted) return;
+      greeted = true;
+      // Client flags (fixed newstyle), then option NBD_OPT_ABORT (2) with no data.
+      const bye = Buffer.alloc(20);
+      bye.writeUInt32BE(1, 0);
+      NBD_GREETING.copy(bye, 4, 8);
+      bye.writeUInt32BE(2, 12);
+      s.end(bye, () => done(null));
+    });
+    s.once('end', () => done(greeted ? null : got.length ? 'not an NBD server' : 'closed the connection'));
     s.once('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
   });
 }

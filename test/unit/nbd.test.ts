@@ -23,15 +23,30 @@ test('protocol node: a file, or an NBD client over inet', () => {
   assert.deepEqual(protocolNode('nbd://h:1/e', 'p', false), { driver: 'nbd', 'node-name': 'p', server: { type: 'inet', host: 'h', port: '1' }, export: 'e', 'read-only': false });
 });
 
-test('reachability: a file exists, an NBD server accepts a connection', async () => {
+test('reachability: a file exists; an NBD server greets and the probe aborts the handshake', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'devvm-nbd-'));
   writeFileSync(path.join(dir, 'f'), '');
   assert.equal(await sourceReachable(path.join(dir, 'f')), null);
   assert.equal(await sourceReachable(path.join(dir, 'gone')), 'missing');
-  const server = net.createServer((s) => s.destroy());
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as net.AddressInfo).port;
+  let heard = Buffer.alloc(0);
+  const nbd = net.createServer((s) => {
+    s.on('data', (c: Buffer) => (heard = Buffer.concat([heard, c])));
+    s.on('error', () => {});
+    s.write(Buffer.concat([Buffer.from('NBDMAGICIHAVEOPT', 'latin1'), Buffer.from([0, 3])]));
+  });
+  const port = await listen(nbd);
   assert.equal(await sourceReachable(`nbd://127.0.0.1:${port}/base`), null);
-  await new Promise((r) => server.close(r));
+  await new Promise((r) => setTimeout(r, 50));
+  // client flags: fixed newstyle; then IHAVEOPT, NBD_OPT_ABORT (2), no data
+  assert.equal(heard.toString('hex'), `00000001${Buffer.from('IHAVEOPT').toString('hex')}0000000200000000`);
+  await new Promise((r) => nbd.close(r));
   assert.equal(await sourceReachable(`nbd://127.0.0.1:${port}/base`), 'ECONNREFUSED');
+  const http = net.createServer((s) => s.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+  const httpPort = await listen(http);
+  assert.equal(await sourceReachable(`nbd://127.0.0.1:${httpPort}/base`), 'not an NBD server');
+  http.close();
 });
+
+function listen(server: net.Server): Promise<number> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
+}
