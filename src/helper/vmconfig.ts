@@ -41,6 +41,14 @@ export interface RamState {
   seed: boolean;
   /** Hash of what the state depends on (QEMU version, accelerator, CPUs, memory, image, device layout). */
   fingerprint: string;
+  /** A login over SSH had worked in the saved run: after a restore, sshd answering is enough. */
+  sshReady?: boolean;
+}
+
+/** vms/<name>/launch.json: what the running QEMU was started with, and what it has shown. */
+export interface LaunchRecord {
+  seed: boolean;
+  sshReady?: boolean;
 }
 
 export interface SnapshotRecord {

@@ -29,7 +29,7 @@ import { Machine } from './qemu/machine';
 import { loadRamState, saveRamState } from './qemu/ramstate';
 import { sshHostAlias, writeSshConfig } from './sshconfig';
 import { readJson, writeJsonAtomic } from './store';
-import type { SnapshotRecord, VmConfig } from './vmconfig';
+import type { LaunchRecord, RamState, SnapshotRecord, VmConfig } from './vmconfig';
 
 const GiB = 1024 ** 3;
 const MIN_FREE_BYTES = 256 * 1024 * 1024;
@@ -530,7 +530,7 @@ export class Vms extends EventEmitter {
       const serialStart = existsSync(f.serialLog) ? statSync(f.serialLog).size : 0;
       const m = await Machine.launch(this.opts.qemuBinary, args, { qmpSocket: f.qmp, pidFile: f.pid, qemuLog: f.qemuLog });
       // What this QEMU was started with, for a later suspend (a restore needs the same devices).
-      writeJsonAtomic(f.launch, { seed: seed !== null });
+      writeJsonAtomic(f.launch, { seed: seed !== null, sshReady: saved?.sshReady } satisfies LaunchRecord);
       if (saved) {
         try {
           await loadRamState(m.qmp, f.suspendState);
@@ -548,6 +548,17 @@ export class Vms extends EventEmitter {
     });
     if (o.waitSsh) await this.waitSsh(name, o.timeoutSec ?? 900, progress);
     return this.summary(name);
+  }
+
+  private launchRecord(name: string): LaunchRecord {
+    const f = this.home.vm(name);
+    return existsSync(f.launch) ? readJson<LaunchRecord>(f.launch) : { seed: false };
+  }
+
+  /** The record of a RAM state saved now from the running QEMU. */
+  private async ramStateNow(name: string, savedAt: string): Promise<RamState> {
+    const { seed, sshReady } = this.launchRecord(name);
+    return { savedAt, seed, fingerprint: await this.fingerprint(this.config(name), seed), sshReady };
   }
 
   /** What a saved RAM state depends on: restoring into anything else would crash the guest. */
@@ -569,7 +580,6 @@ export class Vms extends EventEmitter {
     await this.withOp(name, 'suspending', async () => {
       mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
       const tmp = `${f.suspendState}.partial`;
-      const seed = existsSync(f.launch) && readJson<{ seed: boolean }>(f.launch).seed;
       progress('pausing and saving RAM state');
       await m.qmp.execute('stop');
       try {
@@ -580,8 +590,7 @@ export class Vms extends EventEmitter {
         throw e;
       }
       renameSync(tmp, f.suspendState);
-      const cfg = this.config(name);
-      this.save({ ...cfg, suspended: { savedAt: new Date().toISOString(), seed, fingerprint: await this.fingerprint(cfg, seed) } });
+      this.save({ ...this.config(name), suspended: await this.ramStateNow(name, new Date().toISOString()) });
       await m.stop(true, 0);
     });
     return this.summary(name);
@@ -714,8 +723,7 @@ export class Vms extends EventEmitter {
           throw e;
         }
       }
-      const seed = existsSync(f.launch) && readJson<{ seed: boolean }>(f.launch).seed;
-      return this.freeze(name, { ...rec, ram: { savedAt: rec.createdAt, seed, fingerprint: await this.fingerprint(this.config(name), seed) } }, f.snapshotRam(snap), progress);
+      return this.freeze(name, { ...rec, ram: await this.ramStateNow(name, rec.createdAt) }, f.snapshotRam(snap), progress);
     });
     const saved = this.findSnapshot(this.config(name), snap);
     log.info(`${name}: snapshot ${snap} (layer ${saved.layer}${saved.ram ? ', with RAM' : ''}), guest stalled ${pauseMs.toFixed(1)} ms`);
@@ -1022,8 +1030,13 @@ export class Vms extends EventEmitter {
       const settling = this.watchers.has(name);
       if (settling) progress('first boot: waiting for first setup (cloud-init) to finish');
       if (!settling && (await sshBanner(cfg.sshPort, 1500))) {
+        // A guest restored from a run where a login worked is past boot: sshd answering
+        // suffices (a full login costs ~2 s under TCG). Cold boots log in once, since
+        // sshd answers before logins are allowed (systemd-user-sessions).
+        if (this.launchRecord(name).sshReady) return;
         try {
           await run('ssh', ['-F', this.home.sshConfig, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', sshHostAlias(name), 'true'], { timeoutMs: 30000 });
+          if (this.machines.get(name)?.alive) writeJsonAtomic(f.launch, { ...this.launchRecord(name), sshReady: true } satisfies LaunchRecord);
           return;
         } catch (e) {
           // sshd answers before cloud-init has installed the user's key: retry until the deadline

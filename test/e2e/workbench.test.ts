@@ -279,9 +279,11 @@ test('Dev VMs in code-server: view, create form, running VM, layers, serial cons
   // Past the toast's fade-in, for a clear screenshot.
   await until('the prompt to fade in', 5000, async () => /notification-fade-in-done/.test((await usbPrompt.getAttribute('class')) ?? ''));
   await w.shot('usb-attach-prompt');
-  // Ignore: attaching needs /dev/bus/usb/001/005, which does not exist on this machine.
-  await usbPrompt.locator('.monaco-button', { hasText: /^Ignore$/ }).click();
+  // Attach goes to the helper, which opens /dev/bus/usb/001/005 to hand it to QEMU; there
+  // is no such node on this machine, and the error says so in one line.
+  await usbPrompt.locator('.monaco-button', { hasText: /^Attach$/ }).click();
   await usbPrompt.waitFor({ state: 'detached', timeout: 10_000 });
+  await w.notification(/USB device 1-3\.1 has no device node \/dev\/bus\/usb\/001\/005/).waitFor({ timeout: 15_000 });
   assert.deepEqual(await hostDevices(), ['USB Receiver', 'SanDisk 3.2Gen1'], 'the attach list offers the new device');
   await w.row(vms, 'No USB devices attached').waitFor({ timeout: 10_000 });
   // Pulled out: sysfs goes first, then the kernel's remove events.
