@@ -214,6 +214,7 @@ async function main(): Promise<void> {
       const cold = await boot();
       out.cacheFirstBootBaseMiB = +(first.bytes / MiB).toFixed(1);
       out.cacheSecondBootBaseReadFraction = +(warm.bytes / first.bytes).toFixed(4);
+      out.cacheColdBootBaseMiB = +(cold.bytes / MiB).toFixed(1);
       out.cacheColdBootMs = Math.round(cold.ms);
       out.cacheWarmBootMs = Math.round(warm.ms);
       out.cacheSecondBootSpeedup = +(cold.ms / warm.ms).toFixed(2);
