@@ -17,7 +17,7 @@ import { HelperClient } from './helperclient';
 import { VmLogs } from './logs';
 import { registerActions } from './actions';
 import { appliesTo, ruleApplies, VM_COMMANDS, vmRule, type ItemCommand, type PaletteCommand, type VmCommand } from './menus';
-import { deleteDetail, formatBytes, sshCommand, stateIcon, statusText, type Node } from './model';
+import { deleteDetail, formatBytes, nbdUriProblem, sshCommand, stateIcon, statusText, type Node } from './model';
 import { installedRemoteSsh, preferredRemoteSsh, remoteFolderUri, vmFromRemoteAuthority } from './remote';
 import { logTail, openSerialConsole, openSshShell } from './serial';
 import { ImageTree, VmTree } from './trees';
@@ -468,14 +468,40 @@ export function activate(context: vscode.ExtensionContext): DevvmApi {
       });
     }),
     reg('devvm.importImage', async () => {
-      const files = await vscode.window.showOpenDialog({ canSelectMany: false, openLabel: 'Import', title: 'Disk image to import (qcow2 or raw)', filters: { 'Disk images': ['qcow2', 'img', 'raw'], 'All files': ['*'] } });
-      const file = files?.[0];
-      if (!file) return;
-      const base = path.basename(file.fsPath).replace(/\.(qcow2|img|raw)$/i, '').toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '');
+      const kind = await vscode.window.showQuickPick(
+        [
+          { label: 'Disk image file', description: 'qcow2 or raw, copied in', nbd: false },
+          { label: 'NBD server', description: 'a remote base used in place: each VM reads it once into its cache layer', nbd: true },
+        ],
+        { placeHolder: 'Import a base image from' },
+      );
+      if (!kind) return;
+      let source: string | undefined;
+      let kernel: { kernel?: string; initrd?: string } = {};
+      if (kind.nbd) {
+        source = (await vscode.window.showInputBox({ prompt: 'NBD URI of the base', placeHolder: 'nbd://nas.local:10809/debian', validateInput: nbdUriProblem }))?.trim();
+        if (!source) return;
+        // A base built here boots a kernel from outside the disk: borrow one from a local image.
+        const boot = await vscode.window.showQuickPick(
+          [
+            ...images.list().filter((i) => i.kernel && i.initrd).map((i) => ({ label: `Kernel and initrd of ${i.name}`, kernel: i.kernel!, initrd: i.initrd! })),
+            { label: 'None', description: 'the disk boots by itself (firmware and bootloader)', kernel: undefined, initrd: undefined },
+          ],
+          { placeHolder: 'How VMs on this base boot' },
+        );
+        if (!boot) return;
+        kernel = { kernel: boot.kernel, initrd: boot.initrd };
+      } else {
+        source = (await vscode.window.showOpenDialog({ canSelectMany: false, openLabel: 'Import', title: 'Disk image to import (qcow2 or raw)', filters: { 'Disk images': ['qcow2', 'img', 'raw'], 'All files': ['*'] } }))?.[0]?.fsPath;
+        if (!source) return;
+      }
+      const stem = kind.nbd ? (source.split('/').pop() ?? '') : path.basename(source).replace(/\.(qcow2|img|raw)$/i, '');
+      const base = stem.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '');
       const name = await askImageName(base || 'imported');
       if (!name) return;
-      const img = await withProgress(`Importing ${name}`, (progressToken) => client.request(Rpc.imageImport, { file: file.fsPath, name, progressToken }));
-      void vscode.window.showInformationMessage(`Image ${img.name} imported (${formatBytes(img.actualSize)}).`);
+      const file = source;
+      const img = await withProgress(`Importing ${name}`, (progressToken) => client.request(Rpc.imageImport, { file, name, ...kernel, progressToken }));
+      void vscode.window.showInformationMessage(img.sha256 ? `Image ${img.name} imported (${formatBytes(img.actualSize)}).` : `Image ${img.name} uses the base at ${img.file}; each VM reads it once into its cache layer.`);
     }),
     reg('devvm.deleteImage', async (arg) => {
       const name = isNode(arg) && arg.kind === 'image' ? arg.image : (await vscode.window.showQuickPick(images.list().filter((i) => !i.usedBy.length).map((i) => i.name), { placeHolder: 'Unused image to delete' }));
