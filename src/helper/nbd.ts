@@ -46,26 +46,31 @@ export async function sourceReachable(source: string, timeoutMs = 3000): Promise
     const s = net.createConnection({ host: u.host, port: u.port });
     let got = Buffer.alloc(0);
     let greeted = false;
-    const done = (why: string | null) => {
+    let timer = setTimeout(() => done(`no answer within ${timeoutMs} ms`), timeoutMs);
+    // Closed only once the server had its say: unread bytes would turn our close into a reset.
+    function done(why: string | null): void {
       clearTimeout(timer);
-      s.destroy();
       resolve(why);
-    };
-    const timer = setTimeout(() => done(`no answer within ${timeoutMs} ms`), timeoutMs);
+      s.end();
+      setTimeout(() => s.destroy(), 1000).unref();
+    }
     s.on('data', (chunk: Buffer) => {
+      if (greeted) return; // the server's acknowledgement of the abort
       got = Buffer.concat([got, chunk]);
       if (got.length < 18) return;
       if (!got.subarray(0, 16).equals(NBD_GREETING)) return done('not an NBD server');
-      if (greeted) return;
       greeted = true;
       // Client flags (fixed newstyle), then option NBD_OPT_ABORT (2) with no data.
       const bye = Buffer.alloc(20);
       bye.writeUInt32BE(1, 0);
       NBD_GREETING.copy(bye, 4, 8);
       bye.writeUInt32BE(2, 12);
-      s.end(bye, () => done(null));
+      s.write(bye);
+      // The server answers and hangs up; one that lingers has greeted all the same.
+      clearTimeout(timer);
+      timer = setTimeout(() => done(null), 500);
     });
     s.once('end', () => done(greeted ? null : got.length ? 'not an NBD server' : 'closed the connection'));
-    s.once('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
+    s.once('error', (e: NodeJS.ErrnoException) => done(greeted ? null : (e.code ?? e.message)));
   });
 }

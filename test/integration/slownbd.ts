@@ -9,6 +9,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { sourceReachable } from '../../src/helper/nbd';
 
 export interface SlowNbd {
   /** nbd:// URI of the throttled, counting relay. */
@@ -40,12 +41,8 @@ async function waitForPort(port: number, child: ChildProcess, timeoutMs: number)
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`qemu-nbd exited with ${child.exitCode}`);
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.createConnection(port, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), resolve(true)));
-      s.once('error', () => resolve(false));
-    });
-    if (up) return;
+    // The helper's own probe: it greets properly, so qemu-nbd logs no failed negotiation.
+    if ((await sourceReachable(`nbd://127.0.0.1:${port}/base`)) === null) return;
     if (Date.now() > deadline) throw new Error(`qemu-nbd did not listen on ${port}`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -113,16 +110,18 @@ async function relayMain(file: string, bytesPerSecond: number): Promise<void> {
         upstream.resume();
       }, wait);
     });
-    const end = () => {
+    // A side that ends is ended on the other side after what is in flight (pipe does it
+    // for the client's bytes); a failing side tears both down.
+    upstream.on('end', () => setTimeout(() => client.end(), Math.max(0, linkFreeAt - performance.now()) + 1));
+    const fail = () => {
       client.destroy();
       upstream.destroy();
-      conns.delete(client);
-      conns.delete(upstream);
     };
     for (const s of [client, upstream]) {
-      s.on('error', end);
-      s.on('close', end);
+      s.on('error', fail);
+      s.on('close', () => conns.delete(s));
     }
+    client.on('close', () => upstream.end());
   });
   const port = await listen(relay);
   // The parent going away ends qemu-nbd too.
