@@ -191,7 +191,7 @@ async function main(): Promise<void> {
     // --- the cache layer over a slow remote base ------------------------------------
     // The debian-12 base over NBD through a relay that counts bytes and caps bandwidth.
     const MiB = 2 ** 20;
-    out.cacheBaseMiBps = 8;
+    out.cacheBaseMiBps = 2;
     const slow = await serveSlowly(img.file, out.cacheBaseMiBps * MiB);
     try {
       sb.ok(['image', 'import', slow.uri, '--name', 'netbase', '--kernel', img.kernel, '--initrd', img.initrd]);
