@@ -17,7 +17,7 @@ import * as disks from './disks';
 import { openUsbNode } from './usb/access';
 import { loadNative } from './native';
 import type { Home, VmFiles } from './filenames';
-import type { Images, Progress } from './images';
+import type { ImageMeta, Images, Progress } from './images';
 import { LayerPool } from './layerpool';
 import { createLayer, layerInfo } from './layers';
 import { log } from './log';
@@ -360,9 +360,7 @@ export class Vms extends EventEmitter {
     const cpus = v.cpus(p.cpus ?? 2);
     const memoryMiB = v.memoryMiB(p.memoryMiB ?? 2048, Math.floor(os.totalmem() / 1024 / 1024));
     const diskGiB = v.diskGiB(p.diskGiB ?? 20);
-    if (this.exists(name) || this.ops.has(name) || existsSync(this.home.vm(name).dir)) {
-      throw new DevvmError('already-exists', `a VM named "${name}" already exists`, 'pick another name or delete it first');
-    }
+    this.assertNameFree(name);
     const img = await this.images.requireBase(imageName);
     if (diskGiB * GiB < img.virtualSize) {
       throw new DevvmError('invalid-argument', `disk size ${diskGiB} GiB is smaller than the image (${Math.ceil(img.virtualSize / GiB)} GiB)`);
@@ -373,64 +371,27 @@ export class Vms extends EventEmitter {
       throw new DevvmError('io', `not enough free disk space in ${this.home.vmsDir} (${Math.round((free.bavail * free.bsize) / 2 ** 20)} MiB left)`, 'free at least 256 MiB');
     }
 
-    const f = this.home.vm(name);
     return this.withOp(name, 'creating', async () => {
-      try {
-        mkdirSync(f.dir, { mode: 0o700 });
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new DevvmError('already-exists', `a VM named "${name}" already exists`);
-        throw e;
-      }
-      try {
-        progress('creating disk layers');
-        const [overlay, hostKey, passwordHash, clientKey] = await Promise.all([
-          createLayer(f.cache, img.file, img.format).then(() =>
-            this.pool.create({ parent: null, baseFile: img.file, baseFormat: img.format, image: imageName, vm: name, sizeBytes: diskGiB * GiB }),
-          ),
-          provision.generateHostKey(f.hostKey, `devvm-${name}`),
-          password === null ? Promise.resolve(null) : provision.hashPassword(password),
-          provision.ensureClientKey(this.home.privateKey),
-        ]);
-        const cfg: VmConfig = {
-          version: 1,
-          name,
-          image: imageName,
+      // Hashed while the disk layers and keys are made; awaited by the seed (a failure
+      // before then must not surface as an unhandled rejection).
+      const hashing = password === null ? Promise.resolve(null) : provision.hashPassword(password);
+      hashing.catch(() => {});
+      await this.newVm(
+        name,
+        { image: imageName, img, parent: null, diskGiB },
+        (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB }),
+        async (cfg, clientKey) => ({
+          hostname: name,
+          instanceId: cfg.instanceId,
           user,
           fullName,
-          autologin: p.autologin ?? false,
-          ssh: p.ssh ?? true,
-          cpus,
-          memoryMiB,
-          diskGiB,
-          sshPort: await freePort(this.usedPorts()),
-          mac: randomMac(randomBytes(3)),
-          instanceId: `devvm-${randomUUID()}`,
-          createdAt: new Date().toISOString(),
-          provisioned: false,
-          overlay: overlay.id,
-        };
-        progress('writing first-boot seed');
-        await provision.writeSeed(
-          f.seed,
-          {
-            hostname: name,
-            instanceId: cfg.instanceId,
-            user,
-            fullName,
-            passwordHash,
-            autologin: cfg.autologin,
-            ssh: cfg.ssh,
-            authorizedKeys: [clientKey, ...sshKeys],
-            hostKey,
-          },
-          f.dir,
-        );
-        this.commitNewVm(cfg, hostKey.publicKey);
-      } catch (e) {
-        this.discardNewVm(name);
-        throw e;
-      }
-      this.writeSshConfig();
+          passwordHash: await hashing,
+          autologin: cfg.autologin,
+          ssh: cfg.ssh,
+          authorizedKeys: [clientKey, ...sshKeys],
+        }),
+        progress,
+      );
       log.info(`created ${name}`);
     }).then(async () => {
       if (p.start) return this.start(name, { waitSsh: p.waitSsh }, progress);
@@ -438,21 +399,65 @@ export class Vms extends EventEmitter {
     });
   }
 
-  /** Pins the host key for the client and writes vm.json, last: a VM exists once its vm.json does. */
-  private commitNewVm(cfg: VmConfig, hostPublicKey: string): void {
-    const f = this.home.vm(cfg.name);
-    writeFileSync(this.home.knownHosts(cfg.name), `${provision.knownHostsLine(sshHostAlias(cfg.name), hostPublicKey)}\n`, { mode: 0o600 });
-    // The private host key now lives only in the seed (deleted after first setup).
-    rmSync(f.hostKey, { force: true });
-    rmSync(`${f.hostKey}.pub`, { force: true });
-    this.save(cfg);
+  private assertNameFree(name: string): void {
+    if (this.exists(name) || this.ops.has(name) || existsSync(this.home.vm(name).dir)) {
+      throw new DevvmError('already-exists', `a VM named "${name}" already exists`, 'pick another name or delete it first');
+    }
   }
 
-  /** Undoes a create or clone cut short. */
-  private discardNewVm(name: string): void {
-    rmSync(this.home.vm(name).dir, { recursive: true, force: true });
-    rmSync(this.home.knownHosts(name), { force: true });
-    this.collectLayers();
+  /**
+   * What create and clone share: the VM's directory, its own cache over the image's base,
+   * an overlay on `parent` (a frozen layer; null: the base), a host key, the first-boot
+   * seed. vm.json is written last (a VM exists once it does); a failure undoes it all.
+   */
+  private async newVm(
+    name: string,
+    disk: { image: string; img: ImageMeta; parent: string | null; diskGiB: number },
+    config: (fresh: Pick<VmConfig, 'name' | 'sshPort' | 'mac' | 'instanceId' | 'createdAt' | 'provisioned' | 'overlay'>) => VmConfig,
+    seed: (cfg: VmConfig, clientKey: string) => Promise<Omit<provision.ProvisionSpec, 'hostKey'>>,
+    progress: Progress,
+  ): Promise<void> {
+    const f = this.home.vm(name);
+    mkdirSync(this.home.vmsDir, { recursive: true, mode: 0o700 });
+    try {
+      mkdirSync(f.dir, { mode: 0o700 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new DevvmError('already-exists', `a VM named "${name}" already exists`);
+      throw e;
+    }
+    try {
+      progress('creating disk layers');
+      const { img } = disk;
+      const [overlay, hostKey, clientKey] = await Promise.all([
+        createLayer(f.cache, img.file, img.format).then(() =>
+          this.pool.create({ parent: disk.parent, baseFile: img.file, baseFormat: img.format, image: disk.image, vm: name, sizeBytes: disk.diskGiB * GiB }),
+        ),
+        provision.generateHostKey(f.hostKey, `devvm-${name}`),
+        provision.ensureClientKey(this.home.privateKey),
+      ]);
+      const cfg = config({
+        name,
+        sshPort: await freePort(this.usedPorts()),
+        mac: randomMac(randomBytes(3)),
+        instanceId: `devvm-${randomUUID()}`,
+        createdAt: new Date().toISOString(),
+        provisioned: false,
+        overlay: overlay.id,
+      });
+      progress('writing first-boot seed');
+      await provision.writeSeed(f.seed, { ...(await seed(cfg, clientKey)), hostKey }, f.dir);
+      writeFileSync(this.home.knownHosts(name), `${provision.knownHostsLine(sshHostAlias(name), hostKey.publicKey)}\n`, { mode: 0o600 });
+      // The private host key now lives only in the seed (deleted after first setup).
+      rmSync(f.hostKey, { force: true });
+      rmSync(`${f.hostKey}.pub`, { force: true });
+      this.save(cfg);
+    } catch (e) {
+      rmSync(f.dir, { recursive: true, force: true });
+      rmSync(this.home.knownHosts(name), { force: true });
+      this.collectLayers();
+      throw e;
+    }
+    this.writeSshConfig();
   }
 
   private usedPorts(): Set<number> {
@@ -780,52 +785,18 @@ export class Vms extends EventEmitter {
     const name = v.vmName(p.name);
     const src = this.config(source);
     this.poolOverlay(src);
-    if (this.exists(name) || this.ops.has(name) || existsSync(this.home.vm(name).dir)) {
-      throw new DevvmError('already-exists', `a VM named "${name}" already exists`, 'pick another name or delete it first');
-    }
+    this.assertNameFree(name);
     const layer = p.snapshot !== undefined
       ? this.findSnapshot(src, p.snapshot).layer
       : (await this.withOp(source, 'cloning', () => this.freeze(source, undefined, null, progress))).layer;
-    const f = this.home.vm(name);
     await this.withOp(name, 'creating', async () => {
-      mkdirSync(this.home.vmsDir, { recursive: true, mode: 0o700 });
-      mkdirSync(f.dir, { mode: 0o700 });
-      try {
-        const img = this.images.get(src.image);
-        progress('creating disk layers');
-        const [overlay, hostKey, clientKey] = await Promise.all([
-          createLayer(f.cache, img.file, img.format).then(() =>
-            this.pool.create({ parent: layer, baseFile: img.file, baseFormat: img.format, image: src.image, vm: name, sizeBytes: src.diskGiB * GiB }),
-          ),
-          provision.generateHostKey(f.hostKey, `devvm-${name}`),
-          provision.ensureClientKey(this.home.privateKey),
-        ]);
-        const cfg: VmConfig = {
-          ...src,
-          name,
-          sshPort: await freePort(this.usedPorts()),
-          mac: randomMac(randomBytes(3)),
-          instanceId: `devvm-${randomUUID()}`,
-          createdAt: new Date().toISOString(),
-          provisioned: false,
-          provisionError: undefined,
-          suspended: undefined,
-          pending: undefined,
-          snapshots: undefined,
-          overlay: overlay.id,
-          clonedFrom: { vm: source, layer },
-        };
-        await provision.writeSeed(
-          f.seed,
-          { hostname: name, instanceId: cfg.instanceId, user: cfg.user, fullName: cfg.fullName, passwordHash: null, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey], hostKey, clone: true },
-          f.dir,
-        );
-        this.commitNewVm(cfg, hostKey.publicKey);
-      } catch (e) {
-        this.discardNewVm(name);
-        throw e;
-      }
-      this.writeSshConfig();
+      await this.newVm(
+        name,
+        { image: src.image, img: this.images.get(src.image), parent: layer, diskGiB: src.diskGiB },
+        (fresh) => ({ ...src, ...fresh, provisionError: undefined, suspended: undefined, pending: undefined, snapshots: undefined, clonedFrom: { vm: source, layer } }),
+        async (cfg, clientKey) => ({ hostname: name, instanceId: cfg.instanceId, user: cfg.user, fullName: cfg.fullName, passwordHash: null, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey], clone: true }),
+        progress,
+      );
       log.info(`cloned ${source} to ${name} on layer ${layer}`);
     });
     return p.start ? this.start(name, {}, progress) : this.summary(name);
