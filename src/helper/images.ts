@@ -101,7 +101,7 @@ export class Images {
       sha = await sha256File(built.disk);
       writeFileSync(shaFile, `${sha}\n`);
     }
-    return this.register(target, { disk: built.disk, kernel: built.kernel, initrd: built.initrd, sha256: sha, source: `recipe:${recipe}#${built.recipeHash}`, move: false });
+    return this.register(target, { disk: built.disk, kernel: built.kernel, initrd: built.initrd, sha256: sha, source: `recipe:${recipe}#${built.recipeHash}`, how: 'link' });
   }
 
   /**
@@ -149,7 +149,7 @@ export class Images {
       const sha = await sha256File(tmp);
       const info = await imgInfo(tmp);
       if (info.format !== 'qcow2') throw new DevvmError('io', `${source.file} is not a qcow2 image`);
-      return await this.register(target, { disk: tmp, kernel: null, initrd: null, sha256: sha, source: `${base}${source.file}`, move: true });
+      return await this.register(target, { disk: tmp, kernel: null, initrd: null, sha256: sha, source: `${base}${source.file}`, how: 'move' });
     } finally {
       rmSync(tmp, { force: true });
     }
@@ -180,7 +180,7 @@ export class Images {
     if (info.format !== 'qcow2' && info.format !== 'raw') {
       throw new DevvmError('invalid-argument', `unsupported image format "${info.format}"`, 'import a qcow2 or raw disk image');
     }
-    if (remote) return this.register(name, { disk: null, remote: file, kernel: kernel ?? null, initrd: initrd ?? null, sha256: null, source: file, move: false });
+    if (remote) return this.register(name, { disk: file, kernel: kernel ?? null, initrd: initrd ?? null, sha256: null, source: file, how: 'in-place' });
     mkdirSync(this.home.tmpDir, { recursive: true, mode: 0o700 });
     const tmp = path.join(this.home.tmpDir, `import-${process.pid}-${Date.now()}.qcow2`);
     try {
@@ -189,7 +189,7 @@ export class Images {
       await run('qemu-img', ['convert', '-O', 'qcow2', file, tmp]);
       progress('computing checksum');
       const sha = await sha256File(tmp);
-      return this.register(name, { disk: tmp, kernel: kernel ?? null, initrd: initrd ?? null, sha256: sha, source: file, move: true });
+      return this.register(name, { disk: tmp, kernel: kernel ?? null, initrd: initrd ?? null, sha256: sha, source: file, how: 'move' });
     } finally {
       rmSync(tmp, { force: true });
     }
@@ -197,7 +197,8 @@ export class Images {
 
   private async register(
     name: string,
-    src: { disk: string | null; remote?: string; kernel: string | null; initrd: string | null; sha256: string | null; source: string; move: boolean },
+    /** `how`: the disk is moved or linked into the image's folder, or used where it is (a remote base). */
+    src: { disk: string; how: 'move' | 'link' | 'in-place'; kernel: string | null; initrd: string | null; sha256: string | null; source: string },
   ): Promise<ImageMeta> {
     const f = this.home.image(name);
     mkdirSync(this.home.imagesDir, { recursive: true, mode: 0o700 });
@@ -205,19 +206,19 @@ export class Images {
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { mode: 0o700 });
     try {
-      let disk = src.remote;
-      if (src.disk) {
+      let disk = src.disk;
+      if (src.how !== 'in-place') {
         disk = path.join(staging, 'disk.qcow2');
-        if (src.move) renameSync(src.disk, disk);
+        if (src.how === 'move') renameSync(src.disk, disk);
         else linkOrCopy(src.disk, disk);
         chmodSync(disk, 0o444);
       }
       if (src.kernel) linkOrCopy(src.kernel, path.join(staging, 'vmlinuz'));
       if (src.initrd) linkOrCopy(src.initrd, path.join(staging, 'initrd.img'));
-      const info = await imgInfo(disk!);
+      const info = await imgInfo(disk);
       const meta: ImageMeta = {
         name,
-        file: src.remote ?? f.disk,
+        file: src.how === 'in-place' ? src.disk : f.disk,
         format: info.format,
         virtualSize: info.virtualSize,
         sha256: src.sha256,
