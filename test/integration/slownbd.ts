@@ -10,6 +10,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { sourceReachable } from '../../src/helper/nbd';
+import { freePort } from '../../src/helper/ports';
 
 export interface SlowNbd {
   /** nbd:// URI of the throttled, counting relay. */
@@ -28,13 +29,6 @@ function listen(server: net.Server): Promise<number> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port));
   });
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  const port = await listen(s);
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
