@@ -9,7 +9,7 @@
  * runs under it at run time (QEMU gets the real chain as explicit -blockdev nodes).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { DevvmError } from '../shared/errors';
 import { run } from './proc';
@@ -29,6 +29,9 @@ export interface LayerMeta {
 const LAYER_ID = /^l[0-9a-f]{12}$/;
 
 export class LayerPool {
+  /** Ids whose qcow2 this process is writing now: gc() must not take them for leftovers. */
+  private readonly creating = new Set<string>();
+
   constructor(readonly dir: string) {}
 
   file(id: string): string {
@@ -82,10 +85,15 @@ export class LayerPool {
     const id = `l${randomBytes(6).toString('hex')}`;
     const backing = o.parent ? this.file(o.parent) : o.baseFile;
     const backingFormat = o.parent ? 'qcow2' : o.baseFormat;
-    await run('qemu-img', ['create', '-q', '-u', '-f', 'qcow2', '-o', 'cluster_size=65536', '-b', backing, '-F', backingFormat, this.file(id), String(o.sizeBytes)]);
-    const meta: LayerMeta = { id, parent: o.parent, image: o.image, vm: o.vm, createdAt: new Date().toISOString() };
-    writeJsonAtomic(this.metaFile(id), meta);
-    return meta;
+    this.creating.add(id);
+    try {
+      await run('qemu-img', ['create', '-q', '-u', '-f', 'qcow2', '-o', 'cluster_size=65536', '-b', backing, '-F', backingFormat, this.file(id), String(o.sizeBytes)]);
+      const meta: LayerMeta = { id, parent: o.parent, image: o.image, vm: o.vm, createdAt: new Date().toISOString() };
+      writeJsonAtomic(this.metaFile(id), meta);
+      return meta;
+    } finally {
+      this.creating.delete(id);
+    }
   }
 
   remove(id: string): void {
@@ -106,13 +114,13 @@ export class LayerPool {
     }
     const removed = this.ids().filter((id) => !keep.has(id));
     for (const id of removed) this.remove(id);
-    // Layer files whose metadata never got written (a create cut short); young ones may
-    // belong to a create under way.
+    // Layer files whose metadata never got written: a create cut short (a helper killed
+    // while its qemu-img ran), unless it is this helper's own create under way. One helper
+    // owns a home at a time, so nothing else can be mid-create.
     if (existsSync(this.dir)) {
       for (const f of readdirSync(this.dir)) {
         const m = /^(l[0-9a-f]{12})\.qcow2$/.exec(f);
-        const file = path.join(this.dir, f);
-        if (m && !this.has(m[1]!) && Date.now() - statSync(file).mtimeMs > 60_000) rmSync(file, { force: true });
+        if (m && !this.has(m[1]!) && !this.creating.has(m[1]!)) rmSync(path.join(this.dir, f), { force: true });
       }
     }
     return removed;
