@@ -4,6 +4,7 @@ export type ErrorCode =
   | 'not-found'
   | 'already-exists'
   | 'invalid-state'
+  | 'not-supported'
   | 'busy'
   | 'missing-dependency'
   | 'provisioning-failed'

@@ -1,6 +1,6 @@
 /** Data shapes exchanged over RPC and printed by `--json`. */
 
-export const VM_STATES = ['creating', 'stopped', 'starting', 'running', 'suspending', 'suspended', 'stopping', 'error'] as const;
+export const VM_STATES = ['creating', 'stopped', 'starting', 'running', 'suspending', 'suspended', 'stopping', 'deleting', 'error'] as const;
 export type VmState = (typeof VM_STATES)[number];
 
 /** One entry of `devvm list --json`. */
