@@ -47,6 +47,9 @@ function linkOrCopy(src: string, dst: string): void {
 }
 
 export class Images {
+  /** Images something is being made from right now (a VM create or clone): delete refuses them. */
+  private readonly holds = new Map<string, number>();
+
   constructor(
     private readonly home: Home,
     private readonly cacheRoot: string,
@@ -245,8 +248,22 @@ export class Images {
     return (await sha256File(meta.file)) === meta.sha256;
   }
 
+  /** Marks `name` in use until the returned release is called (idempotent). */
+  hold(name: string): () => void {
+    this.holds.set(name, (this.holds.get(name) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const n = (this.holds.get(name) ?? 1) - 1;
+      if (n > 0) this.holds.set(name, n);
+      else this.holds.delete(name);
+    };
+  }
+
   delete(name: string, usedBy: string[]): void {
     this.get(name);
+    if (this.holds.has(name)) throw new DevvmError('busy', `image "${name}" is in use by a VM being created`, 'wait for it to finish');
     if (usedBy.length) throw new DevvmError('invalid-state', `image "${name}" is used by ${usedBy.join(', ')}`, 'delete those VMs first');
     rmSync(this.home.image(name).dir, { recursive: true, force: true });
   }

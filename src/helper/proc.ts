@@ -5,6 +5,7 @@
  * stderr tail.
  */
 import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { DevvmError } from '../shared/errors';
 import { log } from './log';
 
@@ -98,4 +99,42 @@ export function run(command: string, args: readonly string[], opts: RunOptions =
       resolve({ stdout, stderr, ms });
     });
   });
+}
+
+export interface DetachedChild {
+  pid: number;
+  /** Set once the child has exited or failed to start ("exit 1", "ENOENT ..."). */
+  exited(): string | null;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/**
+ * Starts a long-lived program (QEMU, qemu-nbd) in its own session, output appended to
+ * `logFile` (0600), so it outlives the helper; a restarted helper finds it again by pid
+ * file. Argument arrays only.
+ */
+export function spawnDetached(command: string, args: readonly string[], logFile: string): DetachedChild {
+  const out = openSync(logFile, 'a', 0o600);
+  let child;
+  try {
+    child = spawn(command, args, { detached: true, stdio: ['ignore', out, out] });
+  } finally {
+    closeSync(out);
+  }
+  let exited: string | null = null;
+  child.once('exit', (code, sig) => (exited = `exit ${code ?? sig}`));
+  child.once('error', (e) => (exited = e.message));
+  child.unref();
+  log.info(`> ${command} ${args.join(' ')} (detached, pid ${child.pid ?? '?'})`);
+  return {
+    pid: child.pid ?? -1,
+    exited: () => exited,
+    kill: (signal = 'SIGKILL') => {
+      try {
+        child.kill(signal);
+      } catch {
+        // already gone
+      }
+    },
+  };
 }

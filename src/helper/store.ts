@@ -40,3 +40,13 @@ export function readJson<T>(file: string): T {
     throw new DevvmError('io', `damaged metadata file ${file}`, 'restore it from a backup or delete the entry');
   }
 }
+
+/** Flushes a data file (a layer, a seed, an imported disk) before metadata that names it is written. */
+export function fsyncPath(file: string): void {
+  const fd = openSync(file, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}

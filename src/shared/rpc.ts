@@ -60,6 +60,10 @@ export interface ImageImportParams extends WithProgress {
   file: string;
   name: string;
   copy?: boolean;
+  /** The disk's format. A file is taken as raw only when this says so; default: qcow2 (checked). */
+  format?: 'qcow2' | 'raw';
+  /** Copy a qcow2 that has a backing file into one standalone base (refused otherwise). */
+  flatten?: boolean;
   kernel?: string;
   initrd?: string;
 }
@@ -84,6 +88,17 @@ export interface DiskAttachParams extends NameParams {
   /** As USB mass storage on the xHCI controller instead of virtio-blk. */
   usb?: boolean;
   readOnly?: boolean;
+  /** A file is attached as raw only when this says so; default: qcow2 (checked). */
+  format?: 'qcow2' | 'raw';
+}
+
+export interface DiskExportParams extends NameParams, WithProgress {
+  snapshot?: string;
+  /**
+   * Serve on 127.0.0.1 TCP with TLS-PSK instead of the default 0600 unix socket in the
+   * VM's directory (the key file is 0600 too).
+   */
+  tcp?: boolean;
 }
 
 export interface UsbParams extends NameParams {
@@ -134,8 +149,8 @@ export const Rpc = {
 
   diskAttach: new RequestType<DiskAttachParams, AttachedDisk, RpcErrorData>('disk/attach'),
   diskDetach: new RequestType<NameParams & { id: string }, void, RpcErrorData>('disk/detach'),
-  /** Serves a frozen layer read-only over NBD on 127.0.0.1 (a snapshot's, else the current disk frozen now). */
-  diskExport: new RequestType<NameParams & WithProgress & { snapshot?: string }, NbdExport, RpcErrorData>('disk/export'),
+  /** Serves a frozen layer read-only over NBD (a snapshot's, else the current disk frozen now): a 0600 unix socket, or TLS-PSK on 127.0.0.1. */
+  diskExport: new RequestType<DiskExportParams, NbdExport, RpcErrorData>('disk/export'),
   diskUnexport: new RequestType<NameParams, void, RpcErrorData>('disk/unexport'),
 
   usbList: new RequestType0<HostUsbDevice[], RpcErrorData>('usb/list'),

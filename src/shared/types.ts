@@ -87,7 +87,10 @@ export interface NbdExport {
   vm: string;
   /** The exported frozen layer (a snapshot's, or a fresh one frozen for the export). */
   layer: string;
+  /** nbd+unix:///EXPORT?socket=PATH by default; nbd://127.0.0.1:PORT/EXPORT with `tls`. */
   uri: string;
+  /** TCP exports only: the TLS-PSK key file (0600, qemu-nbd's psk-file format) and the identity to use. */
+  tls?: { pskFile: string; identity: string };
 }
 
 /** `devvm info --json`. */
