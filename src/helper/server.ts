@@ -5,10 +5,9 @@
  */
 import net from 'node:net';
 import { createMessageConnection, MessageConnection, ResponseError, SocketMessageReader, SocketMessageWriter } from 'vscode-jsonrpc/node';
-import { asDevvmError, DevvmError } from '../shared/errors';
-import { Notify, Rpc, RPC_ERROR, WithProgress } from '../shared/rpc';
+import { asDevvmError } from '../shared/errors';
+import { Notify, Rpc, RPC_ERROR, type Handlers, type ImageBuildParams, type RpcName } from '../shared/rpc';
 import type { HelperInfo } from '../shared/types';
-import * as v from '../shared/validate';
 import type { AccelChoice } from './accel';
 import { doctor, usbMonitorCheck } from './doctor';
 import type { Home } from './filenames';
@@ -34,24 +33,9 @@ export interface ServerDeps {
   usbSysfsRoot: string;
 }
 
-function obj(p: unknown): Record<string, unknown> {
-  if (p === null || p === undefined) return {};
-  if (typeof p !== 'object' || Array.isArray(p)) throw new DevvmError('invalid-argument', 'parameters must be an object');
-  return p as Record<string, unknown>;
-}
-
-function optBool(p: Record<string, unknown>, key: string): boolean | undefined {
-  const x = p[key];
-  if (x === undefined) return undefined;
-  if (typeof x !== 'boolean') throw new DevvmError('invalid-argument', `${key} must be true or false`);
-  return x;
-}
-
-function optString(p: Record<string, unknown>, key: string): string | undefined {
-  const x = p[key];
-  if (x === undefined) return undefined;
-  if (typeof x !== 'string') throw new DevvmError('invalid-argument', `${key} must be text`);
-  return x;
+/** What a handler gets besides its parameters. */
+export interface RequestContext {
+  progress: Progress;
 }
 
 export class Server {
@@ -104,123 +88,91 @@ export class Server {
     conn.listen();
   }
 
-  private register(conn: MessageConnection): void {
+  /** Every request's handler, typed against the protocol: a missing or mistyped one does not compile. */
+  private handlers(): Handlers<RequestContext> {
     const { vms, images, home } = this.d;
-    const progressFor = (p: WithProgress): Progress => {
-      const token = typeof p.progressToken === 'string' ? p.progressToken : null;
-      return (message, fraction) => {
-        if (token) conn.sendNotification(Notify.progress, { token, message, fraction }).catch(() => {});
-      };
+    const imagesChanged = () => this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
+    // build and pull differ only in where the base comes from.
+    const fromRecipe = (make: 'build' | 'pull') => async (p: ImageBuildParams, { progress }: RequestContext) => {
+      const meta = await images[make](p.recipe, p.name, progress);
+      imagesChanged();
+      return images.info(meta.name, vms.imageUsers(meta.name));
     };
-    const handle = <P, R>(type: { method: string }, fn: (p: Record<string, unknown>) => Promise<R> | R) => {
-      conn.onRequest(type.method, async (params: P) => {
+    return {
+      ping: () => this.d.info,
+      shutdown: (p) => {
+        setTimeout(() => this.d.shutdown(p.stopVms ?? false), 10);
+      },
+      doctor: async () => doctor(home, this.d.qemuBinary, await this.d.accelerator(), usbMonitorCheck(this.d.usb, this.d.usbUnavailable)),
+
+      vmList: () => vms.list(),
+      vmInfo: (p) => vms.info(p.name),
+      vmCreate: ({ progressToken: _t, ...p }, { progress }) => vms.create(p, progress),
+      vmStart: ({ name, progressToken: _t, ...o }, { progress }) => vms.start(name, o, progress),
+      vmSuspend: (p, { progress }) => vms.suspend(p.name, progress),
+      vmStop: (p) => vms.stop(p.name, p.force ?? false),
+      vmDelete: (p) => vms.delete(p.name, p.force ?? false),
+      vmSshTarget: (p) => vms.sshTarget(p.name),
+      vmSnapshot: (p, { progress }) => vms.snapshot(p.name, p.snapshot, p.ram ?? false, progress),
+      vmRestore: (p, { progress }) => vms.restore(p.name, p.snapshot, progress),
+      vmSnapshotDelete: (p) => vms.deleteSnapshot(p.name, p.snapshot),
+      vmClone: ({ progressToken: _t, ...p }, { progress }) => vms.clone(p, progress),
+      layerTree: () => vms.layerTree(),
+
+      diskAttach: (p) => vms.attachDisk(p.name, { source: p.source, usb: p.usb ?? false, readOnly: p.readOnly ?? false }),
+      diskDetach: (p) => vms.detachDisk(p.name, p.id),
+      diskExport: (p, { progress }) => vms.exportDisk(p.name, p.snapshot, progress),
+      diskUnexport: (p) => vms.unexportDisk(p.name),
+
+      usbList: () => this.usbDevices(),
+      usbAttach: (p) => vms.usbAttach(p.name, matchDevice(this.usbDevices(), p.device)),
+      // The device may be unplugged already: match against what the VM has, too.
+      usbDetach: (p) => vms.usbDetach(p.name, matchDevice([...vms.usbAttached(p.name), ...this.usbDevices().filter((x) => !x.attachedTo)], p.device).id),
+
+      imageList: () => Promise.all(images.names().map((n) => images.info(n, vms.imageUsers(n)))),
+      imageBuild: fromRecipe('build'),
+      imagePull: fromRecipe('pull'),
+      imageImport: async (p, { progress }) => {
+        const meta = await images.import(p.file, p.name, p.kernel, p.initrd, progress, p.copy);
+        imagesChanged();
+        return images.info(meta.name, []);
+      },
+      imageDelete: (p) => {
+        images.delete(p.name, vms.imageUsers(p.name));
+        imagesChanged();
+      },
+      sshInclude: (p) => ensureInclude(home.sshConfig, p.userConfig),
+    };
+  }
+
+  private register(conn: MessageConnection): void {
+    // Progress goes to this client while it is there. A client that went away (its CLI
+    // killed, its window closed) loses its progress, never the operation: vscode-jsonrpc
+    // throws synchronously on a disposed connection, which would abort the handler.
+    const progressFor = (token: string | undefined): Progress => (message, fraction) => {
+      if (!token || !this.conns.has(conn)) return;
+      try {
+        conn.sendNotification(Notify.progress, { token, message, fraction }).catch(() => {});
+      } catch {
+        // disposed between the check and the send
+      }
+    };
+    const handlers = this.handlers();
+    for (const key of Object.keys(Rpc) as RpcName[]) {
+      const type = Rpc[key];
+      const handler = handlers[key] as (p: unknown, ctx: RequestContext) => unknown;
+      conn.onRequest(type.method, async (raw: unknown) => {
         try {
-          return await fn(obj(params));
+          const params = type.params.parse(raw, 'params');
+          const token = (params as { progressToken?: string } | undefined)?.progressToken;
+          return await handler(params, { progress: progressFor(token) });
         } catch (e) {
           const err = asDevvmError(e);
           if (err.code === 'internal') log.error(`${type.method}: ${(e as Error).stack ?? err.message}`);
           return new ResponseError(RPC_ERROR, err.message, { code: err.code, hint: err.hint });
         }
       });
-    };
-
-    handle(Rpc.ping, () => this.d.info);
-    handle(Rpc.shutdown, (p) => {
-      const stopVms = optBool(p, 'stopVms') ?? false;
-      setTimeout(() => this.d.shutdown(stopVms), 10);
-    });
-    handle(Rpc.doctor, async () => doctor(home, this.d.qemuBinary, await this.d.accelerator(), usbMonitorCheck(this.d.usb, this.d.usbUnavailable)));
-
-    handle(Rpc.vmList, () => vms.list());
-    handle(Rpc.vmInfo, (p) => vms.info(v.vmName(p.name)));
-    handle(Rpc.vmCreate, (p) => {
-      const sshKeys = p.sshKeys;
-      if (sshKeys !== undefined && (!Array.isArray(sshKeys) || sshKeys.some((k) => typeof k !== 'string'))) {
-        throw new DevvmError('invalid-argument', 'sshKeys must be a list of public keys');
-      }
-      return vms.create(
-        {
-          name: v.vmName(p.name),
-          image: v.imageName(p.image),
-          user: v.userName(p.user),
-          fullName: optString(p, 'fullName'),
-          password: optString(p, 'password'),
-          sshKeys: sshKeys as string[] | undefined,
-          autologin: optBool(p, 'autologin'),
-          ssh: optBool(p, 'ssh'),
-          cpus: p.cpus === undefined ? undefined : v.cpus(p.cpus),
-          memoryMiB: p.memoryMiB === undefined ? undefined : v.memoryMiB(p.memoryMiB),
-          diskGiB: p.diskGiB === undefined ? undefined : v.diskGiB(p.diskGiB),
-          start: optBool(p, 'start'),
-          waitSsh: optBool(p, 'waitSsh'),
-        },
-        progressFor(p),
-      );
-    });
-    handle(Rpc.vmStart, (p) => {
-      const t = p.timeoutSec;
-      if (t !== undefined && (typeof t !== 'number' || !(t > 0 && t <= 86400))) throw new DevvmError('invalid-argument', 'timeoutSec must be 1-86400');
-      return vms.start(v.vmName(p.name), { waitSsh: optBool(p, 'waitSsh'), timeoutSec: t as number | undefined, discardState: optBool(p, 'discardState') }, progressFor(p));
-    });
-    handle(Rpc.vmSuspend, (p) => vms.suspend(v.vmName(p.name), progressFor(p)));
-    handle(Rpc.vmStop, (p) => vms.stop(v.vmName(p.name), optBool(p, 'force') ?? false));
-    handle(Rpc.vmDelete, (p) => vms.delete(v.vmName(p.name), optBool(p, 'force') ?? false));
-    handle(Rpc.vmSshTarget, (p) => vms.sshTarget(v.vmName(p.name)));
-    handle(Rpc.vmSnapshot, (p) => vms.snapshot(v.vmName(p.name), v.snapshotName(p.snapshot), optBool(p, 'ram') ?? false, progressFor(p)));
-    handle(Rpc.vmRestore, (p) => vms.restore(v.vmName(p.name), v.snapshotName(p.snapshot), progressFor(p)));
-    handle(Rpc.vmSnapshotDelete, (p) => vms.deleteSnapshot(v.vmName(p.name), v.snapshotName(p.snapshot)));
-    handle(Rpc.vmClone, (p) =>
-      vms.clone(
-        { source: v.vmName(p.source), name: v.vmName(p.name), snapshot: p.snapshot === undefined ? undefined : v.snapshotName(p.snapshot), start: optBool(p, 'start') },
-        progressFor(p),
-      ),
-    );
-    handle(Rpc.layerTree, () => vms.layerTree());
-    handle(Rpc.diskAttach, (p) =>
-      vms.attachDisk(v.vmName(p.name), { source: v.diskSource(p.source), usb: optBool(p, 'usb') ?? false, readOnly: optBool(p, 'readOnly') ?? false }),
-    );
-    handle(Rpc.diskDetach, (p) => vms.detachDisk(v.vmName(p.name), v.diskId(p.id)));
-    handle(Rpc.diskExport, (p) => vms.exportDisk(v.vmName(p.name), p.snapshot === undefined ? undefined : v.snapshotName(p.snapshot), progressFor(p)));
-    handle(Rpc.diskUnexport, (p) => vms.unexportDisk(v.vmName(p.name)));
-    handle(Rpc.usbList, () => this.usbDevices());
-    const usbSpec = (p: Record<string, unknown>) => {
-      const spec = optString(p, 'device');
-      if (!spec || spec.length > 64) throw new DevvmError('invalid-argument', 'device must name a USB device: its id (1-2.3), VENDOR:PRODUCT or BUS/DEV');
-      return spec;
-    };
-    handle(Rpc.usbAttach, (p) => vms.usbAttach(v.vmName(p.name), matchDevice(this.usbDevices(), usbSpec(p))));
-    handle(Rpc.usbDetach, (p) => {
-      const name = v.vmName(p.name);
-      const spec = usbSpec(p);
-      // The device may be unplugged already: match against what the VM has, too.
-      const dev = matchDevice([...vms.usbAttached(name), ...this.usbDevices().filter((x) => !x.attachedTo)], spec);
-      return vms.usbDetach(name, dev.id);
-    });
-
-    handle(Rpc.imageList, () => Promise.all(images.names().map((n) => images.info(n, vms.imageUsers(n)))));
-    // build and pull differ only in where the base comes from.
-    const fromRecipe = (make: 'build' | 'pull') => async (p: Record<string, unknown>) => {
-      const recipe = optString(p, 'recipe');
-      if (!recipe) throw new DevvmError('invalid-argument', 'recipe is required');
-      const meta = await images[make](recipe, optString(p, 'name'), progressFor(p));
-      this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
-      return images.info(meta.name, vms.imageUsers(meta.name));
-    };
-    handle(Rpc.imageBuild, fromRecipe('build'));
-    handle(Rpc.imagePull, fromRecipe('pull'));
-    handle(Rpc.imageImport, async (p) => {
-      const name = v.imageName(p.name);
-      const meta = await images.import(v.nonEmptyPath('file', p.file), name, optString(p, 'kernel'), optString(p, 'initrd'), progressFor(p), optBool(p, 'copy'));
-      this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
-      return images.info(meta.name, []);
-    });
-    handle(Rpc.imageDelete, (p) => {
-      const name = v.imageName(p.name);
-      images.delete(name, vms.imageUsers(name));
-      this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
-    });
-    handle(Rpc.sshInclude, (p) => ensureInclude(home.sshConfig, optString(p, 'userConfig')));
-
+    }
     // Unknown methods get JSON-RPC's MethodNotFound from vscode-jsonrpc itself.
   }
 

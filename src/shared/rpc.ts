@@ -4,6 +4,8 @@
  * Transport: vscode-jsonrpc over the helper's unix socket (mode 0600).
  */
 import { NotificationType, NotificationType0, RequestType, RequestType0 } from 'vscode-jsonrpc';
+import * as S from './schema';
+import * as v from './validate';
 import type { AttachedDisk, DoctorReport, HelperInfo, HostUsbDevice, ImageInfo, LayerNode, NbdExport, SnapshotInfo, VmInfo, VmSummary } from './types';
 
 /** Error data attached to every ResponseError the helper sends. */
@@ -13,100 +15,120 @@ export interface RpcErrorData {
 }
 
 /** Long requests may carry a token; the helper then sends `progress` notifications with it. */
-export interface WithProgress {
-  progressToken?: string;
-}
+const withProgress = { progressToken: S.optional(S.text(200)) };
+export type WithProgress = S.ObjectOf<typeof withProgress>;
 
-export interface NameParams {
-  name: string;
-}
+const vm = S.rule(v.vmName);
+const snapshot = S.rule(v.snapshotName);
+const format = S.optional(S.oneOf('qcow2', 'raw'));
 
-export interface CreateParams extends WithProgress {
-  name: string;
-  image: string;
-  user: string;
-  fullName?: string;
-  /** Plain text, sent over the 0600 socket only; the helper keeps just its SHA-512 crypt hash. */
-  password?: string;
-  sshKeys?: string[];
-  autologin?: boolean;
-  ssh?: boolean;
-  cpus?: number;
-  memoryMiB?: number;
-  diskGiB?: number;
-  start?: boolean;
-  waitSsh?: boolean;
-}
+// Every request's parameters, declared once: clients get the types, the helper parses
+// each message with the schema before its handler runs.
+export const Params = {
+  name: S.object({ name: vm }),
+  create: S.object({
+    ...withProgress,
+    name: vm,
+    image: S.rule(v.imageName),
+    user: S.rule(v.userName),
+    fullName: S.optional(S.rule(v.fullName)),
+    /** Plain text, sent over the 0600 socket only; the helper keeps just its SHA-512 crypt hash. */
+    password: S.optional(S.rule(v.password)),
+    sshKeys: S.optional(S.list(S.rule(v.sshPublicKey), 32)),
+    autologin: S.optional(S.bool),
+    ssh: S.optional(S.bool),
+    cpus: S.optional(S.rule((x) => v.cpus(x))),
+    memoryMiB: S.optional(S.rule((x) => v.memoryMiB(x))),
+    diskGiB: S.optional(S.rule(v.diskGiB)),
+    start: S.optional(S.bool),
+    waitSsh: S.optional(S.bool),
+  }),
+  start: S.object({
+    ...withProgress,
+    name: vm,
+    waitSsh: S.optional(S.bool),
+    /** Seconds to wait for SSH before giving up (default 900: first boots under TCG are slow). */
+    timeoutSec: S.optional(S.int(1, 86400)),
+    /** A suspended VM resumes from its saved RAM state unless this is set (then it cold boots). */
+    discardState: S.optional(S.bool),
+  }),
+  stop: S.object({ ...withProgress, name: vm, force: S.optional(S.bool) }),
+  suspend: S.object({ ...withProgress, name: vm }),
+  delete: S.object({ name: vm, force: S.optional(S.bool) }),
+  snapshot: S.object({
+    ...withProgress,
+    name: vm,
+    snapshot,
+    /** Also save RAM (pause, save, freeze, resume); restore then continues from that moment. */
+    ram: S.optional(S.bool),
+  }),
+  restore: S.object({ ...withProgress, name: vm, snapshot }),
+  snapshotDelete: S.object({ name: vm, snapshot }),
+  clone: S.object({
+    ...withProgress,
+    source: vm,
+    name: vm,
+    /** Clone from this snapshot's layer instead of the source's current disk. */
+    snapshot: S.optional(snapshot),
+    start: S.optional(S.bool),
+  }),
+  diskAttach: S.object({
+    name: vm,
+    /** nbd://HOST:PORT/EXPORT, or an absolute path to a qcow2/raw file. */
+    source: S.rule(v.diskSource),
+    /** As USB mass storage on the xHCI controller instead of virtio-blk. */
+    usb: S.optional(S.bool),
+    readOnly: S.optional(S.bool),
+    /** A file is attached as raw only when this says so; default: qcow2 (checked). */
+    format,
+  }),
+  diskDetach: S.object({ name: vm, id: S.rule(v.diskId) }),
+  diskExport: S.object({
+    ...withProgress,
+    name: vm,
+    snapshot: S.optional(snapshot),
+    /**
+     * Serve on 127.0.0.1 TCP with TLS-PSK instead of the default 0600 unix socket in the
+     * VM's directory (the key file is 0600 too).
+     */
+    tcp: S.optional(S.bool),
+  }),
+  usb: S.object({
+    name: vm,
+    /** A HostUsbDevice id ("1-2.3"), VENDOR:PRODUCT or BUS/DEV. */
+    device: S.rule(v.usbDeviceSpec),
+  }),
+  shutdown: S.object({ stopVms: S.optional(S.bool) }),
+  imageBuild: S.object({ ...withProgress, recipe: S.text(64), name: S.optional(S.rule(v.imageName)) }),
+  imageImport: S.object({
+    ...withProgress,
+    /** A disk image file, or an nbd:// URI used in place (read through each VM's cache) unless `copy`. */
+    file: S.rule((x) => v.nonEmptyPath('image file', x)),
+    name: S.rule(v.imageName),
+    copy: S.optional(S.bool),
+    /** The disk's format. A file is taken as raw only when this says so; default: qcow2 (checked). */
+    format,
+    /** Copy a qcow2 that has a backing file into one standalone base (refused otherwise). */
+    flatten: S.optional(S.bool),
+    kernel: S.optional(S.rule((x) => v.nonEmptyPath('kernel file', x))),
+    initrd: S.optional(S.rule((x) => v.nonEmptyPath('initrd file', x))),
+  }),
+  imageName: S.object({ name: S.rule(v.imageName) }),
+  sshInclude: S.object({ userConfig: S.optional(S.rule((x) => v.nonEmptyPath('ssh config file', x))) }),
+} as const;
 
-export interface StartParams extends NameParams, WithProgress {
-  waitSsh?: boolean;
-  /** Seconds to wait for SSH before giving up (default 900: first boots under TCG are slow). */
-  timeoutSec?: number;
-  /** A suspended VM resumes from its saved RAM state unless this is set (then it cold boots). */
-  discardState?: boolean;
-}
+export type NameParams = S.Infer<typeof Params.name>;
+export type CreateParams = S.Infer<typeof Params.create>;
+export type StartParams = S.Infer<typeof Params.start>;
+export type StopParams = S.Infer<typeof Params.stop>;
+export type ImageBuildParams = S.Infer<typeof Params.imageBuild>;
+export type ImageImportParams = S.Infer<typeof Params.imageImport>;
+export type SnapshotParams = S.Infer<typeof Params.snapshot>;
+export type CloneParams = S.Infer<typeof Params.clone>;
+export type DiskAttachParams = S.Infer<typeof Params.diskAttach>;
+export type DiskExportParams = S.Infer<typeof Params.diskExport>;
+export type UsbParams = S.Infer<typeof Params.usb>;
 
-export interface StopParams extends NameParams, WithProgress {
-  force?: boolean;
-}
-
-export interface ImageBuildParams extends WithProgress {
-  recipe: string;
-  name?: string;
-}
-
-export interface ImageImportParams extends WithProgress {
-  /** A disk image file, or an nbd:// URI used in place (read through each VM's cache) unless `copy`. */
-  file: string;
-  name: string;
-  copy?: boolean;
-  /** The disk's format. A file is taken as raw only when this says so; default: qcow2 (checked). */
-  format?: 'qcow2' | 'raw';
-  /** Copy a qcow2 that has a backing file into one standalone base (refused otherwise). */
-  flatten?: boolean;
-  kernel?: string;
-  initrd?: string;
-}
-
-export interface SnapshotParams extends NameParams, WithProgress {
-  snapshot: string;
-  /** Also save RAM (pause, save, freeze, resume); restore then continues from that moment. */
-  ram?: boolean;
-}
-
-export interface CloneParams extends WithProgress {
-  source: string;
-  name: string;
-  /** Clone from this snapshot's layer instead of the source's current disk. */
-  snapshot?: string;
-  start?: boolean;
-}
-
-export interface DiskAttachParams extends NameParams {
-  /** nbd://HOST:PORT/EXPORT, or an absolute path to a qcow2/raw file. */
-  source: string;
-  /** As USB mass storage on the xHCI controller instead of virtio-blk. */
-  usb?: boolean;
-  readOnly?: boolean;
-  /** A file is attached as raw only when this says so; default: qcow2 (checked). */
-  format?: 'qcow2' | 'raw';
-}
-
-export interface DiskExportParams extends NameParams, WithProgress {
-  snapshot?: string;
-  /**
-   * Serve on 127.0.0.1 TCP with TLS-PSK instead of the default 0600 unix socket in the
-   * VM's directory (the key file is 0600 too).
-   */
-  tcp?: boolean;
-}
-
-export interface UsbParams extends NameParams {
-  /** A HostUsbDevice id ("1-2.3") or VENDOR:PRODUCT. */
-  device: string;
-}
-
-/** A host USB device appeared (or went) while VMs run: clients may offer to attach it. */
 export interface UsbEvent {
   action: 'add' | 'remove';
   device: HostUsbDevice;
@@ -128,43 +150,58 @@ export interface ProgressParams {
   fraction?: number;
 }
 
+/** A request: its method, its parameter schema, and (for the compiler only) its result. */
+export type Request<P, R> = (P extends void ? RequestType0<R, RpcErrorData> : RequestType<P, R, RpcErrorData>) & { readonly params: S.Schema<P>; readonly result?: R };
+
+function request<R>() {
+  return <P>(method: string, params: S.Schema<P>): Request<P, R> =>
+    Object.assign(params === (S.none as S.Schema<unknown>) ? new RequestType0<R, RpcErrorData>(method) : new RequestType<P, R, RpcErrorData>(method), { params }) as Request<P, R>;
+}
+
 export const Rpc = {
-  ping: new RequestType0<HelperInfo, RpcErrorData>('helper/ping'),
-  shutdown: new RequestType<{ stopVms?: boolean }, void, RpcErrorData>('helper/shutdown'),
-  doctor: new RequestType0<DoctorReport, RpcErrorData>('helper/doctor'),
+  ping: request<HelperInfo>()('helper/ping', S.none),
+  shutdown: request<void>()('helper/shutdown', Params.shutdown),
+  doctor: request<DoctorReport>()('helper/doctor', S.none),
 
-  vmList: new RequestType0<VmSummary[], RpcErrorData>('vm/list'),
-  vmInfo: new RequestType<NameParams, VmInfo, RpcErrorData>('vm/info'),
-  vmCreate: new RequestType<CreateParams, VmSummary, RpcErrorData>('vm/create'),
-  vmStart: new RequestType<StartParams, VmSummary, RpcErrorData>('vm/start'),
-  vmStop: new RequestType<StopParams, VmSummary, RpcErrorData>('vm/stop'),
-  vmSuspend: new RequestType<NameParams & WithProgress, VmSummary, RpcErrorData>('vm/suspend'),
-  vmDelete: new RequestType<NameParams & { force?: boolean }, void, RpcErrorData>('vm/delete'),
-  vmSshTarget: new RequestType<NameParams, SshTarget, RpcErrorData>('vm/sshTarget'),
-  vmSnapshot: new RequestType<SnapshotParams, SnapshotInfo, RpcErrorData>('vm/snapshot'),
-  vmRestore: new RequestType<NameParams & WithProgress & { snapshot: string }, VmSummary, RpcErrorData>('vm/restore'),
-  vmSnapshotDelete: new RequestType<NameParams & { snapshot: string }, void, RpcErrorData>('vm/snapshotDelete'),
-  vmClone: new RequestType<CloneParams, VmSummary, RpcErrorData>('vm/clone'),
-  layerTree: new RequestType0<LayerNode[], RpcErrorData>('layer/tree'),
+  vmList: request<VmSummary[]>()('vm/list', S.none),
+  vmInfo: request<VmInfo>()('vm/info', Params.name),
+  vmCreate: request<VmSummary>()('vm/create', Params.create),
+  vmStart: request<VmSummary>()('vm/start', Params.start),
+  vmStop: request<VmSummary>()('vm/stop', Params.stop),
+  vmSuspend: request<VmSummary>()('vm/suspend', Params.suspend),
+  vmDelete: request<void>()('vm/delete', Params.delete),
+  vmSshTarget: request<SshTarget>()('vm/sshTarget', Params.name),
+  vmSnapshot: request<SnapshotInfo & { pauseMs: number }>()('vm/snapshot', Params.snapshot),
+  vmRestore: request<VmSummary>()('vm/restore', Params.restore),
+  vmSnapshotDelete: request<void>()('vm/snapshotDelete', Params.snapshotDelete),
+  vmClone: request<VmSummary>()('vm/clone', Params.clone),
+  layerTree: request<LayerNode[]>()('layer/tree', S.none),
 
-  diskAttach: new RequestType<DiskAttachParams, AttachedDisk, RpcErrorData>('disk/attach'),
-  diskDetach: new RequestType<NameParams & { id: string }, void, RpcErrorData>('disk/detach'),
+  diskAttach: request<AttachedDisk>()('disk/attach', Params.diskAttach),
+  diskDetach: request<void>()('disk/detach', Params.diskDetach),
   /** Serves a frozen layer read-only over NBD (a snapshot's, else the current disk frozen now): a 0600 unix socket, or TLS-PSK on 127.0.0.1. */
-  diskExport: new RequestType<DiskExportParams, NbdExport, RpcErrorData>('disk/export'),
-  diskUnexport: new RequestType<NameParams, void, RpcErrorData>('disk/unexport'),
+  diskExport: request<NbdExport>()('disk/export', Params.diskExport),
+  diskUnexport: request<void>()('disk/unexport', Params.name),
 
-  usbList: new RequestType0<HostUsbDevice[], RpcErrorData>('usb/list'),
-  usbAttach: new RequestType<UsbParams, HostUsbDevice, RpcErrorData>('usb/attach'),
-  usbDetach: new RequestType<UsbParams, void, RpcErrorData>('usb/detach'),
+  usbList: request<HostUsbDevice[]>()('usb/list', S.none),
+  usbAttach: request<HostUsbDevice>()('usb/attach', Params.usb),
+  usbDetach: request<void>()('usb/detach', Params.usb),
 
-  imageList: new RequestType0<ImageInfo[], RpcErrorData>('image/list'),
-  imageBuild: new RequestType<ImageBuildParams, ImageInfo, RpcErrorData>('image/build'),
-  imagePull: new RequestType<ImageBuildParams, ImageInfo, RpcErrorData>('image/pull'),
-  imageImport: new RequestType<ImageImportParams, ImageInfo, RpcErrorData>('image/import'),
-  imageDelete: new RequestType<NameParams, void, RpcErrorData>('image/delete'),
+  imageList: request<ImageInfo[]>()('image/list', S.none),
+  imageBuild: request<ImageInfo>()('image/build', Params.imageBuild),
+  imagePull: request<ImageInfo>()('image/pull', Params.imageBuild),
+  imageImport: request<ImageInfo>()('image/import', Params.imageImport),
+  imageDelete: request<void>()('image/delete', Params.imageName),
 
-  sshInclude: new RequestType<{ userConfig?: string }, { changed: boolean; file: string; backup: string | null }, RpcErrorData>('ssh/include'),
+  sshInclude: request<{ changed: boolean; file: string; backup: string | null }>()('ssh/include', Params.sshInclude),
 } as const;
+
+export type RpcName = keyof typeof Rpc;
+export type ParamsOf<K extends RpcName> = (typeof Rpc)[K] extends { params: S.Schema<infer P> } ? P : never;
+export type ResultOf<K extends RpcName> = (typeof Rpc)[K] extends { result?: infer R } ? R : never;
+
+/** What the helper must implement: one handler per request, typed by the table above. */
+export type Handlers<Ctx> = { [K in RpcName]: (params: ParamsOf<K>, ctx: Ctx) => Promise<ResultOf<K>> | ResultOf<K> };
 
 export const Notify = {
   vmChanged: new NotificationType<VmSummary>('vm/changed'),

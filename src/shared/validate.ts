@@ -133,3 +133,11 @@ export function nonEmptyPath(what: string, value: unknown): string {
   }
   return value;
 }
+
+/** A host USB device as the user names it: its sysfs id (1-2.3), VENDOR:PRODUCT or BUS/DEV. */
+export function usbDeviceSpec(value: unknown): string {
+  if (typeof value !== 'string' || !value || value.length > 64 || /[\x00-\x20\x7f]/.test(value)) {
+    invalid(`invalid USB device ${preview(value)}`, 'name it by its id (1-2.3), VENDOR:PRODUCT or BUS/DEV; see "devvm usb list"');
+  }
+  return value;
+}
