@@ -161,7 +161,9 @@ export class Server {
     for (const key of Object.keys(Rpc) as RpcName[]) {
       const type = Rpc[key];
       const handler = handlers[key] as (p: unknown, ctx: RequestContext) => unknown;
-      conn.onRequest(type.method, async (raw: unknown) => {
+      // vscode-jsonrpc passes the parameters (if any), then a cancellation token.
+      conn.onRequest(type.method, async (...args: unknown[]) => {
+        const raw = args.length > 1 ? args[0] : undefined;
         try {
           const params = type.params.parse(raw, 'params');
           const token = (params as { progressToken?: string } | undefined)?.progressToken;

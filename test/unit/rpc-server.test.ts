@@ -73,6 +73,9 @@ test('the server refuses a bad message before the handler runs, with the one-lin
   });
   await assert.rejects(conn.sendRequest(Rpc.vmStart.method, { name: 'x', bogus: 1 }), (e) => fromRpcError(e).message === 'unknown parameter "bogus"');
   assert.equal(called, 0);
+  // A request without parameters (vscode-jsonrpc then passes only its cancellation token).
+  assert.deepEqual(await conn.sendRequest(Rpc.vmList), []);
+  await assert.rejects(conn.sendRequest(Rpc.vmList.method, { x: 1 }), (e) => fromRpcError(e).message === 'this request takes no parameters');
   conn.dispose();
   socket.destroy();
 });
