@@ -56,4 +56,8 @@ export class VmFiles {
   get nbdExport() { return path.join(this.dir, 'nbd.json'); }
   get nbdPid() { return path.join(this.dir, 'nbd.pid'); }
   get nbdLog() { return path.join(this.dir, 'nbd.log'); }
+  /** The default export's unix socket (0600 in this 0700 directory). */
+  get nbdSocket() { return path.join(this.dir, 'nbd.sock'); }
+  /** A TCP export's TLS-PSK directory (qemu's tls-creds-psk dir, holding keys.psk). */
+  get nbdTlsDir() { return path.join(this.dir, 'nbd-tls'); }
 }

@@ -54,7 +54,7 @@ export function diskSource(value: unknown): string {
   if (typeof value !== 'string' || !value || value.length > 4096 || /[\x00-\x1f\x7f]/.test(value)) {
     invalid(`invalid disk source ${preview(value)}`, 'give an absolute path to a qcow2/raw file or nbd://HOST:PORT/EXPORT');
   }
-  if (!value.startsWith('/') && !value.startsWith('nbd://')) invalid(`disk source ${preview(value)} is neither an absolute path nor an nbd:// URI`);
+  if (!value.startsWith('/') && !value.startsWith('nbd://') && !value.startsWith('nbd+unix://')) invalid(`disk source ${preview(value)} is neither an absolute path nor an nbd:// URI`);
   return value;
 }
 
