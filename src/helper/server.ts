@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { createMessageConnection, MessageConnection, ResponseError, SocketMessageReader, SocketMessageWriter } from 'vscode-jsonrpc/node';
 import { asDevvmError, DevvmError } from '../shared/errors';
-import { Notify, Rpc, RPC_ERROR, WithProgress } from '../shared/rpc';
+import { Notify, Rpc, RPC_ERROR, WithProgress, type ImageImportParams } from '../shared/rpc';
 import type { HelperInfo } from '../shared/types';
 import * as v from '../shared/validate';
 import type { AccelChoice } from './accel';
@@ -210,7 +210,10 @@ export class Server {
     handle(Rpc.imagePull, fromRecipe('pull'));
     handle(Rpc.imageImport, async (p) => {
       const name = v.imageName(p.name);
-      const meta = await images.import(v.nonEmptyPath('file', p.file), name, optString(p, 'kernel'), optString(p, 'initrd'), progressFor(p), optBool(p, 'copy'));
+      const meta = await images.import(v.nonEmptyPath('file', p.file), name, optString(p, 'kernel'), optString(p, 'initrd'), progressFor(p), optBool(p, 'copy'), {
+        format: optString(p, 'format') as ImageImportParams['format'], // checked by images.import
+        flatten: optBool(p, 'flatten'),
+      });
       this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
       return images.info(meta.name, []);
     });
