@@ -4,11 +4,14 @@
  * for direct kernel boot.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, createReadStream, createWriteStream, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFile, link, mkdtemp, open } from 'node:fs/promises';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { DevvmError } from '../shared/errors';
 import type { ImageInfo } from '../shared/types';
 import * as v from '../shared/validate';
+import { jsonFilename, openChain, openRegular, readQcow2Header, refuseUnsafeQcow2, shown, type OpenedFile } from './diskformat';
 import type { Home } from './filenames';
 import { imgInfo } from './layers';
 import { buildDebian12 } from './images/debian';
@@ -37,23 +40,66 @@ export function sha256File(file: string): Promise<string> {
   });
 }
 
-/** Hard link when on the same filesystem (instant, no space), copy otherwise. */
-function linkOrCopy(src: string, dst: string): void {
+export type DiskFormat = 'qcow2' | 'raw';
+
+export interface ImportOptions {
+  /** What the file is; a raw disk is taken only when declared. Default: qcow2, checked. */
+  format?: DiskFormat;
+  /** Copy a qcow2's backing chain into the base instead of refusing it. */
+  flatten?: boolean;
+}
+
+function declaredFormat(x: unknown): DiskFormat | undefined {
+  if (x === undefined || x === 'qcow2' || x === 'raw') return x;
+  throw new DevvmError('invalid-argument', `unsupported image format ${JSON.stringify(x)?.slice(0, 40)}`, 'import a qcow2, or a raw disk with --format raw');
+}
+
+/** Hard link when on the same filesystem (instant, no space), copy otherwise; off the event loop. */
+async function linkOrCopy(src: string, dst: string): Promise<void> {
   try {
-    linkSync(src, dst);
+    await link(src, dst);
   } catch {
-    copyFileSync(src, dst);
+    await copyFile(src, dst);
   }
+}
+
+/** Flushes a data file (off the event loop: an imported disk can take seconds). */
+async function fsyncFile(file: string): Promise<void> {
+  const fh = await open(file, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  try {
+    await fsyncFile(dir);
+  } catch {
+    // directory fsync is best effort (not supported everywhere)
+  }
+}
+
+export interface ImagesOptions {
+  /** Flushes a file to disk (tests observe the order). */
+  fsync?: (file: string) => void | Promise<void>;
 }
 
 export class Images {
   /** Images something is being made from right now (a VM create or clone): delete refuses them. */
   private readonly holds = new Map<string, number>();
+  /** Names an import, build or pull is making right now. */
+  private readonly making = new Map<string, Promise<unknown>>();
+  private readonly fsync: (file: string) => void | Promise<void>;
 
   constructor(
     private readonly home: Home,
     private readonly cacheRoot: string,
-  ) {}
+    opts: ImagesOptions = {},
+  ) {
+    this.fsync = opts.fsync ?? fsyncFile;
+  }
 
   names(): string[] {
     if (!existsSync(this.home.imagesDir)) return [];
@@ -82,7 +128,7 @@ export class Images {
     const meta = this.get(name);
     let actualSize = 0;
     try {
-      actualSize = (await imgInfo(meta.file)).actualSize;
+      actualSize = (await imgInfo(meta.file, meta.format)).actualSize;
     } catch {
       // a missing or damaged base still lists, with size 0; `verify` says more
     }
@@ -94,7 +140,10 @@ export class Images {
       throw new DevvmError('invalid-argument', `unknown image recipe "${recipe}"`, `available: ${RECIPES.join(', ')}`);
     }
     const target = v.imageName(name ?? recipe);
-    if (existsSync(this.home.image(target).meta)) return this.get(target);
+    return this.reserveAfter(target, () => this.buildNow(recipe, target, progress, signal));
+  }
+
+  private async buildNow(recipe: string, target: string, progress: Progress, signal?: AbortSignal): Promise<ImageMeta> {
     const built = await buildDebian12({ cacheRoot: this.cacheRoot, signal, onProgress: progress });
     // The checksum of a cached build is computed once and kept beside it.
     const shaFile = path.join(built.dir, 'disk.sha256');
@@ -104,7 +153,7 @@ export class Images {
       sha = await sha256File(built.disk);
       writeFileSync(shaFile, `${sha}\n`);
     }
-    return this.register(target, { disk: built.disk, kernel: built.kernel, initrd: built.initrd, sha256: sha, source: `recipe:${recipe}#${built.recipeHash}`, how: 'link' });
+    return this.register(target, { disk: built.disk, format: 'qcow2', kernel: built.kernel, initrd: built.initrd, sha256: sha, source: `recipe:${recipe}#${built.recipeHash}`, how: 'link' });
   }
 
   /**
@@ -115,7 +164,10 @@ export class Images {
     const source = PULL_SOURCES[recipe];
     if (!source) throw new DevvmError('invalid-argument', `unknown image "${recipe}" to pull`, `available: ${Object.keys(PULL_SOURCES).join(', ')}`);
     const target = v.imageName(name ?? recipe);
-    if (existsSync(this.home.image(target).meta)) return this.get(target);
+    return this.reserveAfter(target, () => this.pullNow(source, target, progress, signal));
+  }
+
+  private async pullNow(source: { base: string; file: string }, target: string, progress: Progress, signal?: AbortSignal): Promise<ImageMeta> {
     const base = (process.env.DEVVM_PULL_BASE || source.base).replace(/\/?$/, '/');
     const get = async (url: string) => {
       let res: Response;
@@ -130,9 +182,8 @@ export class Images {
     const sums = await (await get(`${base}SHA512SUMS`)).text();
     const want = sums.split('\n').map((l) => /^([0-9a-f]{128})\s+\*?(\S+)$/.exec(l.trim())).find((m) => m?.[2] === source.file)?.[1];
     if (!want) throw new DevvmError('io', `${source.file} is not listed in ${base}SHA512SUMS`);
-    mkdirSync(this.home.tmpDir, { recursive: true, mode: 0o700 });
-    const tmp = path.join(this.home.tmpDir, `pull-${process.pid}-${Date.now()}.qcow2`);
-    try {
+    return this.withTmp('pull-', async (dir) => {
+      const tmp = path.join(dir, 'disk.qcow2');
       const res = await get(`${base}${source.file}`);
       const total = Number(res.headers.get('content-length')) || 0;
       const h512 = createHash('sha512');
@@ -148,98 +199,206 @@ export class Images {
       if (h512.digest('hex') !== want) {
         throw new DevvmError('io', `checksum mismatch for ${source.file}`, 'the download is damaged or was tampered with; nothing was registered');
       }
+      // The published checksum says the bytes are what the mirror holds, not that they are safe:
+      // the base is used as it is, so it must be a standalone qcow2 by its own header.
+      const f = await openRegular('download', tmp);
+      try {
+        const h = await readQcow2Header(f);
+        if (!h) throw new DevvmError('io', `${source.file} is not a qcow2 image`, 'nothing was registered');
+        refuseUnsafeQcow2(source.file, h);
+        if (h.backingFile !== null) throw new DevvmError('invalid-argument', `${source.file} has a backing file (${shown(h.backingFile)})`, 'a pulled base must stand alone; nothing was registered');
+      } finally {
+        await f.close();
+      }
       progress('computing checksum');
       const sha = await sha256File(tmp);
-      const info = await imgInfo(tmp);
-      if (info.format !== 'qcow2') throw new DevvmError('io', `${source.file} is not a qcow2 image`);
-      return await this.register(target, { disk: tmp, kernel: null, initrd: null, sha256: sha, source: `${base}${source.file}`, how: 'move' });
-    } finally {
-      rmSync(tmp, { force: true });
-    }
+      return this.register(target, { disk: tmp, format: 'qcow2', kernel: null, initrd: null, sha256: sha, source: `${base}${source.file}`, how: 'move' });
+    });
   }
 
   /**
    * Registers a disk image as a base. A local file (or `copy` of an NBD export) is copied in
    * and checksummed; an nbd:// export is used in place: every VM reads it through its own
    * copy-on-read cache layer, so a slow or remote base is read once per VM.
+   *
+   * A local file is read as `opts.format`, by default qcow2 checked by its header (a raw
+   * disk must be declared): qemu never guesses. A qcow2 with a backing file is refused
+   * unless `opts.flatten`; one with an external data file always.
    */
-  async import(file: string, name: string, kernel: string | undefined, initrd: string | undefined, progress: Progress, copy = false): Promise<ImageMeta> {
+  async import(file: string, name: string, kernel: string | undefined, initrd: string | undefined, progress: Progress, copy = false, opts: ImportOptions = {}): Promise<ImageMeta> {
     v.imageName(name);
     v.nonEmptyPath('image file', file);
-    if (existsSync(this.home.image(name).meta)) throw new DevvmError('already-exists', `an image named "${name}" already exists`, 'pick another --name or delete it first');
-    const isNbd = /^nbd(\+unix)?:\/\//.test(file);
-    const remote = isNbd && !copy;
-    if (remote) parseNbdUri(file);
-    if (!isNbd && !existsSync(file)) throw new DevvmError('not-found', `no such file: ${file}`);
+    const format = declaredFormat(opts.format);
+    return this.reserve(name, async () => {
+      if (existsSync(this.home.image(name).meta)) throw new DevvmError('already-exists', `an image named "${name}" already exists`, 'pick another --name or delete it first');
+      if (/^nbd(\+unix)?:\/\//.test(file)) return this.importNbd(file, name, kernel, initrd, progress, copy, format);
+      const opened: OpenedFile[] = [];
+      try {
+        // Every check before anything is written.
+        const disk = await openRegular('image file', file);
+        opened.push(disk);
+        const boot: Array<[OpenedFile, string]> = [];
+        for (const [what, p, dst] of [['kernel', kernel, 'vmlinuz'], ['initrd', initrd, 'initrd.img']] as const) {
+          if (p === undefined) continue;
+          const f = await openRegular(what, p);
+          opened.push(f);
+          boot.push([f, dst]);
+        }
+        let source = disk.qemuPath;
+        if (format !== 'raw') {
+          const h = await readQcow2Header(disk);
+          if (!h) throw new DevvmError('invalid-argument', `${file} is not a qcow2 image`, 'pass --format raw to import a raw disk');
+          refuseUnsafeQcow2(file, h);
+          if (h.backingFile !== null && !opts.flatten) {
+            throw new DevvmError('invalid-argument', `${file} has a backing file (${shown(h.backingFile)}); pass --flatten to copy it into one standalone base`);
+          }
+          // Even without a backing file the chain is spelled out (backing: null), so qemu opens nothing else.
+          const chain = await openChain(disk, h);
+          opened.push(...chain.opened);
+          source = jsonFilename(chain.spec);
+        }
+        return await this.withTmp('import-', async (tmp) => {
+          const out = path.join(tmp, 'disk.qcow2');
+          progress(`copying ${file}`);
+          try {
+            // convert is sparse-aware, writes one standalone qcow2 and checks the whole file reads.
+            await run('qemu-img', ['convert', '-f', format ?? 'qcow2', '-O', 'qcow2', source, out]);
+          } catch (e) {
+            throw new DevvmError('invalid-argument', `${file} is not a readable ${format ?? 'qcow2'} image`, ((e as Error).message.split(': ').slice(-1)[0] ?? '').slice(0, 200));
+          }
+          const copies: Record<string, string> = {};
+          for (const [f, dst] of boot) {
+            copies[dst] = path.join(tmp, dst);
+            await pipeline(f.handle.createReadStream({ start: 0, autoClose: false }), createWriteStream(copies[dst], { mode: 0o600 }));
+          }
+          progress('computing checksum');
+          const sha = await sha256File(out);
+          return this.register(name, { disk: out, format: 'qcow2', kernel: copies.vmlinuz ?? null, initrd: copies['initrd.img'] ?? null, sha256: sha, source: file, how: 'move' });
+        });
+      } finally {
+        await Promise.all(opened.map((f) => f.close()));
+      }
+    });
+  }
+
+  /** An NBD export is the raw disk it serves; used in place, or copied in with `copy`. */
+  private async importNbd(uri: string, name: string, kernel: string | undefined, initrd: string | undefined, progress: Progress, copy: boolean, format: DiskFormat | undefined): Promise<ImageMeta> {
+    if (format === 'qcow2') {
+      throw new DevvmError('invalid-argument', `an NBD export is imported as the raw disk it serves`, 'serve the qcow2 with qemu-nbd --format=qcow2 and import without --format');
+    }
+    if (!copy) parseNbdUri(uri);
     for (const [what, p] of [['kernel', kernel], ['initrd', initrd]] as const) {
-      if (p !== undefined && !existsSync(p)) throw new DevvmError('not-found', `no such ${what} file: ${p}`);
+      if (p !== undefined) await (await openRegular(what, p)).close();
     }
-    let info;
     try {
-      info = await imgInfo(file);
+      await imgInfo(uri, 'raw');
     } catch (e) {
-      throw new DevvmError('invalid-argument', `${file} is not a readable disk image`, (e as Error).message.slice(0, 200));
+      throw new DevvmError('invalid-argument', `${uri} is not a readable disk image`, (e as Error).message.slice(0, 200));
     }
-    if (info.format !== 'qcow2' && info.format !== 'raw') {
-      throw new DevvmError('invalid-argument', `unsupported image format "${info.format}"`, 'import a qcow2 or raw disk image');
-    }
-    if (remote) return this.register(name, { disk: file, kernel: kernel ?? null, initrd: initrd ?? null, sha256: null, source: file, how: 'in-place' });
-    mkdirSync(this.home.tmpDir, { recursive: true, mode: 0o700 });
-    const tmp = path.join(this.home.tmpDir, `import-${process.pid}-${Date.now()}.qcow2`);
-    try {
-      // convert is sparse-aware, flattens any backing chain and checks the whole file reads.
-      progress(`copying ${file}`);
-      await run('qemu-img', ['convert', '-O', 'qcow2', file, tmp]);
+    if (!copy) return this.register(name, { disk: uri, format: 'raw', kernel: kernel ?? null, initrd: initrd ?? null, sha256: null, source: uri, how: 'in-place' });
+    return this.withTmp('import-', async (tmp) => {
+      const out = path.join(tmp, 'disk.qcow2');
+      progress(`copying ${uri}`);
+      await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', uri, out]);
       progress('computing checksum');
-      const sha = await sha256File(tmp);
-      return this.register(name, { disk: tmp, kernel: kernel ?? null, initrd: initrd ?? null, sha256: sha, source: file, how: 'move' });
+      const sha = await sha256File(out);
+      return this.register(name, { disk: out, format: 'qcow2', kernel: kernel ?? null, initrd: initrd ?? null, sha256: sha, source: uri, how: 'move' });
+    });
+  }
+
+  /** A fresh private folder in DEVVM_HOME/tmp for `fn`, removed afterwards whatever happens. */
+  private async withTmp<T>(prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
+    mkdirSync(this.home.tmpDir, { recursive: true, mode: 0o700 });
+    const dir = await mkdtemp(path.join(this.home.tmpDir, prefix));
+    try {
+      return await fn(dir);
     } finally {
-      rmSync(tmp, { force: true });
+      rmSync(dir, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Runs `fn` as the one operation making image `name`; another one meanwhile is refused
+   * (two imports would otherwise race for the same folder and checksum).
+   */
+  private async reserve<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    if (this.making.has(name)) throw new DevvmError('busy', `image "${name}" is being made right now`, 'wait for it to finish, or pick another --name');
+    const p = fn();
+    this.making.set(name, p);
+    try {
+      return await p;
+    } finally {
+      this.making.delete(name);
+    }
+  }
+
+  /** For build and pull, which are idempotent: wait for one already making `name`, then reserve. */
+  private async reserveAfter(name: string, fn: () => Promise<ImageMeta>): Promise<ImageMeta> {
+    for (let running = this.making.get(name); running; running = this.making.get(name)) await running.catch(() => {});
+    if (existsSync(this.home.image(name).meta)) return this.get(name);
+    return this.reserve(name, fn);
+  }
+
+  /**
+   * At helper start, holding the home's lock: everything in tmp was left by a helper that
+   * died mid-operation. Returns what was removed.
+   */
+  sweepTmp(): string[] {
+    if (!existsSync(this.home.tmpDir)) return [];
+    const left = readdirSync(this.home.tmpDir);
+    for (const n of left) rmSync(path.join(this.home.tmpDir, n), { recursive: true, force: true });
+    return left;
   }
 
   private async register(
     name: string,
     /** `how`: the disk is moved or linked into the image's folder, or used where it is (a remote base). */
-    src: { disk: string; how: 'move' | 'link' | 'in-place'; kernel: string | null; initrd: string | null; sha256: string | null; source: string },
+    src: { disk: string; format: DiskFormat; how: 'move' | 'link' | 'in-place'; kernel: string | null; initrd: string | null; sha256: string | null; source: string },
   ): Promise<ImageMeta> {
     const f = this.home.image(name);
     mkdirSync(this.home.imagesDir, { recursive: true, mode: 0o700 });
-    const staging = `${f.dir}.tmp-${process.pid}`;
-    rmSync(staging, { recursive: true, force: true });
-    mkdirSync(staging, { mode: 0o700 });
-    try {
-      let disk = src.disk;
-      if (src.how !== 'in-place') {
-        disk = path.join(staging, 'disk.qcow2');
-        if (src.how === 'move') renameSync(src.disk, disk);
-        else linkOrCopy(src.disk, disk);
-        chmodSync(disk, 0o444);
+    // Staged in tmp, which no image name reaches, and renamed into images/ last.
+    return this.withTmp('image-', async (staging) => {
+      try {
+        let disk = src.disk;
+        const data: string[] = [];
+        if (src.how !== 'in-place') {
+          disk = path.join(staging, 'disk.qcow2');
+          if (src.how === 'move') renameSync(src.disk, disk);
+          else await linkOrCopy(src.disk, disk);
+          chmodSync(disk, 0o444);
+          data.push(disk);
+        }
+        for (const [from, to] of [[src.kernel, 'vmlinuz'], [src.initrd, 'initrd.img']] as const) {
+          if (!from) continue;
+          await linkOrCopy(from, path.join(staging, to));
+          data.push(path.join(staging, to));
+        }
+        const info = await imgInfo(disk, src.format);
+        // The data reaches the disk before the metadata that names it.
+        for (const file of data) await this.fsync(file);
+        const meta: ImageMeta = {
+          name,
+          file: src.how === 'in-place' ? src.disk : f.disk,
+          format: src.format,
+          virtualSize: info.virtualSize,
+          sha256: src.sha256,
+          kernel: src.kernel ? f.kernel : null,
+          initrd: src.initrd ? f.initrd : null,
+          source: src.source,
+          createdAt: new Date().toISOString(),
+        };
+        writeJsonAtomic(path.join(staging, 'image.json'), meta);
+        renameSync(staging, f.dir);
+        await fsyncDir(this.home.imagesDir);
+        return meta;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOTEMPTY' || (e as NodeJS.ErrnoException).code === 'EEXIST') {
+          throw new DevvmError('already-exists', `an image named "${name}" already exists`);
+        }
+        throw e;
       }
-      if (src.kernel) linkOrCopy(src.kernel, path.join(staging, 'vmlinuz'));
-      if (src.initrd) linkOrCopy(src.initrd, path.join(staging, 'initrd.img'));
-      const info = await imgInfo(disk);
-      const meta: ImageMeta = {
-        name,
-        file: src.how === 'in-place' ? src.disk : f.disk,
-        format: info.format,
-        virtualSize: info.virtualSize,
-        sha256: src.sha256,
-        kernel: src.kernel ? f.kernel : null,
-        initrd: src.initrd ? f.initrd : null,
-        source: src.source,
-        createdAt: new Date().toISOString(),
-      };
-      writeJsonAtomic(path.join(staging, 'image.json'), meta);
-      renameSync(staging, f.dir);
-      return meta;
-    } catch (e) {
-      rmSync(staging, { recursive: true, force: true });
-      if ((e as NodeJS.ErrnoException).code === 'ENOTEMPTY' || (e as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new DevvmError('already-exists', `an image named "${name}" already exists`);
-      }
-      throw e;
-    }
+    });
   }
 
   async verify(name: string): Promise<boolean> {

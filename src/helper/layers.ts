@@ -9,9 +9,13 @@ export interface ImgInfo {
   backingFile: string | null;
 }
 
-export async function imgInfo(file: string): Promise<ImgInfo> {
+/**
+ * `format`: what the file is known to be (passed as -f, so qemu does not probe). Give it
+ * for every file a user supplied; without it qemu guesses from the bytes.
+ */
+export async function imgInfo(file: string, format?: string): Promise<ImgInfo> {
   // -U: a running VM holds a write lock on its layers; reading metadata is still safe.
-  const { stdout } = await run('qemu-img', ['info', '-U', '--output=json', file]);
+  const { stdout } = await run('qemu-img', ['info', '-U', ...(format ? ['-f', format] : []), '--output=json', file]);
   const j = JSON.parse(stdout) as {
     format: string;
     'virtual-size': number;

@@ -38,6 +38,9 @@ async function main(): Promise<void> {
     return a;
   }));
   const images = new Images(home, cacheDir());
+  // We hold the lock: whatever is in tmp was left by a helper that died mid-operation.
+  const swept = images.sweepTmp();
+  if (swept.length) log.info(`removed ${swept.length} stale temporary entries: ${swept.join(', ')}`);
   const vms = new Vms(home, images, {
     qemuBinary,
     accelerator,

@@ -133,7 +133,7 @@ export class Server {
       imageBuild: fromRecipe('build'),
       imagePull: fromRecipe('pull'),
       imageImport: async (p, { progress }) => {
-        const meta = await images.import(p.file, p.name, p.kernel, p.initrd, progress, p.copy);
+        const meta = await images.import(p.file, p.name, p.kernel, p.initrd, progress, p.copy, { format: p.format, flatten: p.flatten });
         imagesChanged();
         return images.info(meta.name, []);
       },

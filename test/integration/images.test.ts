@@ -1,5 +1,5 @@
 /**
- * Images and layers without booting: import (qcow2 and raw), pull against a local HTTP
+ * Images and layers without booting: import (qcow2, and raw when declared), pull against a local HTTP
  * server with checksum verification, O(1) layer creation, and `info --json` layers.
  */
 import assert from 'node:assert/strict';
@@ -11,7 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { softwareOnlyKvm } from '../hostfacts';
+import { Rpc } from '../../src/shared/rpc';
 import { Sandbox } from './harness';
+import { rpc } from './rpc';
 
 const sb = new Sandbox('images');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'devvm-images-src-'));
@@ -47,9 +49,13 @@ after(() => {
 
 interface Img { name: string; file: string; format: string; sha256: string; virtualSize: number; usedBy: string[] }
 
-test('import registers a read-only base with its sha256', () => {
+test('import registers a read-only base with its sha256', async () => {
   sb.ok(['image', 'import', path.join(dir, 'a.qcow2'), '--name', 'a']);
-  sb.ok(['image', 'import', path.join(dir, 'b.raw'), '--name', 'b']);
+  // A raw disk is taken only when declared raw (the RPC's format; the CLI's --format).
+  const r = sb.cli(['image', 'import', path.join(dir, 'b.raw'), '--name', 'b']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^devvm: .*b\.raw is not a qcow2 image \(pass --format raw to import a raw disk\)\n$/);
+  await rpc(sb, Rpc.imageImport, { file: path.join(dir, 'b.raw'), name: 'b', format: 'raw' });
   const list = sb.json<Img[]>(['image', 'list']);
   assert.deepEqual(list.map((i) => i.name), ['a', 'b']);
   for (const i of list) {
