@@ -43,7 +43,7 @@ export const diskCommands: Command[] = [
   {
     name: 'disk export',
     usage: 'NAME [SNAP] [--tcp]',
-    summary: 'serve a frozen layer read-only over NBD: a 0600 unix socket,\nor with --tcp on 127.0.0.1 with TLS-PSK',
+    summary: 'serve a frozen layer read-only over NBD on a 0600\nunix socket (--tcp: 127.0.0.1 with TLS-PSK)',
     options: { tcp: { type: 'boolean' } },
     positionals: [1, 2],
     async run(ctx, { values, positionals }) {

@@ -6,7 +6,7 @@ export const helperCommands: Command[] = [
   {
     name: 'helper status',
     usage: '',
-    summary: 'which helper serves this DEVVM_HOME (starts one if none)',
+    summary: 'the helper of this DEVVM_HOME (started if none runs)',
     positionals: 0,
     async run(ctx) {
       const i = await ctx.call(Rpc.ping);

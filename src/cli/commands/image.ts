@@ -32,7 +32,7 @@ export const imageCommands: Command[] = [
   {
     name: 'image import',
     usage: 'FILE|nbd://H:P/E --name N [--format qcow2|raw] [--flatten]\n[--kernel K --initrd I] [--copy]',
-    summary: 'register a disk as a base (qcow2 unless --format raw;\na backing file only with --flatten; nbd:// is used in place unless --copy)',
+    summary: 'register a disk as a base: qcow2 unless --format raw,\nwith a backing file only if --flatten; an nbd:// base\nis used in place (read once per VM) unless --copy',
     options: { name: { type: 'string' }, format: { type: 'string' }, flatten: { type: 'boolean' }, kernel: { type: 'string' }, initrd: { type: 'string' }, copy: { type: 'boolean' } },
     positionals: 1,
     async run(ctx, { values, positionals }) {

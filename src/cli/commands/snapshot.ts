@@ -8,7 +8,7 @@ export const snapshotCommands: Command[] = [
   {
     name: 'snapshot',
     usage: 'NAME SNAP [--ram] [--delete]',
-    summary: 'freeze the disk (--ram: and the RAM); --delete removes one',
+    summary: 'freeze the disk (--ram: also RAM); --delete drops it',
     options: { ram: { type: 'boolean' }, delete: { type: 'boolean' } },
     positionals: 2,
     async run(ctx, { values, positionals }) {

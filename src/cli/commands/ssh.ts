@@ -25,7 +25,7 @@ export const sshCommands: Command[] = [
   {
     name: 'ssh-config',
     usage: '[--include [--user-config FILE]]',
-    summary: "devvm's ssh_config (--include: add it to ~/.ssh/config)",
+    summary: "devvm's ssh_config; --include adds it to ~/.ssh/config",
     options: { include: { type: 'boolean' }, 'user-config': { type: 'string' } },
     positionals: 0,
     async run(ctx, { values }) {

@@ -20,7 +20,7 @@ export const usbCommands: Command[] = [
   {
     name: 'usb attach',
     usage: 'NAME DEV',
-    summary: 'pass a device through (DEV: id 1-2.3, VENDOR:PRODUCT, BUS/DEV)',
+    summary: 'pass DEV through (1-2.3, VENDOR:PRODUCT, BUS/DEV)',
     positionals: 2,
     async run(ctx, { positionals }) {
       const params = { name: positionals[0]!, device: positionals[1]! };
