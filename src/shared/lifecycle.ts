@@ -16,7 +16,8 @@ import type { VmState } from './types';
 export const OPERATIONS = {
   /** Cold boot, or resume a suspended VM; on a running VM only waits for SSH when asked. */
   start: ['stopped', 'error', 'suspended', 'running'],
-  resume: ['suspended', 'running'],
+  /** Only a suspended VM resumes (a running one is refused: `devvm resume` has always said so). */
+  resume: ['suspended'],
   /** A stopped VM stays stopped (no-op); `error` is cleared. */
   stop: ['running', 'stopped', 'error', 'suspended'],
   /** Kills QEMU whatever it is doing, a start or a save included. */
@@ -71,6 +72,7 @@ function wayOut(op: Operation, name: string, state: VmState): string {
     case 'suspended':
       return op === 'suspend' ? 'it is suspended already' : `resume it first: devvm resume ${name}`;
     case 'running':
+      if (op === 'resume') return 'it is running already';
       if (op === 'delete') return `stop it first, or use "devvm delete ${name} --force"`;
       return `stop it first: devvm stop ${name}`;
   }

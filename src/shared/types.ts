@@ -147,4 +147,6 @@ export interface HelperInfo {
   version: string;
   home: string;
   startedAt: string;
+  /** DEVVM_HOME/ssh_config as this helper writes it (clients ask instead of rebuilding the path). */
+  sshConfig?: string;
 }

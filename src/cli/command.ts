@@ -1,0 +1,42 @@
+/**
+ * What a CLI verb is: its name, its usage line, its options and positionals for
+ * util.parseArgs, and its handler. The usage text and the dispatch are both made from
+ * the one table in commands/index.ts, so they cannot drift apart.
+ */
+import type { RequestType, RequestType0 } from 'vscode-jsonrpc';
+import type { RpcErrorData } from '../shared/rpc';
+import type { Options, Parsed } from './args';
+
+/** What a handler may do: call the helper, print, hand the terminal to a program. */
+export interface Context {
+  call<R>(type: RequestType0<R, RpcErrorData>): Promise<R>;
+  call<P, R>(type: RequestType<P, R, RpcErrorData>, params: P): Promise<R>;
+  /** Adds a fresh progress token: the helper's progress notifications for it are drawn on a TTY. */
+  withToken<T extends object>(params: T): T & { progressToken: string };
+  /** `value` as JSON with --json, else `text()`; one write to stdout. */
+  print(value: unknown, text: () => string): void;
+  /** A promise that resolves when the helper's connection closes (it is connected first). */
+  untilClosed(): Promise<{ closed: Promise<void> }>;
+  /** Closes the connection to the helper, runs a program on this terminal, resolves with its exit code. */
+  exec(file: string, args: string[]): Promise<number>;
+}
+
+export interface Args extends Parsed {
+  /** After `--` (only for verbs with `passThrough`). */
+  rest: string[];
+}
+
+export interface Command {
+  /** "create", or "image import" for a verb of a family. */
+  name: string;
+  /** The arguments after the name, as shown in the usage; continuation lines start with a newline. */
+  usage: string;
+  /** What it does, one short phrase. */
+  summary: string;
+  options?: Options;
+  /** Exact count or [min, max]. */
+  positionals: number | readonly [number, number];
+  /** Arguments after `--` go to the handler untouched (ssh). */
+  passThrough?: boolean;
+  run(ctx: Context, args: Args): Promise<number | void>;
+}

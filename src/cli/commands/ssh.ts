@@ -1,0 +1,41 @@
+/** SSH into a VM, and the ssh_config the helper writes for them. */
+import path from 'node:path';
+import { Rpc } from '../../shared/rpc';
+import type { HelperInfo } from '../../shared/types';
+import { str } from '../args';
+import type { Command } from '../command';
+
+/** The helper's ssh_config. A helper that predates `HelperInfo.sshConfig` keeps it in its home. */
+function sshConfigOf(i: HelperInfo): string {
+  return i.sshConfig ?? path.join(i.home, 'ssh_config');
+}
+
+export const sshCommands: Command[] = [
+  {
+    name: 'ssh',
+    usage: 'NAME [-- CMD...]',
+    summary: 'a shell (or CMD) in the VM as its user',
+    positionals: 1,
+    passThrough: true,
+    async run(ctx, { positionals, rest }) {
+      const t = await ctx.call(Rpc.vmSshTarget, { name: positionals[0]! });
+      return ctx.exec('ssh', ['-F', t.configFile, t.host, ...(rest.length ? ['--', ...rest] : [])]);
+    },
+  },
+  {
+    name: 'ssh-config',
+    usage: '[--include [--user-config FILE]]',
+    summary: "devvm's ssh_config; --include adds it to ~/.ssh/config",
+    options: { include: { type: 'boolean' }, 'user-config': { type: 'string' } },
+    positionals: 0,
+    async run(ctx, { values }) {
+      const file = sshConfigOf(await ctx.call(Rpc.ping));
+      if (!values.include) {
+        ctx.print({ file }, () => `${file}\nadd it to your ssh config with: devvm ssh-config --include`);
+        return;
+      }
+      const r = await ctx.call(Rpc.sshInclude, { userConfig: str(values['user-config']) });
+      ctx.print(r, () => (r.changed ? `added "Include ${file}" to ${r.file}${r.backup ? ` (backup: ${r.backup})` : ''}` : `${r.file} already includes ${file}`));
+    },
+  },
+];

@@ -1,0 +1,75 @@
+/** The CLI's connection to the helper (started on demand), its progress line and its output. */
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import type { MessageConnection, RequestType, RequestType0 } from 'vscode-jsonrpc/node';
+import { connect, fromRpcError } from '../shared/client';
+import { Notify, type RpcErrorData } from '../shared/rpc';
+import { ProgressLine } from './progress';
+import type { Session } from './run';
+
+export class RpcSession implements Session {
+  private conn: MessageConnection | null = null;
+  private readonly progress = new ProgressLine();
+  private readonly tokens = new Set<string>();
+  json = false;
+
+  /** `home`: which helper to talk to (its socket is the one path a client needs). */
+  constructor(private readonly home: string) {}
+
+  private async rpc(): Promise<MessageConnection> {
+    if (!this.conn) {
+      // dist/helper.js sits next to dist/cli.js.
+      this.conn = await connect({ home: this.home, helperScript: path.join(__dirname, 'helper.js') });
+      this.conn.onNotification(Notify.progress, (p) => {
+        if (this.tokens.has(p.token)) this.progress.update(p.message, p.fraction);
+      });
+    }
+    return this.conn;
+  }
+
+  withToken<T extends object>(p: T): T & { progressToken: string } {
+    const token = randomUUID();
+    this.tokens.add(token);
+    return { ...p, progressToken: token };
+  }
+
+  call<R>(type: RequestType0<R, RpcErrorData>): Promise<R>;
+  call<P, R>(type: RequestType<P, R, RpcErrorData>, params: P): Promise<R>;
+  async call(type: RequestType0<unknown, RpcErrorData> | RequestType<unknown, unknown, RpcErrorData>, params?: unknown): Promise<unknown> {
+    const conn = await this.rpc();
+    try {
+      return await (params === undefined
+        ? conn.sendRequest(type as RequestType0<unknown, RpcErrorData>)
+        : conn.sendRequest(type as RequestType<unknown, unknown, RpcErrorData>, params));
+    } catch (e) {
+      throw fromRpcError(e);
+    } finally {
+      this.progress.done();
+    }
+  }
+
+  async untilClosed(): Promise<{ closed: Promise<void> }> {
+    const conn = await this.rpc();
+    return { closed: new Promise<void>((resolve) => conn.onClose(() => resolve())) };
+  }
+
+  print(value: unknown, text: () => string): void {
+    process.stdout.write(this.json ? `${JSON.stringify(value, null, 2)}\n` : `${text()}\n`);
+  }
+
+  exec(file: string, args: string[]): Promise<number> {
+    this.close();
+    return new Promise((resolve) => {
+      const child = spawn(file, args, { stdio: 'inherit' });
+      child.on('error', () => resolve(127));
+      child.on('exit', (code, sig) => resolve(code ?? (sig ? 128 + (os.constants.signals[sig] ?? 0) : 1)));
+    });
+  }
+
+  close(): void {
+    this.conn?.dispose();
+    this.conn = null;
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * Every verb's argument parsing without a helper: argv -> the RPC calls it makes (method
+ * and params, exactly), or a usage error with exit 2 and no RPC call at all.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { COMMANDS } from '../../src/cli/commands';
+import { cli } from './cli-fake';
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'devvm-cli-args-'));
+const pw = path.join(tmp, 'pw');
+writeFileSync(pw, 'secret\n');
+const pub = path.join(tmp, 'id.pub');
+writeFileSync(pub, 'ssh-ed25519 AAAAC3Nza alice@host\n');
+const abs = (p: string) => path.resolve(p);
+const T = '<token>';
+
+const vm = { name: 'web', state: 'running', image: 'debian-12', user: 'alice', sshHost: 'devvm-web', sshPort: 2222, cpus: 2, memoryMiB: 2048 };
+const info = { ...vm, diskGiB: 20, fullName: 'Alice', autologin: false, ssh: true, provisioned: true, accelerator: 'tcg', pid: 1, dir: '/h/vms/web', serialLog: '/h/vms/web/serial.log', createdAt: '', layers: [], snapshots: [], disks: [], usb: [] };
+const answers: Record<string, unknown> = {
+  'vm/list': [{ ...vm, state: 'suspended' }],
+  'vm/info': info,
+  'vm/create': { ...vm, state: 'stopped' },
+  'vm/start': vm, 'vm/stop': { ...vm, state: 'stopped' }, 'vm/suspend': { ...vm, state: 'suspended' },
+  'vm/restore': vm, 'vm/clone': { ...vm, name: 'copy' },
+  'vm/snapshot': { name: 's1', layer: 'l1', ram: false, createdAt: '' },
+  'vm/sshTarget': { configFile: '/h/ssh_config', host: 'devvm-web', user: 'alice', port: 2222 },
+  'layer/tree': [],
+  'disk/attach': { id: 'xd1', source: '/f', bus: 'virtio', readOnly: false },
+  'disk/export': { vm: 'web', layer: 'l1', uri: 'nbd+unix:///web?socket=/h/vms/web/nbd.sock' },
+  'usb/list': [], 'usb/attach': { id: '1-2', busnum: 1, devnum: 2, vendorId: '046d', productId: 'c52b', devnode: '/dev/bus/usb/001/002' },
+  'image/list': [],
+  'image/build': { name: 'debian-12', file: '/h/images/debian-12/disk.qcow2', actualSize: 1, sha256: 'ab' },
+  'image/pull': { name: 'debian-12', file: '/h/images/debian-12/disk.qcow2', actualSize: 1, sha256: 'ab' },
+  'image/import': { name: 'x', file: '/h/images/x/disk.qcow2', sha256: 'ab' },
+  'helper/ping': { pid: 1, version: '0', home: '/h', startedAt: '', sshConfig: '/h/ssh_config' },
+  'helper/doctor': { accelerator: { name: 'tcg', reason: 'r' }, nativeAddon: { loaded: true, detail: 'd' }, checks: [] },
+  'ssh/include': { changed: true, file: '/home/u/.ssh/config', backup: null },
+};
+
+type Expect = Array<[string, unknown?]>;
+const ok: Array<[string[], Expect]> = [
+  [['image', 'build', 'debian-12'], [['image/build', { recipe: 'debian-12', progressToken: T }]]],
+  [['image', 'build', 'debian-12', '--name', 'deb'], [['image/build', { recipe: 'debian-12', name: 'deb', progressToken: T }]]],
+  [['image', 'pull', 'debian-12'], [['image/pull', { recipe: 'debian-12', progressToken: T }]]],
+  [['image', 'import', 'disk.qcow2', '--name', 'x'], [['image/import', { file: abs('disk.qcow2'), name: 'x', progressToken: T }]]],
+  [['image', 'import', 'd.raw', '--name', 'x', '--format', 'raw', '--flatten', '--kernel', 'vmlinuz', '--initrd', 'initrd', '--copy'],
+    [['image/import', { file: abs('d.raw'), name: 'x', format: 'raw', flatten: true, kernel: abs('vmlinuz'), initrd: abs('initrd'), copy: true, progressToken: T }]]],
+  [['image', 'import', 'nbd://h:10809/e', '--name', 'x', '--format', 'qcow2'], [['image/import', { file: 'nbd://h:10809/e', name: 'x', format: 'qcow2', progressToken: T }]]],
+  [['image', 'list'], [['image/list']]],
+  [['image', '--json', 'list'], [['image/list']]],
+  [['image', 'delete', 'x'], [['image/delete', { name: 'x' }]]],
+  [['create', 'web', '--image', 'debian-12', '--user', 'alice'],
+    [['vm/create', { name: 'web', image: 'debian-12', user: 'alice', sshKeys: [], autologin: false, ssh: true, start: false, waitSsh: false, progressToken: T }]]],
+  [['create', 'web', '--image', 'd', '--user', 'alice', '--full-name', 'Alice E', '--password-file', pw, '--ssh-key', pub, '--ssh-key', 'ssh-rsa AAAA k',
+    '--autologin', '--no-ssh', '--cpus', '4', '--memory', '4096', '--disk', '30', '--wait-ssh'],
+    [['vm/create', { name: 'web', image: 'd', user: 'alice', fullName: 'Alice E', password: 'secret', sshKeys: ['ssh-ed25519 AAAAC3Nza alice@host', 'ssh-rsa AAAA k'], autologin: true, ssh: false, cpus: 4, memoryMiB: 4096, diskGiB: 30, start: true, waitSsh: true, progressToken: T }]]],
+  // A negative number reaches the helper's range check (exit 1 there), not parseArgs.
+  [['create', 'web', '--image', 'd', '--user', 'a', '--cpus', '-1'], [['vm/create', { name: 'web', image: 'd', user: 'a', sshKeys: [], autologin: false, ssh: true, cpus: -1, start: false, waitSsh: false, progressToken: T }]]],
+  [['start', 'web'], [['vm/start', { name: 'web', waitSsh: false, discardState: false, progressToken: T }]]],
+  [['start', 'web', '--wait-ssh', '--timeout', '60', '--discard-state'], [['vm/start', { name: 'web', waitSsh: true, timeoutSec: 60, discardState: true, progressToken: T }]]],
+  [['resume', 'web'], [['vm/list'], ['vm/start', { name: 'web', waitSsh: false, discardState: false, progressToken: T }]]],
+  [['resume', 'ghost'], [['vm/list'], ['vm/start', { name: 'ghost', waitSsh: false, discardState: false, progressToken: T }]]],
+  [['stop', 'web'], [['vm/stop', { name: 'web', force: false, progressToken: T }]]],
+  [['stop', 'web', '--force'], [['vm/stop', { name: 'web', force: true, progressToken: T }]]],
+  [['suspend', 'web'], [['vm/suspend', { name: 'web', progressToken: T }]]],
+  [['delete', 'web', '--force'], [['vm/delete', { name: 'web', force: true }]]],
+  [['list'], [['vm/list']]],
+  [['list', '--json'], [['vm/list']]],
+  [['info', 'web'], [['vm/info', { name: 'web' }]]],
+  // `--` on a verb that is not ssh: what follows is positional, as parseArgs always read it.
+  [['info', '--', 'web'], [['vm/info', { name: 'web' }]]],
+  [['snapshot', 'web', 's1'], [['vm/snapshot', { name: 'web', snapshot: 's1', ram: false, progressToken: T }]]],
+  [['snapshot', 'web', 's1', '--ram'], [['vm/snapshot', { name: 'web', snapshot: 's1', ram: true, progressToken: T }]]],
+  [['snapshot', 'web', 's1', '--delete'], [['vm/snapshotDelete', { name: 'web', snapshot: 's1' }]]],
+  [['snapshots', 'web'], [['vm/info', { name: 'web' }]]],
+  [['restore', 'web', 's1'], [['vm/restore', { name: 'web', snapshot: 's1', progressToken: T }]]],
+  [['clone', 'web', 'copy', '--snapshot', 's1', '--start'], [['vm/clone', { source: 'web', name: 'copy', snapshot: 's1', start: true, progressToken: T }]]],
+  [['layers'], [['layer/tree']]],
+  [['disk', 'attach', 'web', 'extra.img'], [['disk/attach', { name: 'web', source: abs('extra.img'), usb: false, readOnly: false }]]],
+  [['disk', 'attach', 'web', 'extra.img', '--format', 'raw', '--usb', '--read-only'], [['disk/attach', { name: 'web', source: abs('extra.img'), usb: true, readOnly: true, format: 'raw' }]]],
+  [['disk', 'attach', 'web', 'nbd://h:1/e'], [['disk/attach', { name: 'web', source: 'nbd://h:1/e', usb: false, readOnly: false }]]],
+  [['disk', 'detach', 'web', 'xd1'], [['disk/detach', { name: 'web', id: 'xd1' }]]],
+  [['disk', 'export', 'web'], [['disk/export', { name: 'web', progressToken: T }]]],
+  [['disk', 'export', 'web', 's1', '--tcp'], [['disk/export', { name: 'web', snapshot: 's1', tcp: true, progressToken: T }]]],
+  [['disk', 'unexport', 'web'], [['disk/unexport', { name: 'web' }]]],
+  [['usb', 'list'], [['usb/list']]],
+  [['usb', 'attach', 'web', '046d:c52b'], [['usb/attach', { name: 'web', device: '046d:c52b' }]]],
+  [['usb', 'detach', 'web', '1-2'], [['usb/detach', { name: 'web', device: '1-2' }]]],
+  [['ssh', 'web'], [['vm/sshTarget', { name: 'web' }]]],
+  [['ssh', 'web', '--', 'uname', '-a', '--json'], [['vm/sshTarget', { name: 'web' }]]],
+  [['ssh-config'], [['helper/ping']]],
+  [['ssh-config', '--include', '--user-config', '/tmp/cfg'], [['helper/ping'], ['ssh/include', { userConfig: '/tmp/cfg' }]]],
+  [['doctor'], [['helper/doctor']]],
+  [['helper', 'status'], [['helper/ping']]],
+  [['helper', 'stop', '--stop-vms'], [['helper/shutdown', { stopVms: true }]]],
+];
+
+for (const [argv, expected] of ok) {
+  test(`devvm ${argv.join(' ')}`, async () => {
+    const r = await cli(argv, answers);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    assert.deepEqual(r.session.calls, expected.map(([method, params]) => ({ method, params })));
+  });
+}
+
+test('every verb in the table has a case above', () => {
+  const covered = new Set(ok.map(([argv]) => COMMANDS.find((c) => c.name === argv.slice(0, c.name.split(' ').length).join(' '))?.name));
+  assert.deepEqual(COMMANDS.map((c) => c.name).filter((n) => !covered.has(n)), []);
+});
+
+test('ssh runs ssh -F <the helper\'s config file> <host>, and -- CMD... untouched', async () => {
+  assert.deepEqual((await cli(['ssh', 'web'], answers)).session.execs, [['ssh', ['-F', '/h/ssh_config', 'devvm-web']]]);
+  assert.deepEqual((await cli(['ssh', 'web', '--', 'uname', '-a', '--json'], answers)).session.execs, [['ssh', ['-F', '/h/ssh_config', 'devvm-web', '--', 'uname', '-a', '--json']]]);
+});
+
+const usage: Array<[string[], RegExp]> = [
+  [[], /^$/],
+  [['frobnicate'], /unknown command "frobnicate"/],
+  [['list', '--colour'], /Unknown option '--colour'/],
+  [['list', 'extra'], /unexpected argument "extra"/],
+  [['create'], /missing argument/],
+  [['create', 'web'], /--image is required/],
+  [['create', 'web', '--image', 'd', '--user', 'a', '--password-stdin', '--password-file', pw], /either --password-stdin or --password-file/],
+  [['create', 'web', '--image', 'd', '--user', 'a', '--cpus', 'two'], /--cpus must be a whole number, got "two"/],
+  [['create', 'web', '--image', 'd', '--user', 'a', '--memory', '1.5'], /--memory must be a whole number/],
+  [['start', 'web', '--timeout', 'soon'], /--timeout must be a whole number/],
+  [['image'], /missing image command/],
+  [['image', 'frob'], /unknown image command "frob"/],
+  [['image', 'import', 'f'], /--name is required/],
+  [['image', 'import', 'f', '--name', 'x', '--format', 'vmdk'], /--format must be qcow2 or raw, got "vmdk"/],
+  [['image', 'import', 'f', '--name', 'x', '--flatten=yes'], /--flatten/],
+  [['disk'], /missing disk command/],
+  [['disk', 'frob'], /unknown disk command "frob"/],
+  [['disk', 'attach', 'web'], /missing argument/],
+  [['disk', 'attach', 'web', 'f', '--format', 'vdi'], /--format must be qcow2 or raw/],
+  [['disk', 'export', 'web', 's1', 'extra'], /unexpected argument "extra"/],
+  [['usb'], /missing usb command/],
+  [['usb', 'eject', 'web'], /unknown usb command "eject"/],
+  [['usb', 'attach', 'web'], /missing argument/],
+  [['snapshot', 'web', 's1', '--ram', '--delete'], /--ram and --delete do not go together/],
+  [['helper'], /missing helper command/],
+  [['helper', 'restart'], /unknown helper command "restart"/],
+  [['ssh'], /missing argument/],
+];
+
+for (const [argv, message] of usage) {
+  test(`usage error: devvm ${argv.join(' ') || '(nothing)'}`, async () => {
+    const r = await cli(argv, answers);
+    if (argv.length === 0) {
+      // No arguments at all is a request for the usage, exit 0.
+      assert.equal(r.code, 0);
+      assert.match(r.stdout, /^usage: devvm/);
+      return;
+    }
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr.split('\n').length, 2, 'one line');
+    assert.match(r.stderr, /^devvm: .* \(see "devvm --help"\)\n$/);
+    assert.match(r.stderr, message);
+    assert.deepEqual(r.session.calls, [], 'no RPC call');
+  });
+}

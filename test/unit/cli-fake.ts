@@ -1,0 +1,64 @@
+/** A Session without a helper: records every RPC call and answers from canned results. */
+import type { RequestType, RequestType0 } from 'vscode-jsonrpc';
+import { DevvmError } from '../../src/shared/errors';
+import type { RpcErrorData } from '../../src/shared/rpc';
+import { run, type Session } from '../../src/cli/run';
+
+export interface Call {
+  method: string;
+  params: unknown;
+}
+
+export class FakeSession implements Session {
+  json = false;
+  calls: Call[] = [];
+  printed: unknown[] = [];
+  texts: string[] = [];
+  execs: Array<[string, string[]]> = [];
+  closed = false;
+
+  /** method -> result (or a function of the params); a DevvmError result is thrown. */
+  constructor(private readonly answers: Record<string, unknown> = {}) {}
+
+  call<R>(type: RequestType0<R, RpcErrorData>): Promise<R>;
+  call<P, R>(type: RequestType<P, R, RpcErrorData>, params: P): Promise<R>;
+  async call(type: { method: string }, params?: unknown): Promise<unknown> {
+    // Drop the random progress token so tables can compare params exactly.
+    const p = params && typeof params === 'object' && 'progressToken' in params ? { ...(params as object), progressToken: '<token>' } : params;
+    this.calls.push({ method: type.method, params: p === undefined ? undefined : JSON.parse(JSON.stringify(p)) });
+    const a = this.answers[type.method];
+    const r = typeof a === 'function' ? (a as (p: unknown) => unknown)(params) : a;
+    if (r instanceof DevvmError) throw r;
+    return r;
+  }
+
+  withToken<T extends object>(p: T): T & { progressToken: string } {
+    return { ...p, progressToken: 'tok' };
+  }
+
+  print(value: unknown, text: () => string): void {
+    this.printed.push(value);
+    this.texts.push(this.json ? JSON.stringify(value) : text());
+  }
+
+  async untilClosed(): Promise<{ closed: Promise<void> }> {
+    return { closed: Promise.resolve() };
+  }
+
+  async exec(file: string, args: string[]): Promise<number> {
+    this.execs.push([file, args]);
+    return 0;
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}
+
+export async function cli(argv: string[], answers: Record<string, unknown> = {}) {
+  const s = new FakeSession(answers);
+  let stdout = '';
+  let stderr = '';
+  const code = await run(argv, s, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
+  return { code, stdout, stderr, session: s };
+}
