@@ -85,7 +85,7 @@ async function main(): Promise<void> {
     images,
     qemuBinary,
     accelerator,
-    info: { pid: process.pid, version: DEVVM_VERSION, home: home.root, startedAt: new Date().toISOString() },
+    info: { pid: process.pid, version: DEVVM_VERSION, home: home.root, startedAt: new Date().toISOString(), sshConfig: home.sshConfig },
     shutdown: (stopVms) => void shutdown(stopVms),
     usb,
     usbUnavailable,
