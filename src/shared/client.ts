@@ -75,8 +75,53 @@ export async function connect(opts: ConnectOptions): Promise<MessageConnection> 
     }
   }
   const conn = createMessageConnection(new SocketMessageReader(sock), new SocketMessageWriter(sock));
+  rejectPendingOnClose(conn, opts.home);
   conn.listen();
   return conn;
+}
+
+export function helperGoneError(home: string): DevvmError {
+  return new DevvmError('internal', 'the devvm helper went away during the request', `see ${path.join(home, 'helper.log')}; run the command again`);
+}
+
+/**
+ * vscode-jsonrpc leaves a request pending for ever when the socket closes (it rejects only
+ * on dispose), so a client whose helper died would wait, or exit silently once nothing is
+ * left on the event loop. Every request, pending or sent after the close, rejects instead.
+ */
+function rejectPendingOnClose(conn: MessageConnection, home: string): void {
+  let closed = false;
+  const rejecters = new Set<(e: DevvmError) => void>();
+  const gone = () => {
+    if (closed) return;
+    closed = true;
+    for (const reject of rejecters) reject(helperGoneError(home));
+    rejecters.clear();
+  };
+  conn.onClose(gone);
+  conn.onError(([e]) => {
+    // A reset socket may report the error without a close.
+    if (/ECONNRESET|EPIPE/.test(String((e as Error)?.message ?? e))) gone();
+  });
+  const send = conn.sendRequest.bind(conn) as (...args: unknown[]) => Promise<unknown>;
+  (conn as { sendRequest: unknown }).sendRequest = (...args: unknown[]): Promise<unknown> => {
+    if (closed) return Promise.reject(helperGoneError(home));
+    return new Promise((resolve, reject) => {
+      rejecters.add(reject);
+      let sent: Promise<unknown>;
+      try {
+        sent = send(...args);
+      } catch (e) {
+        rejecters.delete(reject);
+        reject(e);
+        return;
+      }
+      sent.then(
+        (v) => { rejecters.delete(reject); resolve(v); },
+        (e) => { rejecters.delete(reject); reject(closed ? helperGoneError(home) : e); },
+      );
+    });
+  };
 }
 
 /** Turns an RPC failure back into the DevvmError the helper threw. */
