@@ -3,7 +3,7 @@
  * socket, and when nothing answers, start the helper detached and connect again.
  */
 import { spawn } from 'node:child_process';
-import { openSync, closeSync, mkdirSync } from 'node:fs';
+import { openSync, closeSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import {
@@ -14,6 +14,7 @@ import {
   SocketMessageWriter,
 } from 'vscode-jsonrpc/node';
 import { asDevvmError, DevvmError } from './errors';
+import { ensurePrivateHome } from './homecheck';
 import { helperSocket } from './paths';
 import type { RpcErrorData } from './rpc';
 
@@ -38,7 +39,9 @@ export interface ConnectOptions {
 }
 
 export function startHelper(home: string, helperScript: string, env: NodeJS.ProcessEnv = process.env): void {
-  mkdirSync(home, { recursive: true, mode: 0o700 });
+  // A home that is not ours is refused here, as the client's own one-line error (the
+  // helper would refuse too, but only into helper.out).
+  ensurePrivateHome(home, { fix: false });
   // The helper's own early output (before it opens helper.log) goes to a file, not to us.
   const out = openSync(path.join(home, 'helper.out'), 'a', 0o600);
   const child = spawn(process.execPath, [helperScript], {
