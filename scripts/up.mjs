@@ -3,6 +3,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { linkCli } from './link-cli.mjs';
 
 const step = (msg) => process.stderr.write(`\n==> ${msg}\n`);
 const sh = (cmd, args, opts = {}) => {
@@ -45,6 +47,11 @@ step('building');
 sh(process.execPath, ['scripts/build.mjs']);
 const devvm = (args, opts) => sh(process.execPath, ['dist/cli.js', ...args], opts);
 
+// 3b. A `devvm` command, so what the README and the end of this script say to type works.
+const linked = linkCli({ root: fileURLToPath(new URL('..', import.meta.url)) });
+if (linked.status === 'created' || linked.status === 'updated') step(`linked ${linked.link}`);
+for (const line of linked.advice) process.stderr.write(`devvm up: ${line}\n`);
+
 // 4. Default image (cached by recipe hash under ~/.cache/devvm).
 step('default image (debian-12); the first build takes a few minutes');
 devvm(['image', 'build', 'debian-12']);
@@ -61,9 +68,10 @@ if (!list.some((v) => v.name === name)) {
 step(`starting "${name}" and waiting for SSH (about a minute under TCG)`);
 devvm(['start', name, '--wait-ssh']);
 
+const cmd = linked.command;
 process.stdout.write(`
 VM "${name}" is running; SSH answers as "${user}".
-  devvm ssh ${name}                 # uses devvm's own ssh_config
-  devvm ssh-config --include        # once: lets "ssh devvm-${name}" and VS Code Remote-SSH find it
+  ${cmd} ssh ${name}                 # uses devvm's own ssh_config
+  ${cmd} ssh-config --include        # once: lets "ssh devvm-${name}" and VS Code Remote-SSH find it
   ssh devvm-${name}
-`);
+${linked.onPath ? '' : linked.advice.map((l) => `${l}\n`).join('')}`);

@@ -3,7 +3,7 @@
  * Started detached by the CLI or the extension; survives them; re-attaches to running
  * VMs after its own restart.
  */
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { chooseAccelerator, type AccelChoice } from './accel';
 import { Home } from './filenames';
@@ -15,6 +15,8 @@ import { UsbMonitor } from './usb/monitor';
 import { socketUeventSource, UEVENT_SOCKET_ENV } from './usb/socketsource';
 import { SYSFS_USB_DEVICES } from './usb/sysfs';
 import { Vms } from './vms';
+import { asDevvmError } from '../shared/errors';
+import { ensurePrivateHome } from '../shared/homecheck';
 import { cacheDir, devvmHome } from '../shared/paths';
 
 declare const DEVVM_VERSION: string;
@@ -23,8 +25,16 @@ async function main(): Promise<void> {
   // Every file and socket the helper or its QEMUs create is private to the user.
   process.umask(0o077);
   const home = new Home(devvmHome());
-  mkdirSync(home.root, { recursive: true, mode: 0o700 });
+  let privacy;
+  try {
+    privacy = ensurePrivateHome(home.root, { fix: true });
+  } catch (e) {
+    // Nothing is written into a home that is not ours, not even the log.
+    process.stderr.write(`devvm: ${asDevvmError(e).oneLine()}\n`);
+    process.exit(1);
+  }
   setLogFile(home.log);
+  if (privacy.fixedMode !== null) log.warn(`${home.root} was mode ${privacy.fixedMode.toString(8).padStart(4, '0')}; made it 0700`);
   const lock = acquireLock(home.lock);
   if (!lock) {
     log.info(`another helper holds ${home.lock}; exiting`);

@@ -2,9 +2,10 @@
  * DEVVM_HOME/ssh_config (one Host block per VM, rewritten whole and atomically) and the
  * opt-in Include line in ~/.ssh/config.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DevvmError } from '../shared/errors';
 import { writeFileAtomic } from './store';
 
 export interface SshHostEntry {
@@ -17,10 +18,28 @@ export interface SshHostEntry {
 
 export const sshHostAlias = (vm: string) => `devvm-${vm}`;
 
-/** ssh_config values with spaces need quotes; a `"` cannot be quoted at all, so refuse it. */
-function q(value: string): string {
-  if (value.includes('"') || /[\r\n]/.test(value)) throw new Error(`path not usable in ssh_config: ${value}`);
-  return /\s/.test(value) ? `"${value}"` : value;
+/**
+ * An ssh_config argument. Inside double quotes OpenSSH (8.2+, argv_split) takes `\\` and
+ * `\"` as escapes, so any character but a line break can be written. File options that
+ * expand tokens (IdentityFile, UserKnownHostsFile) get `%` doubled; they also expand
+ * `${VAR}`, which has no escape, so a path containing it is refused. Include takes no
+ * tokens but glob(7) wildcards, escaped for glob first. Plain paths stay unquoted, so the
+ * Include line users already have still matches.
+ */
+export function sshConfigProblem(value: string): string | null {
+  if (/[\r\n\0]/.test(value)) return 'contains a line break';
+  if (value.includes('${')) return 'contains "${", which ssh expands as an environment variable';
+  return null;
+}
+
+type ArgKind = 'file' | 'include';
+
+function q(value: string, kind: ArgKind): string {
+  const problem = sshConfigProblem(value);
+  if (problem) throw new DevvmError('invalid-argument', `path not usable in ssh_config: ${JSON.stringify(value)} ${problem}`, 'use a DEVVM_HOME without it');
+  const v = kind === 'file' ? value.replace(/%/g, '%%') : value.replace(/[\\*?[]/g, (c) => `\\${c}`);
+  if (/^[A-Za-z0-9_.\/@:+,=%-]+$/.test(v)) return v;
+  return `"${v.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
 export function renderSshConfig(entries: SshHostEntry[]): string {
@@ -34,10 +53,10 @@ export function renderSshConfig(entries: SshHostEntry[]): string {
         '  HostName 127.0.0.1',
         `  Port ${e.port}`,
         `  User ${e.user}`,
-        `  IdentityFile ${q(e.identityFile)}`,
+        `  IdentityFile ${q(e.identityFile, 'file')}`,
         '  IdentitiesOnly yes',
         // The guest's host key was made on the host and pinned here: no trust on first use.
-        `  UserKnownHostsFile ${q(e.knownHostsFile)}`,
+        `  UserKnownHostsFile ${q(e.knownHostsFile, 'file')}`,
         `  HostKeyAlias ${alias}`,
         '  StrictHostKeyChecking yes',
         '  CheckHostIP no',
@@ -53,26 +72,70 @@ export function writeSshConfig(file: string, entries: SshHostEntry[]): void {
 }
 
 export function includeLine(devvmSshConfig: string): string {
-  return `Include ${q(devvmSshConfig)}`;
+  return `Include ${q(devvmSshConfig, 'include')}`;
+}
+
+/**
+ * The file a path finally names, following symlinks even when the last one dangles
+ * (dotfile managers keep ~/.ssh/config as a link into their repository).
+ */
+function resolveLinks(file: string): string {
+  let cur = file;
+  for (let i = 0; i < 40; i++) {
+    let st;
+    try {
+      st = lstatSync(cur);
+    } catch {
+      return cur; // does not exist (yet): written here
+    }
+    if (!st.isSymbolicLink()) return cur;
+    cur = path.resolve(path.dirname(cur), readlinkSync(cur));
+  }
+  throw new DevvmError('invalid-argument', `too many levels of symbolic links at ${file}`);
+}
+
+/**
+ * Replaces `file`'s content atomically: a temp file in its own directory (rename never
+ * crosses a file system), given the old file's mode before the rename.
+ */
+function replaceFile(file: string, data: string, mode: number): void {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.devvm-tmp-${process.pid}`);
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, data);
+    fchmodSync(fd, mode); // not subject to the umask, unlike open's mode
+    fsyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
+  renameSync(tmp, file);
 }
 
 /**
  * Adds `Include <devvm ssh_config>` at the top of the user's ssh config (Include must come
- * before any Host block to apply globally), once, atomically, keeping a backup.
+ * before any Host block to apply globally), once, atomically, keeping a backup. A symlinked
+ * config stays a symlink: its target is what gets rewritten.
  */
 export function ensureInclude(
   devvmSshConfig: string,
   userConfig = path.join(os.homedir(), '.ssh', 'config'),
 ): { changed: boolean; file: string; backup: string | null } {
   const line = includeLine(devvmSshConfig);
-  const current = existsSync(userConfig) ? readFileSync(userConfig, 'utf8') : null;
+  const target = resolveLinks(userConfig);
+  const current = existsSync(target) ? readFileSync(target, 'utf8') : null;
   if (current !== null && current.split('\n').some((l) => l.trim() === line)) return { changed: false, file: userConfig, backup: null };
-  mkdirSync(path.dirname(userConfig), { recursive: true, mode: 0o700 });
+  mkdirSync(path.dirname(target), { recursive: true, mode: 0o700 });
   let backup: string | null = null;
+  let mode = 0o600;
   if (current !== null) {
+    mode = statSync(target).mode & 0o7777;
     backup = `${userConfig}.devvm-backup`;
-    copyFileSync(userConfig, backup);
+    rmSync(backup, { force: true }); // a symlink left there is replaced, never written through
+    copyFileSync(target, backup);
   }
-  writeFileAtomic(userConfig, `# Added by devvm: Host devvm-<name> entries\n${line}\n\n${current ?? ''}`);
+  replaceFile(target, `# Added by devvm: Host devvm-<name> entries\n${line}\n\n${current ?? ''}`, mode);
   return { changed: true, file: userConfig, backup };
 }

@@ -3,7 +3,7 @@
  * socket, and when nothing answers, start the helper detached and connect again.
  */
 import { spawn } from 'node:child_process';
-import { openSync, closeSync, mkdirSync } from 'node:fs';
+import { openSync, closeSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import {
@@ -14,6 +14,7 @@ import {
   SocketMessageWriter,
 } from 'vscode-jsonrpc/node';
 import { asDevvmError, DevvmError } from './errors';
+import { ensurePrivateHome } from './homecheck';
 import { helperSocket } from './paths';
 import type { RpcErrorData } from './rpc';
 
@@ -38,7 +39,9 @@ export interface ConnectOptions {
 }
 
 export function startHelper(home: string, helperScript: string, env: NodeJS.ProcessEnv = process.env): void {
-  mkdirSync(home, { recursive: true, mode: 0o700 });
+  // A home that is not ours is refused here, as the client's own one-line error (the
+  // helper would refuse too, but only into helper.out).
+  ensurePrivateHome(home, { fix: false });
   // The helper's own early output (before it opens helper.log) goes to a file, not to us.
   const out = openSync(path.join(home, 'helper.out'), 'a', 0o600);
   const child = spawn(process.execPath, [helperScript], {
@@ -75,8 +78,53 @@ export async function connect(opts: ConnectOptions): Promise<MessageConnection> 
     }
   }
   const conn = createMessageConnection(new SocketMessageReader(sock), new SocketMessageWriter(sock));
+  rejectPendingOnClose(conn, opts.home);
   conn.listen();
   return conn;
+}
+
+export function helperGoneError(home: string): DevvmError {
+  return new DevvmError('internal', 'the devvm helper went away during the request', `see ${path.join(home, 'helper.log')}; run the command again`);
+}
+
+/**
+ * vscode-jsonrpc leaves a request pending for ever when the socket closes (it rejects only
+ * on dispose), so a client whose helper died would wait, or exit silently once nothing is
+ * left on the event loop. Every request, pending or sent after the close, rejects instead.
+ */
+function rejectPendingOnClose(conn: MessageConnection, home: string): void {
+  let closed = false;
+  const rejecters = new Set<(e: DevvmError) => void>();
+  const gone = () => {
+    if (closed) return;
+    closed = true;
+    for (const reject of rejecters) reject(helperGoneError(home));
+    rejecters.clear();
+  };
+  conn.onClose(gone);
+  conn.onError(([e]) => {
+    // A reset socket may report the error without a close.
+    if (/ECONNRESET|EPIPE/.test(String((e as Error)?.message ?? e))) gone();
+  });
+  const send = conn.sendRequest.bind(conn) as (...args: unknown[]) => Promise<unknown>;
+  (conn as { sendRequest: unknown }).sendRequest = (...args: unknown[]): Promise<unknown> => {
+    if (closed) return Promise.reject(helperGoneError(home));
+    return new Promise((resolve, reject) => {
+      rejecters.add(reject);
+      let sent: Promise<unknown>;
+      try {
+        sent = send(...args);
+      } catch (e) {
+        rejecters.delete(reject);
+        reject(e);
+        return;
+      }
+      sent.then(
+        (v) => { rejecters.delete(reject); resolve(v); },
+        (e) => { rejecters.delete(reject); reject(closed ? helperGoneError(home) : e); },
+      );
+    });
+  };
 }
 
 /** Turns an RPC failure back into the DevvmError the helper threw. */

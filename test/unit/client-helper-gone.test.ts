@@ -1,0 +1,119 @@
+/**
+ * A helper that dies mid-request: the client's request must fail with one clear error, not
+ * hang (the extension) or end silently with exit 0 (the CLI). The helper is a fake unix
+ * socket server that reads one request and then closes or answers.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { RequestType0 } from 'vscode-jsonrpc/node';
+import { connect } from '../../src/shared/client';
+import { DevvmError } from '../../src/shared/errors';
+
+const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+const Ping = new RequestType0<string, void>('test/ping');
+
+type Behaviour = 'close' | 'answer' | 'hold';
+
+/** Reads framed JSON-RPC requests; on each one closes the socket, answers "pong", or keeps it pending. */
+async function fakeHelper(home: string, behaviour: Behaviour): Promise<{ requests: () => number; close: () => Promise<void> }> {
+  let requests = 0;
+  const socks = new Set<net.Socket>();
+  const srv = net.createServer((sock) => {
+    socks.add(sock);
+    let buf = Buffer.alloc(0);
+    sock.on('data', (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      for (;;) {
+        const head = buf.indexOf('\r\n\r\n');
+        if (head < 0) return;
+        const len = Number(/Content-Length: (\d+)/i.exec(buf.subarray(0, head).toString())?.[1]);
+        if (buf.length < head + 4 + len) return;
+        const msg = JSON.parse(buf.subarray(head + 4, head + 4 + len).toString()) as { id?: number };
+        buf = buf.subarray(head + 4 + len);
+        if (msg.id === undefined) continue;
+        requests++;
+        if (behaviour === 'close') sock.destroy();
+        else if (behaviour === 'answer') {
+          const body = JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: 'pong' });
+          sock.write(`Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        }
+      }
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => srv.listen(path.join(home, 'helper.sock'), resolve));
+  return {
+    requests: () => requests,
+    close: () => new Promise<void>((resolve) => {
+      for (const s of socks) s.destroy();
+      srv.close(() => resolve());
+    }),
+  };
+}
+
+function tempHome(t: { after: (fn: () => void) => void }): string {
+  const home = mkdtempSync(path.join(os.tmpdir(), 'devvm-gone-'));
+  t.after(() => rmSync(home, { recursive: true, force: true }));
+  return home;
+}
+
+const goneError = (home: string) => (e: unknown) => {
+  assert.ok(e instanceof DevvmError, String(e));
+  assert.equal(e.message, 'the devvm helper went away during the request');
+  assert.equal(e.hint, `see ${path.join(home, 'helper.log')}; run the command again`);
+  return true;
+};
+
+test('a request pending when the helper closes the connection rejects with a clear DevvmError', async (t) => {
+  const home = tempHome(t);
+  const fake = await fakeHelper(home, 'close');
+  t.after(() => fake.close());
+  const conn = await connect({ home });
+  t.after(() => conn.dispose());
+  await assert.rejects(conn.sendRequest(Ping), goneError(home));
+  assert.equal(fake.requests(), 1, 'the request reached the helper first');
+  // And every later request fails the same way, at once, instead of throwing or hanging.
+  await assert.rejects(conn.sendRequest(Ping), goneError(home));
+});
+
+test('a helper killed while a request waits (no answer yet): the request rejects', async (t) => {
+  const home = tempHome(t);
+  const fake = await fakeHelper(home, 'hold');
+  const conn = await connect({ home });
+  t.after(() => conn.dispose());
+  const pending = conn.sendRequest(Ping);
+  while (fake.requests() === 0) await new Promise((r) => setTimeout(r, 5));
+  await fake.close();
+  await assert.rejects(pending, goneError(home));
+});
+
+test('answers still arrive as before', async (t) => {
+  const home = tempHome(t);
+  const fake = await fakeHelper(home, 'answer');
+  t.after(() => fake.close());
+  const conn = await connect({ home });
+  t.after(() => conn.dispose());
+  assert.equal(await conn.sendRequest(Ping), 'pong');
+  assert.equal(await conn.sendRequest(Ping), 'pong');
+});
+
+test('the CLI exits 1 with one line when the helper goes away mid-request', { skip: existsSync(CLI) ? false : 'dist/cli.js not built (node scripts/build.mjs)' }, async (t) => {
+  const home = tempHome(t);
+  const fake = await fakeHelper(home, 'close');
+  t.after(() => fake.close());
+  const child = spawn(process.execPath, [CLI, 'list'], { env: { ...process.env, DEVVM_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c) => (out += c));
+  child.stderr.on('data', (c) => (err += c));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.equal(fake.requests(), 1);
+  assert.equal(out, '');
+  assert.equal(err, `devvm: the devvm helper went away during the request (see ${path.join(home, 'helper.log')}; run the command again)\n`);
+  assert.equal(code, 1);
+});
