@@ -41,7 +41,7 @@ export const GROUPS: readonly GroupKind[] = ['layers', 'ports', 'snapshots', 'di
 /** Groups whose rows and children come from vm/info. */
 export const INFO_GROUPS: readonly GroupKind[] = ['layers', 'snapshots', 'disks', 'usb'];
 
-const TRANSITIONAL: readonly VmState[] = ['creating', 'starting', 'stopping', 'suspending'];
+const TRANSITIONAL: readonly VmState[] = ['creating', 'starting', 'stopping', 'suspending', 'deleting'];
 
 export function stateIcon(state: VmState): IconSpec {
   if (TRANSITIONAL.includes(state)) return { id: 'loading~spin' };
@@ -99,6 +99,7 @@ export function vmItem(s: VmSummary): ItemSpec {
     `CPUs: ${s.cpus}, memory: ${formatMemory(s.memoryMiB)}  `,
     s.sshPort ? `SSH: \`ssh ${s.sshHost}\` (127.0.0.1:${s.sshPort})` : 'SSH: disabled',
   ];
+  if (s.state === 'deleting') lines.push('', '$(trash) Being deleted: its folder goes once the helper is done. Until then only Show Logs applies.');
   if (s.error) lines.push('', `$(error) ${md(s.error)}`);
   return {
     id: `vm:${s.name}`,
