@@ -138,6 +138,8 @@ export class HelperClient {
     this.pending.add(fail);
     try {
       const sent = params === undefined ? c.sendRequest(type as RequestType0<R, RpcErrorData>) : c.sendRequest(type as RequestType<P, R, RpcErrorData>, params);
+      // When the close wins the race, vscode-jsonrpc may still reject this later (on dispose).
+      sent.then(undefined, () => {});
       // Closed between the connect and now: onClose has run already and will not fail this one.
       if (this.live !== c) fail(wentAway());
       return await Promise.race([sent, closed]);

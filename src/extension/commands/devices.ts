@@ -1,4 +1,5 @@
 /** Disks and USB devices: NBD export of a VM's disk, hot-plugged disks, host USB devices. */
+import path from 'node:path';
 import * as vscode from 'vscode';
 import { DevvmError } from '../../shared/errors';
 import { Rpc } from '../../shared/rpc';
@@ -8,6 +9,23 @@ import { diskLabel, nbdUriProblem, sortedSnapshots } from '../model';
 import { deviceDetail, deviceLabel, parseRules, ruleCount, USB_ALWAYS_KEY } from '../usbPrompt';
 import { onVm, plain, type CommandEntry, type Cx } from './command';
 import { nodeOf, vmInfo } from './util';
+
+/**
+ * The format of a disk file: the helper takes a file as raw only when told so (a text file
+ * is no disk), so a file whose name does not say (.qcow2, .iso) is asked about.
+ */
+export async function askDiskFormat(file: string): Promise<'qcow2' | 'raw' | undefined> {
+  if (/\.qcow2$/i.test(file)) return 'qcow2';
+  if (/\.iso$/i.test(file)) return 'raw';
+  const f = await vscode.window.showQuickPick(
+    [
+      { label: 'qcow2', description: 'checked: refused if it is not one, or if it has a backing file', format: 'qcow2' as const },
+      { label: 'raw', description: 'a plain disk image, used byte for byte', format: 'raw' as const },
+    ],
+    { placeHolder: `Format of ${path.basename(file)}` },
+  );
+  return f?.format;
+}
 
 async function exportDisk(cx: Cx, s: VmSummary, arg: unknown): Promise<void> {
   let snapshot = nodeOf(arg, 'snapshot')?.name;
@@ -63,6 +81,11 @@ async function attachDisk(cx: Cx, s: VmSummary): Promise<void> {
     source = files?.[0]?.fsPath;
   }
   if (!source) return;
+  let format: 'qcow2' | 'raw' | undefined;
+  if (kind.k !== 'nbd') {
+    format = await askDiskFormat(source);
+    if (!format) return;
+  }
   const modes = [
     { label: 'Read-write', description: 'the guest can change it', readOnly: false },
     { label: 'Read-only', description: kind.k === 'nbd' ? 'devvm exports are read-only' : 'the file is never written', readOnly: true },
@@ -70,7 +93,7 @@ async function attachDisk(cx: Cx, s: VmSummary): Promise<void> {
   const mode = await vscode.window.showQuickPick(kind.k === 'nbd' ? modes.reverse() : modes, { title: title(2), placeHolder: diskLabel(source) });
   if (!mode) return;
   const usb = kind.k === 'usb';
-  const r: AttachedDisk = await cx.withProgress(`Attaching ${diskLabel(source)} to ${s.name}`, () => cx.client.request(Rpc.diskAttach, { name: s.name, source, usb, readOnly: mode.readOnly }));
+  const r: AttachedDisk = await cx.withProgress(`Attaching ${diskLabel(source)} to ${s.name}`, () => cx.client.request(Rpc.diskAttach, { name: s.name, source, usb, readOnly: mode.readOnly, ...(format ? { format } : {}) }));
   cx.out.info(`${s.name}: attached ${r.source} as ${r.id} (${r.bus}${r.readOnly ? ', read-only' : ''})`);
   void vscode.window.showInformationMessage(`Attached ${diskLabel(r.source)} to ${s.name} as ${r.bus === 'usb' ? 'USB storage' : 'a virtio disk'}${r.readOnly ? ', read-only' : ''}. In the guest, lsblk lists it.`);
 }

@@ -6,6 +6,7 @@ import { Rpc } from '../../shared/rpc';
 import * as validate from '../../shared/validate';
 import { nbdUriProblem } from '../model';
 import { plain, type CommandEntry, type Cx } from './command';
+import { askDiskFormat } from './devices';
 import { isNode } from './util';
 
 function askImageName(cx: Cx, value: string): Thenable<string | undefined> {
@@ -70,18 +71,8 @@ async function importImage(cx: Cx): Promise<void> {
   } else {
     source = (await vscode.window.showOpenDialog({ canSelectMany: false, openLabel: 'Import', title: 'Disk image to import (qcow2 or raw)', filters: { 'Disk images': ['qcow2', 'img', 'raw'], 'All files': ['*'] } }))?.[0]?.fsPath;
     if (!source) return;
-    // The helper takes a file as raw only when told so (a text file is no disk); a .qcow2 says what it is.
-    if (!/\.qcow2$/i.test(source)) {
-      const f = await vscode.window.showQuickPick(
-        [
-          { label: 'qcow2', description: 'checked: refused if it is not one, or has a backing file', format: 'qcow2' as const },
-          { label: 'raw', description: 'a plain disk image, taken byte for byte', format: 'raw' as const },
-        ],
-        { placeHolder: `Format of ${path.basename(source)}` },
-      );
-      if (!f) return;
-      format = f.format;
-    }
+    format = await askDiskFormat(source);
+    if (!format) return;
   }
   const stem = kind.nbd ? (source.split('/').pop() ?? '') : path.basename(source).replace(/\.(qcow2|img|raw)$/i, '');
   const base = stem.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '');
