@@ -9,7 +9,7 @@ import * as vscode from 'vscode';
 import type { CreateParams } from '../shared/rpc';
 import type { ImageInfo } from '../shared/types';
 import { checkForm, parseFromWebview, type CreateForm, type InitMessage, type ToWebview } from './form';
-import { formatBytes } from './model';
+import { bytes } from '../shared/format';
 
 export interface CreatePanelDeps {
   extensionUri: vscode.Uri;
@@ -81,7 +81,7 @@ export class CreatePanel {
         const c = await this.context();
         const init: InitMessage = {
           type: 'init',
-          images: c.images.map((i) => ({ name: i.name, detail: `${formatBytes(i.actualSize)} · ${i.source}` })),
+          images: c.images.map((i) => ({ name: i.name, detail: `${bytes(i.actualSize)} · ${i.source}` })),
           existing: c.existing,
           defaults: this.d.defaults(),
           hostCpus: c.hostCpus,

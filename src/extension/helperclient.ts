@@ -1,7 +1,9 @@
 /**
  * The extension's one connection to the helper: connects lazily (starting the helper when
  * nothing answers), routes notifications, and after the helper goes away reconnects when
- * its socket reappears (a directory watch, not polling). No `vscode` import.
+ * its socket reappears (a directory watch, not polling). Requests in flight when the
+ * connection closes fail at once (vscode-jsonrpc leaves them pending forever on a close);
+ * the next request connects again, starting a helper if none answers. No `vscode` import.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, watch, type FSWatcher } from 'node:fs';
@@ -49,6 +51,11 @@ export class HelperClient {
   readonly disconnected = new Signal<void>();
 
   private conn: Promise<MessageConnection> | null = null;
+  /** The open connection, and how to fail each request waiting on it. */
+  private live: MessageConnection | null = null;
+  /** Whether the connection attempt in `conn` starts a helper when none answers. */
+  private connStarts = true;
+  private pending = new Set<(e: DevvmError) => void>();
   private progress = new Map<string, (p: ProgressParams) => void>();
   private watcher: FSWatcher | null = null;
   private disposed = false;
@@ -61,11 +68,16 @@ export class HelperClient {
 
   /** The connection; starts the helper when `start` and nothing answers. */
   connection(start = true): Promise<MessageConnection> {
-    if (this.disposed) return Promise.reject(new Error('disposed'));
-    this.conn ??= this.open(start).catch((e) => {
-      this.conn = null;
-      throw fromRpcError(e);
-    });
+    if (this.disposed) return Promise.reject(new DevvmError('invalid-state', 'the devvm extension is shutting down'));
+    if (!this.conn) {
+      this.connStarts = start;
+      this.conn = this.open(start).catch((e) => {
+        this.conn = null;
+        throw fromRpcError(e);
+      });
+    }
+    // A reconnect without start (the socket watch) may be racing a dying helper: a request then starts one.
+    if (start && !this.connStarts) return this.conn.catch(() => this.connection(true));
     return this.conn;
   }
 
@@ -77,8 +89,13 @@ export class HelperClient {
     c.onNotification(Notify.imagesChanged, () => this.imagesChanged.fire());
     c.onNotification(Notify.usb, (e) => this.usb.fire(e));
     c.onNotification(Notify.progress, (p) => this.progress.get(p.token)?.(p));
+    this.live = c;
     c.onClose(() => {
+      // A close of an older connection must not drop a newer one.
+      if (this.live !== c) return;
+      this.live = null;
       this.conn = null;
+      this.failPending();
       if (this.disposed) return;
       this.o.log('warn', 'the helper connection closed; reconnecting when the helper is back');
       this.disconnected.fire();
@@ -116,15 +133,31 @@ export class HelperClient {
   async request<P, R>(type: RequestType<P, R, RpcErrorData>, params: P): Promise<R>;
   async request<P, R>(type: RequestType0<R, RpcErrorData> | RequestType<P, R, RpcErrorData>, params?: P): Promise<R> {
     const c = await this.connection();
+    let fail!: (e: DevvmError) => void;
+    const closed = new Promise<never>((_, reject) => (fail = reject));
+    this.pending.add(fail);
     try {
-      return params === undefined ? await c.sendRequest(type as RequestType0<R, RpcErrorData>) : await c.sendRequest(type as RequestType<P, R, RpcErrorData>, params);
+      const sent = params === undefined ? c.sendRequest(type as RequestType0<R, RpcErrorData>) : c.sendRequest(type as RequestType<P, R, RpcErrorData>, params);
+      // When the close wins the race, vscode-jsonrpc may still reject this later (on dispose).
+      sent.then(undefined, () => {});
+      // Closed between the connect and now: onClose has run already and will not fail this one.
+      if (this.live !== c) fail(wentAway());
+      return await Promise.race([sent, closed]);
     } catch (e) {
       // The helper outlives VS Code: after an update, the one running may predate a request.
       if (e instanceof ResponseError && e.code === ErrorCodes.MethodNotFound) {
         throw new DevvmError('invalid-state', `the running devvm helper is older than this extension and does not know "${type.method}"`, 'stop it with "devvm helper stop" (VMs keep running) and retry: a current one starts on demand');
       }
       throw fromRpcError(e) satisfies DevvmError;
+    } finally {
+      this.pending.delete(fail);
     }
+  }
+
+  private failPending(): void {
+    const waiting = [...this.pending];
+    this.pending.clear();
+    for (const fail of waiting) fail(wentAway());
   }
 
   /** A fresh progress token; `onProgress` gets the helper's messages for it until disposed. */
@@ -137,7 +170,12 @@ export class HelperClient {
   dispose(): void {
     this.disposed = true;
     this.stopWatching();
+    this.failPending();
     void this.conn?.then((c) => c.dispose(), () => {});
     this.conn = null;
   }
+}
+
+function wentAway(): DevvmError {
+  return new DevvmError('internal', 'the devvm helper went away during the request', 'run the command again; the helper restarts on demand');
 }

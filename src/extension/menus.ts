@@ -3,40 +3,68 @@
  * palette's quick picks: only VMs a command applies to are offered), one for commands on
  * a VM's group rows, one for commands on other tree items (snapshots, attached disks, USB
  * devices). A unit test checks the `when` clauses in package.json against these tables.
- * No `vscode` import.
+ *
+ * The states come from the lifecycle table (src/shared/lifecycle.ts), the one the helper
+ * refuses through: a command is never offered where the helper would refuse it. A rule
+ * may hide states the helper accepts but where the command does nothing (Start on a
+ * running VM) or another command is the one to use (Resume, not Start, on a suspended
+ * one); each such narrowing is written here with its reason. No `vscode` import.
  */
+import { OPERATIONS, type Operation } from '../shared/lifecycle';
 import { VM_STATES, type VmState } from '../shared/types';
 
 export interface VmRule {
   states: readonly VmState[];
   /** Needs SSH enabled for the VM. */
   ssh?: boolean;
+  /** The helper operation it runs: `states` are those OPERATIONS[op] allows (minus `hidden`). */
+  op?: Operation;
+  /** States the operation allows but the menu does not offer it in (no-op, or another command's job). */
+  hidden?: readonly VmState[];
 }
 
-const ALL_BUT_CREATING = VM_STATES.filter((s) => s !== 'creating');
-/** A VM no operation runs on: snapshots, restores, clones and exports are possible. */
-const SETTLED = ['stopped', 'running', 'suspended'] as const satisfies readonly VmState[];
+/** A rule from the lifecycle table: the operation's states, minus those where offering it makes no sense. */
+function op(operation: Operation, o: { hide?: readonly VmState[]; ssh?: boolean } = {}): VmRule {
+  const hidden = o.hide ?? [];
+  return {
+    op: operation,
+    states: (OPERATIONS[operation] as readonly VmState[]).filter((s) => !hidden.includes(s)),
+    ...(o.ssh ? { ssh: true } : {}),
+    ...(hidden.length ? { hidden } : {}),
+  };
+}
+
+/** UI-only commands (no helper operation behind them): every state with a VM directory to read. */
+const HAS_FILES = VM_STATES.filter((s) => s !== 'creating');
+/** A VM being deleted offers nothing but its logs. */
+const HAS_CONFIG = HAS_FILES.filter((s) => s !== 'deleting');
 
 export const VM_COMMANDS = {
-  'devvm.start': { states: ['stopped', 'error'] },
-  'devvm.stop': { states: ['running'] },
-  'devvm.suspend': { states: ['running'] },
-  'devvm.resume': { states: ['suspended'] },
-  'devvm.forceStop': { states: ['running', 'starting', 'stopping', 'suspending', 'error'] },
-  'devvm.delete': { states: ['stopped', 'running', 'suspended', 'error'] },
-  'devvm.connect': { states: ['stopped', 'starting', 'running', 'error'], ssh: true },
-  'devvm.connectNewWindow': { states: ['stopped', 'starting', 'running', 'error'], ssh: true },
-  'devvm.openSshTerminal': { states: ['running'], ssh: true },
-  'devvm.openSerial': { states: ['starting', 'running'] },
-  'devvm.showLogs': { states: ALL_BUT_CREATING },
-  'devvm.copySshCommand': { states: ALL_BUT_CREATING, ssh: true },
-  // Disk-only snapshots in any settled state; RAM is offered only when running or suspended.
-  'devvm.snapshot': { states: SETTLED },
-  'devvm.restoreSnapshot': { states: [...SETTLED, 'error'] },
-  'devvm.clone': { states: SETTLED },
-  'devvm.exportDisk': { states: SETTLED },
-  'devvm.attachDisk': { states: ['running'] },
-  'devvm.attachUsb': { states: ['running'] },
+  // Running: nothing to start; suspended: Resume is the command (start resumes too).
+  'devvm.start': op('start', { hide: ['running', 'suspended'] }),
+  // Elsewhere stop is a no-op; an error is cleared by Start or Force Stop.
+  'devvm.stop': op('stop', { hide: ['stopped', 'suspended', 'error'] }),
+  'devvm.suspend': op('suspend'),
+  // Running: nothing to resume.
+  'devvm.resume': op('resume', { hide: ['running'] }),
+  // Stopped or suspended: no QEMU to kill.
+  'devvm.forceStop': op('forceStop', { hide: ['stopped', 'suspended'] }),
+  // The extension confirms, then deletes with force where a plain delete is refused.
+  'devvm.delete': op('forceDelete'),
+  // Connect starts (or resumes) the VM and waits for SSH: wherever start works, as it ends running.
+  'devvm.connect': op('start', { ssh: true }),
+  'devvm.connectNewWindow': op('start', { ssh: true }),
+  'devvm.openSshTerminal': op('ssh', { ssh: true }),
+  'devvm.openSerial': op('console'),
+  'devvm.showLogs': { states: HAS_FILES },
+  'devvm.copySshCommand': { states: HAS_CONFIG, ssh: true },
+  // RAM is offered only when running or suspended (OPERATIONS.snapshotRam), in the command itself.
+  'devvm.snapshot': op('snapshot'),
+  'devvm.restoreSnapshot': op('restore'),
+  'devvm.clone': op('clone'),
+  'devvm.exportDisk': op('exportDisk'),
+  'devvm.attachDisk': op('attachDisk'),
+  'devvm.attachUsb': op('attachUsb'),
 } as const satisfies Record<string, VmRule>;
 
 export type VmCommand = keyof typeof VM_COMMANDS;
@@ -98,27 +126,34 @@ export interface ItemRule {
 
 export const ITEM_COMMANDS = {
   'devvm.restoreSnapshot': { items: SNAPSHOT_ITEMS, vm: VM_COMMANDS['devvm.restoreSnapshot'] },
-  'devvm.deleteSnapshot': { items: SNAPSHOT_ITEMS, vm: { states: [...SETTLED, 'error'] } },
+  'devvm.deleteSnapshot': { items: SNAPSHOT_ITEMS, vm: op('deleteSnapshot') },
   'devvm.clone': { items: SNAPSHOT_ITEMS, vm: VM_COMMANDS['devvm.clone'] },
   'devvm.exportDisk': { items: SNAPSHOT_ITEMS, vm: VM_COMMANDS['devvm.exportDisk'] },
-  'devvm.detachDisk': { items: DISK_ITEMS, vm: { states: ['running'] } },
-  'devvm.detachUsb': { items: USB_ITEMS, vm: { states: ['running'] } },
+  'devvm.detachDisk': { items: DISK_ITEMS, vm: op('detachDisk') },
+  'devvm.detachUsb': { items: USB_ITEMS, vm: op('detachUsb') },
 } as const satisfies Record<string, ItemRule>;
 
 export type ItemCommand = keyof typeof ITEM_COMMANDS;
 
 /** Commands only in the palette (and in notifications), acting on a picked VM. */
 export const PALETTE_COMMANDS = {
-  'devvm.unexportDisk': { states: ALL_BUT_CREATING },
+  'devvm.unexportDisk': op('unexportDisk'),
 } as const satisfies Record<string, VmRule>;
 
 export type PaletteCommand = keyof typeof PALETTE_COMMANDS;
 
+/** Any command that acts on one VM (picked when not given). */
+export type RuleCommand = VmCommand | ItemCommand | PaletteCommand;
+
 /** The VM rule of any command that acts on one VM. */
-export function vmRule(command: VmCommand | ItemCommand | PaletteCommand): VmRule {
+export function vmRule(command: RuleCommand): VmRule {
   if (command in VM_COMMANDS) return VM_COMMANDS[command as VmCommand];
   if (command in ITEM_COMMANDS) return ITEM_COMMANDS[command as ItemCommand].vm;
   return PALETTE_COMMANDS[command as PaletteCommand];
+}
+
+export function isRuleCommand(command: string): command is RuleCommand {
+  return command in VM_COMMANDS || command in ITEM_COMMANDS || command in PALETTE_COMMANDS;
 }
 
 export function itemApplies(command: string, contextValue: string): boolean {

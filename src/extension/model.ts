@@ -2,7 +2,8 @@
  * What the Dev VMs views show, as plain data computed from RPC results. No `vscode`
  * import: the extension maps these specs onto TreeItems, and unit tests check them.
  */
-import type { AttachedDisk, HostUsbDevice, ImageInfo, LayerInfo, LayerNode, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
+import { bytes as formatBytes, date as formatDate, memory as formatMemory } from '../shared/format';
+import type { AttachedDisk, HostUsbDevice, ImageInfo, LayerInfo, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
 import { groupContextValue, vmContextValue } from './menus';
 import { deviceDetail, deviceLabel } from './usbPrompt';
 
@@ -41,7 +42,7 @@ export const GROUPS: readonly GroupKind[] = ['layers', 'ports', 'snapshots', 'di
 /** Groups whose rows and children come from vm/info. */
 export const INFO_GROUPS: readonly GroupKind[] = ['layers', 'snapshots', 'disks', 'usb'];
 
-const TRANSITIONAL: readonly VmState[] = ['creating', 'starting', 'stopping', 'suspending'];
+const TRANSITIONAL: readonly VmState[] = ['creating', 'starting', 'stopping', 'suspending', 'deleting'];
 
 export function stateIcon(state: VmState): IconSpec {
   if (TRANSITIONAL.includes(state)) return { id: 'loading~spin' };
@@ -55,25 +56,6 @@ export function stateIcon(state: VmState): IconSpec {
     default:
       return { id: 'vm-outline' };
   }
-}
-
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-
-/** 1536 -> "1.5 KiB"; one decimal below 10 units, none above. */
-export function formatBytes(n: number): string {
-  if (!Number.isFinite(n) || n < 0) return '?';
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < UNITS.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  const s = i === 0 || v >= 10 ? Math.round(v).toString() : v.toFixed(1).replace(/\.0$/, '');
-  return `${s} ${UNITS[i]}`;
-}
-
-export function formatMemory(mib: number): string {
-  return mib >= 1024 && mib % 1024 === 0 ? `${mib / 1024} GiB` : `${mib} MiB`;
 }
 
 /** Markdown text with the characters that would format escaped (names are validated, but errors are free text). */
@@ -99,6 +81,7 @@ export function vmItem(s: VmSummary): ItemSpec {
     `CPUs: ${s.cpus}, memory: ${formatMemory(s.memoryMiB)}  `,
     s.sshPort ? `SSH: \`ssh ${s.sshHost}\` (127.0.0.1:${s.sshPort})` : 'SSH: disabled',
   ];
+  if (s.state === 'deleting') lines.push('', '$(trash) Being deleted: its folder goes once the helper is done. Until then only Show Logs applies.');
   if (s.error) lines.push('', `$(error) ${md(s.error)}`);
   return {
     id: `vm:${s.name}`,
@@ -169,14 +152,6 @@ export function layerItem(vm: string, layer: LayerInfo, index: number): ItemSpec
     contextValue: `layer.${layer.role}${others.length ? '.shared' : ''}`,
     collapsible: 'none',
   };
-}
-
-/** "2026-01-31 14:05" in local time; the ISO text itself when it does not parse. */
-export function formatDate(iso: string): string {
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return iso;
-  const p = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
 /** Snapshots oldest first. */
@@ -312,59 +287,6 @@ export function restoreDetail(s: Pick<VmSummary, 'name' | 'state'>, snap: Snapsh
   else if (snap.ram) lines.push('The VM becomes suspended at the moment of the snapshot; Resume continues from there.');
   if (s.state === 'suspended' && !snap.ram) lines.push('Its saved RAM state is discarded: it boots from the snapshot.');
   return lines.join('\n\n');
-}
-
-/**
- * The layer tree as text (Show Layer Tree): every frozen layer under the image it sits
- * on, children indented, with size, date, snapshot names and the VMs using it.
- */
-export function layerTreeText(nodes: readonly LayerNode[], home: string): string {
-  const byId = new Map(nodes.map((n) => [n.id, n]));
-  const children = new Map<string | null, LayerNode[]>();
-  const roots = new Map<string, LayerNode[]>();
-  for (const n of nodes) {
-    if (n.parent !== null && byId.has(n.parent)) {
-      const list = children.get(n.parent) ?? [];
-      list.push(n);
-      children.set(n.parent, list);
-    } else {
-      const list = roots.get(n.image) ?? [];
-      list.push(n);
-      roots.set(n.image, list);
-    }
-  }
-  const order = (a: LayerNode, b: LayerNode) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id);
-  const total = nodes.reduce((a, n) => a + n.actualSize, 0);
-  const out = [
-    `Dev VMs layer tree — ${nodes.length} frozen layer${nodes.length === 1 ? '' : 's'}, ${formatBytes(total)} (${home}/layers)`,
-    '',
-    'Each VM runs on its own read-write overlay on top of one path through this tree; the base',
-    'image is at the bottom. A layer is deleted only when no VM, snapshot or clone uses it.',
-    '',
-  ];
-  if (!nodes.length) out.push('No frozen layers yet: take a snapshot, clone a VM or export a disk.');
-  const line = (n: LayerNode): string => {
-    const parts = [n.id, formatBytes(n.actualSize), formatDate(n.createdAt)];
-    if (n.snapshots.length) parts.push(`snapshots: ${n.snapshots.join(', ')}`);
-    parts.push(n.usedBy.length ? `used by: ${n.usedBy.join(', ')}` : 'used by: no VM');
-    if (n.parent !== null && !byId.has(n.parent)) parts.push(`parent ${n.parent} missing`);
-    return parts.join('  ');
-  };
-  const walk = (n: LayerNode, prefix: string, last: boolean, seen: Set<string>) => {
-    out.push(`${prefix}${last ? '└─ ' : '├─ '}${line(n)}`);
-    if (seen.has(n.id)) return;
-    seen.add(n.id);
-    const kids = (children.get(n.id) ?? []).sort(order);
-    kids.forEach((k, i) => walk(k, `${prefix}${last ? '   ' : '│  '}`, i === kids.length - 1, seen));
-  };
-  for (const image of [...roots.keys()].sort()) {
-    out.push(`${image} (base image)`);
-    const list = roots.get(image)!.sort(order);
-    const seen = new Set<string>();
-    list.forEach((n, i) => walk(n, '', i === list.length - 1, seen));
-    out.push('');
-  }
-  return `${out.join('\n').trimEnd()}\n`;
 }
 
 export function imageItem(img: ImageInfo): ItemSpec {

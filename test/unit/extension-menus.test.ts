@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { appliesTo, GROUP_COMMANDS, groupContextValue, itemApplies, ITEM_COMMANDS, PALETTE_COMMANDS, VM_COMMANDS, vmContextValue, vmRule, type GroupCommand, type VmCommand } from '../../src/extension/menus';
-import { GROUPS } from '../../src/extension/model';
-import { VM_STATES } from '../../src/shared/types';
+import { appliesTo, GROUP_COMMANDS, groupContextValue, itemApplies, ITEM_COMMANDS, PALETTE_COMMANDS, VM_COMMANDS, vmContextValue, vmRule, type GroupCommand, type RuleCommand, type VmCommand, type VmRule } from '../../src/extension/menus';
+import { GROUPS, stateIcon, vmItem } from '../../src/extension/model';
+import { allows, OPERATIONS } from '../../src/shared/lifecycle';
+import { VM_STATES, type VmState } from '../../src/shared/types';
 
 interface MenuEntry {
   command: string;
@@ -109,8 +110,47 @@ test('state rules: the obvious cases', () => {
   assert.ok(!appliesTo('devvm.connect', 'running', false), 'connect needs SSH');
   assert.ok(appliesTo('devvm.connect', 'stopped', true), 'connect starts a stopped VM');
   assert.ok(appliesTo('devvm.openSerial', 'running', false), 'the serial console works without SSH');
-  assert.ok(!appliesTo('devvm.delete', 'starting', true));
+  assert.ok(appliesTo('devvm.delete', 'starting', true), 'delete --force stops a starting VM first (OPERATIONS.forceDelete)');
   assert.ok(!appliesTo('devvm.showLogs', 'creating', true));
+});
+
+const ruleCommands = [...Object.keys(VM_COMMANDS), ...Object.keys(ITEM_COMMANDS), ...Object.keys(PALETTE_COMMANDS)] as RuleCommand[];
+
+test('lifecycle table wins: no command is offered in a state its helper operation refuses', () => {
+  for (const c of ruleCommands) {
+    const rule: VmRule = vmRule(c);
+    if (!rule.op) continue;
+    for (const s of rule.states) assert.ok(allows(rule.op, s), `${c} offered on a ${s} VM, but OPERATIONS.${rule.op} refuses it`);
+    // The states a rule hides are the operation's own, so the rule is the operation's list minus them.
+    for (const s of rule.hidden ?? []) assert.ok(allows(rule.op, s), `${c} hides ${s}, which OPERATIONS.${rule.op} does not allow anyway`);
+    assert.deepEqual([...rule.states].sort(), OPERATIONS[rule.op].filter((s) => !(rule.hidden ?? []).includes(s)).sort(), c);
+  }
+});
+
+test('only UI commands go without a lifecycle operation', () => {
+  const local = ruleCommands.filter((c) => !vmRule(c).op).sort();
+  assert.deepEqual(local, ['devvm.copySshCommand', 'devvm.showLogs']);
+});
+
+test('connect works from every state start+ssh works from', () => {
+  const viaStart = VM_STATES.filter((s) => allows('start', s));
+  for (const s of VM_STATES) {
+    assert.equal(appliesTo('devvm.connect', s, true), viaStart.includes(s), `connect on ${s}`);
+    assert.equal(appliesTo('devvm.connectNewWindow', s, true), viaStart.includes(s), `connectNewWindow on ${s}`);
+  }
+  assert.ok(appliesTo('devvm.connect', 'suspended', true), 'connect resumes a suspended VM');
+});
+
+test('a deleting VM: a spinning icon, a tooltip saying so, and no action but Show Logs', () => {
+  const offered = (state: VmState) => (Object.keys(VM_COMMANDS) as VmCommand[]).filter((c) => appliesTo(c, state, true));
+  assert.deepEqual(offered('deleting'), ['devvm.showLogs']);
+  assert.deepEqual(offered('creating'), []);
+  assert.equal(stateIcon('deleting').id, 'loading~spin');
+  const item = vmItem({ name: 'web', state: 'deleting', image: 'debian-12', user: 'al', sshHost: 'devvm-web', sshPort: 2222, cpus: 2, memoryMiB: 2048 });
+  assert.match(item.tooltip, /Being deleted/);
+  assert.equal(item.contextValue, 'vm.deleting.ssh');
+  // Nothing on its group rows either.
+  for (const c of Object.keys(GROUP_COMMANDS) as GroupCommand[]) assert.ok(!appliesTo(c, 'deleting', true), c);
 });
 
 test('image delete only for unused images', () => {

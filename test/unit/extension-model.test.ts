@@ -1,7 +1,8 @@
 /** The Dev VMs views' model, computed from RPC data (src/extension/model.ts, no vscode). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { deleteDetail, diskItem, normalizeInfo, diskLabel, formatBytes, formatDate, groupChildren, groupItem, imageItem, layerItem, layerTreeText, nbdUriProblem, nextFreeName, portItem, restoreDetail, snapshotItem, sshCommand, statusText, usbItem, vmItem } from '../../src/extension/model';
+import { bytes as formatBytes, date as formatDate, layerTreeText } from '../../src/shared/format';
+import { deleteDetail, diskItem, normalizeInfo, diskLabel, groupChildren, groupItem, imageItem, layerItem, nbdUriProblem, nextFreeName, portItem, restoreDetail, snapshotItem, sshCommand, statusText, usbItem, vmItem } from '../../src/extension/model';
 import { remoteFolderUri, preferredRemoteSsh, installedRemoteSsh, vmFromRemoteAuthority } from '../../src/extension/remote';
 import type { HostUsbDevice, ImageInfo, LayerNode, SnapshotInfo, VmInfo, VmSummary } from '../../src/shared/types';
 
@@ -216,7 +217,7 @@ test('layer tree text: layers under their image, children indented, snapshots an
     { id: 'c3', parent: 'a1', image: 'debian-12', file: '/d/layers/c3.qcow2', actualSize: 1024 ** 2, createdAt: '2026-01-03T00:00:00Z', snapshots: [], usedBy: ['web-clone'] },
     { id: 'z9', parent: null, image: 'alpine', file: '/d/layers/z9.qcow2', actualSize: 0, createdAt: '2026-01-01T00:00:00Z', snapshots: [], usedBy: [] },
   ];
-  const text = layerTreeText(nodes, '/d');
+  const text = layerTreeText(nodes, '/d/layers');
   const lines = text.split('\n');
   assert.match(lines[0]!, /4 frozen layers, 13 MiB \(\/d\/layers\)/);
   const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
@@ -225,9 +226,9 @@ test('layer tree text: layers under their image, children indented, snapshots an
   assert.match(lines[at(/b2/)]!, /^   ├─ b2 .*snapshots: web\/later  used by: web$/);
   assert.match(lines[at(/c3/)]!, /^   └─ c3 .*used by: web-clone$/);
   assert.match(lines[at(/z9/)]!, /used by: no VM$/);
-  assert.match(layerTreeText([], '/d'), /No frozen layers yet/);
+  assert.match(layerTreeText([], '/d/layers'), /No frozen layers yet/);
   // A parent that is not listed: shown at the root, flagged.
-  assert.match(layerTreeText([{ ...nodes[0]!, parent: 'gone' }], '/d'), /^└─ b2 .*parent gone missing$/m);
+  assert.match(layerTreeText([{ ...nodes[0]!, parent: 'gone' }], '/d/layers'), /^└─ b2 .*parent gone missing$/m);
 });
 
 test('images: size, users, and delete only when unused', () => {

@@ -1,0 +1,11 @@
+/** Every command of the extension, by family; registered in one loop (command.ts). */
+import type { CommandEntry } from './command';
+import { CONNECT } from './connect';
+import { CREATE } from './create';
+import { DEVICES } from './devices';
+import { HELP } from './help';
+import { IMAGES } from './images';
+import { LIFECYCLE } from './lifecycle';
+import { SNAPSHOTS } from './snapshots';
+
+export const COMMANDS: readonly CommandEntry[] = [...CREATE, ...LIFECYCLE, ...CONNECT, ...SNAPSHOTS, ...DEVICES, ...IMAGES, ...HELP];
