@@ -45,8 +45,7 @@ export const VM_COMMANDS = {
   // Elsewhere stop is a no-op; an error is cleared by Start or Force Stop.
   'devvm.stop': op('stop', { hide: ['stopped', 'suspended', 'error'] }),
   'devvm.suspend': op('suspend'),
-  // Running: nothing to resume.
-  'devvm.resume': op('resume', { hide: ['running'] }),
+  'devvm.resume': op('resume'),
   // Stopped or suspended: no QEMU to kill.
   'devvm.forceStop': op('forceStop', { hide: ['stopped', 'suspended'] }),
   // The extension confirms, then deletes with force where a plain delete is refused.
