@@ -143,7 +143,7 @@ export interface Rig {
   seedGate: { gate: Gate | null };
   /** A manager on the same home, as after a helper restart. */
   restart(driver?: FakeDriver): Promise<Vms>;
-  cleanup(): void;
+  cleanup(): Promise<void>;
 }
 
 const noProgress = () => {};
@@ -173,8 +173,14 @@ export async function rig(): Promise<Rig> {
     },
   };
   const make = (driver: FakeDriver) => new Vms(home, images, { qemuBinary: 'unused', accelerator: async () => ({ name: 'tcg', reason: 'test' }), stopTimeoutMs: 1000, driver, provisioner });
+  const managers: Vms[] = [];
+  const tracked = (d: FakeDriver) => {
+    const m = make(d);
+    managers.push(m);
+    return m;
+  };
   const driver = new FakeDriver();
-  const vms = make(driver);
+  const vms = tracked(driver);
   await vms.reattach();
   return {
     root,
@@ -184,11 +190,15 @@ export async function rig(): Promise<Rig> {
     vms,
     seedGate,
     restart: async (d = driver) => {
-      const again = make(d);
+      const again = tracked(d);
       await again.reattach();
       return again;
     },
-    cleanup: () => rmSync(root, { recursive: true, force: true }),
+    cleanup: async () => {
+      // Provisioning watchers are timers: stop them so the test process can end.
+      for (const m of managers) await m.shutdown(false);
+      rmSync(root, { recursive: true, force: true });
+    },
   };
 }
 
