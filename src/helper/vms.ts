@@ -6,8 +6,7 @@
  * in vm/: store, lock, build, snapshots, devices, exports, provisioning watch, SSH.
  */
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, renameSync, rmSync, statfsSync, statSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, rmSync } from 'node:fs';
 import { DevvmError } from '../shared/errors';
 import { allows, assertAllowed, busy, type Operation } from '../shared/lifecycle';
 import type { CreateParams, SshTarget } from '../shared/rpc';
@@ -15,29 +14,27 @@ import type { AttachedDisk, HostUsbDevice, LayerInfo, LayerNode, SnapshotInfo, V
 import * as v from '../shared/validate';
 import type { AccelChoice } from './accel';
 import * as disks from './disks';
-import { need, requireFeature, type Driver, type Instance } from './driver/driver';
+import { requireFeature, type Driver, type Instance } from './driver/driver';
 import { QemuDriver } from './driver/qemu';
 import type { Home } from './filenames';
 import type { Images, Progress } from './images';
 import { LayerPool } from './layerpool';
 import { layerInfo } from './layers';
 import { log } from './log';
-import { freePort, portIsFree } from './ports';
 import { sshHostAlias, writeSshConfig } from './sshconfig';
-import { writeJsonAtomic } from './store';
-import type { LaunchRecord, RamState, VmConfig } from './vmconfig';
-import { admit, GiB, instanceFiles, poolOverlay, type VmContext } from './vm/context';
+import type { VmConfig } from './vmconfig';
+import { admit, instanceFiles, poolOverlay, type VmContext } from './vm/context';
 import { Builder, realProvisioner, type Provisioner } from './vm/create';
 import { Devices, type UsbRecord } from './vm/devices';
 import { Exports } from './vm/exports';
 import { LayerView } from './vm/layerview';
-import { isState, OpLocks, type Op } from './vm/oplock';
+import { isState, OpLocks } from './vm/oplock';
 import { ProvisionWatch } from './vm/provisionwatch';
 import { findSnapshot, snapshotInfo, snapshotRamFile, Snapshots } from './vm/snapshots';
-import { launchRecord, waitSsh } from './vm/sshready';
+import { waitSsh } from './vm/sshready';
+import { Making } from './vm/making';
+import { Power } from './vm/power';
 import { VmStore } from './vm/store';
-
-const MIN_FREE_BYTES = 256 * 1024 * 1024;
 
 export interface VmsOptions {
   qemuBinary: string;
@@ -63,6 +60,8 @@ export class Vms extends EventEmitter {
   private readonly exports: Exports;
   private readonly watch: ProvisionWatch;
   private readonly builder: Builder;
+  private readonly power: Power;
+  private readonly making: Making;
 
   constructor(
     private readonly home: Home,
@@ -89,12 +88,23 @@ export class Vms extends EventEmitter {
       changed: (name) => this.changed(name),
       collectLayers: () => this.layers.collect(),
     };
-    this.snaps = new Snapshots(this.ctx, (name, savedAt) => this.ramStateNow(name, savedAt));
+    this.snaps = new Snapshots(this.ctx, (name, savedAt) => this.power.ramStateNow(name, savedAt));
     this.exports = new Exports(this.ctx, this.snaps);
     this.layers = new LayerView(this.pool, () => this.configs(), (n) => home.vm(n), (n) => this.exports.current(n)?.layer ?? null);
     this.devices = new Devices(this.ctx, () => this.runningNames());
     this.watch = new ProvisionWatch(this.ctx);
-    this.builder = new Builder(this.ctx, opts.provisioner ?? realProvisioner, () => new Set(this.configs().map((c) => c.sshPort)));
+    const usedPorts = () => new Set(this.configs().map((c) => c.sshPort));
+    this.builder = new Builder(this.ctx, opts.provisioner ?? realProvisioner, usedPorts);
+    this.power = new Power(this.ctx, {
+      layers: this.layers,
+      watch: this.watch,
+      adopt: (n, i) => this.adopt(n, i),
+      dropUsedSeed: (n) => this.dropUsedSeed(n),
+      clearError: (n) => this.clearError(n),
+      writeSshConfig: () => this.writeSshConfig(),
+      usedPorts,
+    });
+    this.making = new Making(this.ctx, { builder: this.builder, power: this.power, snaps: this.snaps, writeSshConfig: () => this.writeSshConfig() });
   }
 
   // ---- reading -------------------------------------------------------------
@@ -283,118 +293,15 @@ export class Vms extends EventEmitter {
 
   // ---- create and clone ----------------------------------------------------
 
-  private assertNameFree(name: string): void {
-    if (this.store.exists(name) || this.locks.get(name) || existsSync(this.home.vm(name).dir)) {
-      throw new DevvmError('already-exists', `a VM named "${name}" already exists`, 'pick another name or delete it first');
-    }
-  }
-
   async create(p: CreateParams, progress: Progress): Promise<VmSummary> {
-    const name = v.vmName(p.name);
-    const imageName = v.imageName(p.image);
-    const user = v.userName(p.user);
-    const fullName = p.fullName === undefined ? user : v.fullName(p.fullName);
-    const password = p.password === undefined ? null : v.password(p.password);
-    const sshKeys = (p.sshKeys ?? []).map(v.sshPublicKey);
-    const cpus = v.cpus(p.cpus ?? 2);
-    const memoryMiB = v.memoryMiB(p.memoryMiB ?? 2048, Math.floor(os.totalmem() / 1024 / 1024));
-    const diskGiB = v.diskGiB(p.diskGiB ?? 20);
-    this.assertNameFree(name);
-    // Held from before the base is checked until the VM exists: `image delete` is refused meanwhile.
-    const release = this.images.hold(imageName);
-    try {
-      const img = await this.images.requireBase(imageName);
-      if (diskGiB * GiB < img.virtualSize) {
-        throw new DevvmError('invalid-argument', `disk size ${diskGiB} GiB is smaller than the image (${Math.ceil(img.virtualSize / GiB)} GiB)`);
-      }
-      mkdirSync(this.home.vmsDir, { recursive: true, mode: 0o700 });
-      const free = statfsSync(this.home.vmsDir);
-      if (free.bavail * free.bsize < MIN_FREE_BYTES) {
-        throw new DevvmError('io', `not enough free disk space in ${this.home.vmsDir} (${Math.round((free.bavail * free.bsize) / 2 ** 20)} MiB left)`, 'free at least 256 MiB');
-      }
-      await this.locks.run(name, 'creating', async (op) => {
-        // Hashed while the disk layers and keys are made; awaited by the seed (a failure
-        // before then must not surface as an unhandled rejection).
-        const hashing = password === null ? Promise.resolve(null) : this.builder.provisioner.hashPassword(password);
-        hashing.catch(() => {});
-        await this.buildVm(
-          name,
-          { image: imageName, img, parent: null, diskGiB },
-          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB }),
-          async (cfg, clientKey) => ({ hostname: name, instanceId: cfg.instanceId, user, fullName, passwordHash: await hashing, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey, ...sshKeys] }),
-          progress,
-        );
-        log.info(`created ${name}`);
-        release();
-        if (p.start) await this.startUnderLock(name, op, {}, progress);
-      });
-    } finally {
-      release();
-    }
-    if (p.start && p.waitSsh) await this.waitSsh(name, 900, progress);
-    return this.summary(name);
+    await this.making.create(p, progress);
+    if (p.start && p.waitSsh) await this.waitSsh(p.name, 900, progress);
+    return this.summary(p.name);
   }
 
-  /** Builds under the new VM's lock; its layers stay reserved until vm.json names them, or are collected when it fails. */
-  private async buildVm(name: string, disk: Parameters<Builder['build']>[1], config: Parameters<Builder['build']>[2], seed: Parameters<Builder['build']>[3], progress: Progress): Promise<void> {
-    const hold = this.pool.reserve();
-    try {
-      await this.builder.build(name, disk, config, seed, hold, progress);
-    } catch (e) {
-      hold.release();
-      this.layers.collect();
-      throw e;
-    }
-    hold.release();
-    this.writeSshConfig();
-  }
-
-  /**
-   * A new VM on a frozen layer of `source` (its current disk, frozen live, or a snapshot):
-   * O(1) in disk size. The clone keeps the user and their files and gets its own identity:
-   * instance id (cloud-init's per-instance setup runs again), host key, machine-id, MAC,
-   * SSH port.
-   */
   async clone(p: { source: string; name: string; snapshot?: string; start?: boolean }, progress: Progress): Promise<VmSummary> {
-    const source = v.vmName(p.source);
-    const name = v.vmName(p.name);
-    const src = this.config(source);
-    poolOverlay(src);
-    this.assertNameFree(name);
-    if (p.snapshot === undefined) admit(this.ctx, 'clone', source);
-    const release = this.images.hold(src.image);
-    const parent = this.pool.reserve();
-    try {
-      await this.locks.run(name, 'creating', async (op) => {
-        let layer: string;
-        if (p.snapshot !== undefined) {
-          layer = findSnapshot(this.config(source), p.snapshot).layer;
-          parent.add(layer);
-        } else {
-          layer = await this.locks.run(source, 'cloning', async () => {
-            const frozen = (await this.snaps.freeze(source, undefined, null, progress)).layer;
-            parent.add(frozen);
-            return frozen;
-          });
-        }
-        const s = this.config(source);
-        await this.buildVm(
-          name,
-          { image: s.image, img: this.images.get(s.image), parent: layer, diskGiB: s.diskGiB },
-          (fresh) => ({ ...s, ...fresh, provisionError: undefined, crashed: undefined, suspended: undefined, pending: undefined, snapshots: undefined, clonedFrom: { vm: source, layer } }),
-          async (cfg, clientKey) => ({ hostname: name, instanceId: cfg.instanceId, user: cfg.user, fullName: cfg.fullName, passwordHash: null, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey], clone: true }),
-          progress,
-        );
-        parent.release();
-        release();
-        log.info(`cloned ${source} to ${name} on layer ${layer}`);
-        if (p.start) await this.startUnderLock(name, op, {}, progress);
-      });
-    } finally {
-      parent.release();
-      release();
-    }
-    return this.summary(name);
+    await this.making.clone(p, progress);
+    return this.summary(p.name);
   }
 
   writeSshConfig(): void {
@@ -411,98 +318,10 @@ export class Vms extends EventEmitter {
     if (o.waitSsh && !cfg.ssh) throw new DevvmError('invalid-state', `SSH is disabled for VM "${name}"`, 'start it without --wait-ssh');
     assertAllowed('start', name, this.state(name));
     if (this.state(name) !== 'running') {
-      await this.locks.run(name, 'starting', (op) => this.startUnderLock(name, op, o, progress));
+      await this.locks.run(name, 'starting', (op) => this.power.startUnderLock(name, op, o, progress));
     }
     if (o.waitSsh) await this.waitSsh(name, o.timeoutSec ?? 900, progress);
     return this.summary(name);
-  }
-
-  /** The start itself, inside an operation holding the lock (a start, or the last step of restore/create/clone). */
-  private async startUnderLock(name: string, op: Op, o: { discardState?: boolean }, progress: Progress): Promise<void> {
-    op.set('starting');
-    this.clearError(name);
-    let cfg = this.config(name);
-    const f = this.home.vm(name);
-    const img = await this.images.requireBase(cfg.image);
-    // VMs made before the layer pool keep their one overlay (no snapshots for them).
-    const layers = cfg.overlay ? this.layers.chain(cfg).map((id) => ({ id, file: this.pool.file(id) })) : [{ id: 'overlay', file: f.legacyOverlay }];
-    for (const file of [f.cache, ...layers.map((l) => l.file)]) {
-      if (!existsSync(file)) throw new DevvmError('not-found', `disk layer missing: ${file}`, `the VM cannot start; see "devvm info ${name}"`);
-    }
-    if (cfg.ssh && !(await portIsFree(cfg.sshPort))) {
-      const old = cfg.sshPort;
-      const port = await freePort(new Set(this.configs().map((c) => c.sshPort)));
-      cfg = this.store.update(name, (c) => ({ ...c, sshPort: port }));
-      this.writeSshConfig();
-      log.info(`${name}: port ${old} is taken, using ${cfg.sshPort}`);
-    }
-    let saved = cfg.suspended && existsSync(f.suspendState) ? cfg.suspended : null;
-    if (saved && o.discardState) {
-      rmSync(f.suspendState, { force: true });
-      cfg = this.store.update(name, (c) => ({ ...c, suspended: undefined }));
-      saved = null;
-      log.info(`${name}: saved RAM state discarded on request`);
-    } else if (saved) {
-      requireFeature(this.driver, 'ramState', 'restore a saved RAM state');
-      if ((await this.fingerprint(cfg, saved.seed)) !== saved.fingerprint) {
-        throw new DevvmError('invalid-state', `the saved state of VM "${name}" does not fit its current configuration (QEMU, image, CPUs, memory or accelerator changed)`, 'start it with --discard-state to cold boot; the saved state is kept until then');
-      }
-    }
-    if (!saved) this.dropUsedSeed(name);
-    // A restore needs exactly the devices the state was saved with.
-    const seed = saved ? (saved.seed ? f.seed : null) : !cfg.provisioned && existsSync(f.seed) ? f.seed : null;
-    if (saved?.seed && !existsSync(f.seed)) throw new DevvmError('not-found', `the first-boot seed the saved state needs is missing: ${f.seed}`, 'start with --discard-state to cold boot');
-    if (op.signal.aborted) throw this.cancelled(name);
-    progress(saved ? 'restoring saved RAM state' : 'booting');
-    const serialStart = existsSync(f.serialLog) ? statSync(f.serialLog).size : 0;
-    const inst = await this.driver
-      .launch({
-        name, cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, disks: { base: { file: img.file, format: img.format }, cache: f.cache, layers },
-        kernel: img.kernel, initrd: img.initrd, seed, sshPort: cfg.ssh ? cfg.sshPort : null, mac: cfg.mac, files: instanceFiles(f), incoming: saved !== null, signal: op.signal,
-      })
-      .catch((e: unknown) => {
-        throw op.signal.aborted ? this.cancelled(name) : e;
-      });
-    op.instance = inst;
-    try {
-      // What this process was started with, for a later suspend (a restore needs the same devices).
-      writeJsonAtomic(f.launch, { seed: seed !== null, sshReady: saved?.sshReady } satisfies LaunchRecord);
-      if (saved) {
-        try {
-          await need(inst.ram, this.driver.name, 'restore a saved RAM state').load(f.suspendState);
-          await inst.resume();
-        } catch (e) {
-          if (op.signal.aborted) throw this.cancelled(name);
-          throw new DevvmError('invalid-state', `the saved state of VM "${name}" cannot be restored: ${(e as Error).message}`, `start it with --discard-state to cold boot; the saved state is kept until then; see ${f.qemuLog}`);
-        }
-        // The guest has moved on: the state file no longer matches the disk.
-        rmSync(f.suspendState, { force: true });
-        this.store.update(name, (c) => ({ ...c, suspended: undefined }));
-      }
-      if (op.signal.aborted || !inst.alive) throw this.cancelled(name);
-    } catch (e) {
-      await inst.stop(true, 0).catch(() => {});
-      throw e;
-    } finally {
-      op.instance = undefined;
-    }
-    this.adopt(name, inst);
-    if (seed && !this.config(name).provisioned) this.watch.watch(name, serialStart);
-  }
-
-  private cancelled(name: string): DevvmError {
-    return new DevvmError('invalid-state', `the start of VM "${name}" was cancelled by stop --force`, `start it again: devvm start ${name}`);
-  }
-
-  /** The record of a RAM state saved now from the running VM. */
-  private async ramStateNow(name: string, savedAt: string): Promise<RamState> {
-    const { seed, sshReady } = launchRecord(this.ctx, name);
-    return { savedAt, seed, fingerprint: await this.fingerprint(this.config(name), seed), sshReady };
-  }
-
-  private fingerprint(cfg: VmConfig, seed: boolean): Promise<string> {
-    const img = this.images.get(cfg.image);
-    return this.driver.fingerprint({ cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, image: img.sha256, kernel: img.kernel, seed, ssh: cfg.ssh });
   }
 
   /** Pause, write RAM and device state beside the layers, end the VM's process: `start` resumes from it. */
@@ -510,27 +329,7 @@ export class Vms extends EventEmitter {
     admit(this.ctx, 'suspend', name);
     requireFeature(this.driver, 'ramState', 'save RAM state');
     if (this.attachedDisks(name).length) throw new DevvmError('invalid-state', `VM "${name}" has hot-plugged disks; a saved state cannot restore them`, 'detach them first');
-    const f = this.home.vm(name);
-    await this.locks.run(name, 'suspending', async () => {
-      const inst = this.ctx.instance(name);
-      if (!inst) throw new DevvmError('invalid-state', `VM "${name}" stopped before it could be suspended`);
-      const ram = need(inst.ram, this.driver.name, 'save RAM state');
-      mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
-      const tmp = `${f.suspendState}.partial`;
-      progress('pausing and saving RAM state');
-      await inst.pause();
-      try {
-        await ram.save(tmp);
-      } catch (e) {
-        rmSync(tmp, { force: true });
-        await inst.resume().catch(() => {});
-        throw e;
-      }
-      renameSync(tmp, f.suspendState);
-      const state = await this.ramStateNow(name, new Date().toISOString());
-      this.store.update(name, (c) => ({ ...c, suspended: state }));
-      await inst.stop(true, 0);
-    });
+    await this.locks.run(name, 'suspending', () => this.power.suspendUnderLock(name, progress));
     return this.summary(name);
   }
 
@@ -618,7 +417,7 @@ export class Vms extends EventEmitter {
         await inst.stop(true, 0);
       }
       await this.snaps.restoreStopped(name, snap, progress);
-      if (inst) await this.startUnderLock(name, op, {}, progress);
+      if (inst) await this.power.startUnderLock(name, op, {}, progress);
     });
     return this.summary(name);
   }
