@@ -1,7 +1,6 @@
 /**
- * Extra disks: hot-plugging a disk image file or an nbd:// export into a running VM
- * (virtio-blk on a free PCIe root port, or USB mass storage on the xHCI controller), and
- * serving a frozen layer read-only over NBD on 127.0.0.1 (qemu-nbd).
+ * Extra disks: checking a disk image file or an nbd:// export before it is hot-plugged
+ * into a running VM (the driver plugs it, see driver/qemu.ts), and serving a frozen layer read-only over NBD on 127.0.0.1 (qemu-nbd).
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, rmSync, statSync } from 'node:fs';
@@ -10,11 +9,9 @@ import path from 'node:path';
 import { DevvmError } from '../shared/errors';
 import type { AttachedDisk } from '../shared/types';
 import { imgInfo } from './layers';
-import { parseNbdUri, protocolNode } from './nbd';
-import { HOTPLUG_PORTS } from './qemu/args';
+import { parseNbdUri } from './nbd';
 import { freePort } from './ports';
 import { livePid } from './qemu/machine';
-import type { Qmp } from './qemu/qmp';
 
 /** A disk hot-plugged into the running QEMU, as remembered in vms/<name>/attached.json. */
 export interface AttachedRecord extends AttachedDisk {
@@ -50,48 +47,6 @@ export async function checkSource(source: string, home: string, readOnly: boolea
   const { format } = await imgInfo(source);
   if (format !== 'raw' && format !== 'qcow2') throw new DevvmError('invalid-argument', `unsupported disk format ${format}`, 'convert it with qemu-img convert -O qcow2');
   return format;
-}
-
-/** Hot-plugs `source`; resolves once QEMU has the device (the guest sees it a moment later). */
-export async function attach(qmp: Qmp, attached: AttachedRecord[], o: { source: string; format: string; usb: boolean; readOnly: boolean }): Promise<AttachedRecord> {
-  let n = 1;
-  while (attached.some((d) => d.id === `xd${n}`)) n++;
-  const id = `xd${n}`;
-  let port: string | undefined;
-  if (!o.usb) {
-    port = HOTPLUG_PORTS.find((p) => !attached.some((d) => d.port === p));
-    if (!port) throw new DevvmError('busy', `all ${HOTPLUG_PORTS.length} hot-plug slots are in use`, 'detach a disk first, or attach as --usb');
-  }
-  await qmp.execute('blockdev-add', { ...protocolNode(o.source, `${id}-proto`, o.readOnly) });
-  try {
-    await qmp.execute('blockdev-add', { driver: o.format, file: `${id}-proto`, 'node-name': id, 'read-only': o.readOnly });
-    try {
-      await qmp.execute(
-        'device_add',
-        o.usb ? { driver: 'usb-storage', bus: 'xhci.0', drive: id, id, removable: true } : { driver: 'virtio-blk-pci', bus: port, drive: id, id },
-      );
-    } catch (e) {
-      await qmp.execute('blockdev-del', { 'node-name': id }).catch(() => {});
-      throw e;
-    }
-  } catch (e) {
-    await qmp.execute('blockdev-del', { 'node-name': `${id}-proto` }).catch(() => {});
-    throw e;
-  }
-  return { id, source: o.source, bus: o.usb ? 'usb' : 'virtio', readOnly: o.readOnly, ...(port ? { port } : {}) };
-}
-
-/**
- * Unplugs and closes a disk, flushing it. A PCIe unplug waits for the guest (Linux takes
- * about 5 s after the attention button); USB goes at once.
- */
-export async function detach(qmp: Qmp, d: AttachedRecord, timeoutMs = 30_000): Promise<void> {
-  // device_del of usb-storage sends two DEVICE_DELETED events: wait for the one naming our id.
-  const gone = qmp.waitEvent('DEVICE_DELETED', timeoutMs, (e) => e.data?.device === d.id);
-  await qmp.execute('device_del', { id: d.id });
-  await gone;
-  await qmp.execute('blockdev-del', { 'node-name': d.id });
-  await qmp.execute('blockdev-del', { 'node-name': `${d.id}-proto` });
 }
 
 function accepts(port: number): Promise<boolean> {

@@ -20,6 +20,13 @@ export class Home {
   get layersDir() { return path.join(this.root, 'layers'); }
   image(name: string) { return new ImageFiles(path.join(this.imagesDir, name)); }
   vm(name: string) { return new VmFiles(path.join(this.vmsDir, name)); }
+  /**
+   * Where a VM is built (create, clone) and where it goes while deleted: names starting
+   * with "." that no VM name can take (see validate.ts), renamed into or out of place in
+   * one step, removed at helper start when a killed helper left them.
+   */
+  vmStaging(name: string, tag: string) { return new VmFiles(path.join(this.vmsDir, `.new-${name}-${tag}`)); }
+  vmDeleting(name: string, tag: string) { return path.join(this.vmsDir, `.del-${name}-${tag}`); }
 }
 
 export class ImageFiles {
@@ -47,7 +54,10 @@ export class VmFiles {
   get launch() { return path.join(this.dir, 'launch.json'); }
   get ramDir() { return path.join(this.dir, 'ram'); }
   get suspendState() { return path.join(this.ramDir, 'suspend.ram'); }
-  snapshotRam(snapshot: string) { return path.join(this.ramDir, `${snapshot}.ram`); }
+  /** "snapshot." then a snapshot name (no dots): never the suspend state's file, whatever the name. */
+  snapshotRam(snapshot: string) { return path.join(this.ramDir, `snapshot.${snapshot}.ram`); }
+  /** Where earlier versions kept a snapshot's RAM (a snapshot named "suspend" shared the suspend state's file). */
+  legacySnapshotRam(snapshot: string) { return path.join(this.ramDir, `${snapshot}.ram`); }
   /** Disks hot-plugged into the running QEMU (removed when it ends). */
   get attached() { return path.join(this.dir, 'attached.json'); }
   /** Host USB devices passed to the running QEMU (removed when it ends). */

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { DevvmError } from '../shared/errors';
 import { run } from './proc';
-import { readJson, writeJsonAtomic } from './store';
+import { fsyncPath, readJson, writeJsonAtomic } from './store';
 
 /** A layer is writable exactly when it is some VM's `overlay` in vm.json; nothing else records it. */
 export interface LayerMeta {
@@ -28,9 +28,20 @@ export interface LayerMeta {
 
 const LAYER_ID = /^l[0-9a-f]{12}$/;
 
+/**
+ * Layers an operation under way needs before the vm.json that names them is written
+ * (a new VM's overlay, a restore's fresh overlay, the parent a clone is made on): gc()
+ * keeps them and their ancestors until `release()`, once that vm.json is written or the
+ * operation has undone its work.
+ */
+export interface Reservation {
+  add(id: string): void;
+  release(): void;
+}
+
 export class LayerPool {
-  /** Ids whose qcow2 this process is writing now: gc() must not take them for leftovers. */
-  private readonly creating = new Set<string>();
+  /** Ids reserved by operations in flight (with a count: two may hold one parent). */
+  private readonly reserved = new Map<string, number>();
 
   constructor(readonly dir: string) {}
 
@@ -80,19 +91,55 @@ export class LayerPool {
    * `-u`: the parent may be held open by a running QEMU; its header is not needed since
    * the size is given.
    */
-  async create(o: { parent: string | null; baseFile: string; baseFormat: string; image: string; vm: string; sizeBytes: number }): Promise<LayerMeta> {
+  reserve(): Reservation {
+    const mine: string[] = [];
+    let released = false;
+    return {
+      add: (id) => {
+        if (released) throw new DevvmError('internal', 'layer reservation used after release');
+        mine.push(id);
+        this.reserved.set(id, (this.reserved.get(id) ?? 0) + 1);
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const id of mine) {
+          const n = (this.reserved.get(id) ?? 1) - 1;
+          if (n > 0) this.reserved.set(id, n);
+          else this.reserved.delete(id);
+        }
+      },
+    };
+  }
+
+  /**
+   * A new empty writable layer over `parent` (or over the base file when null), O(1).
+   * `-u`: the parent may be held open by a running QEMU; its header is not needed since
+   * the size is given. Held by `hold` (its parent too) from before qemu-img runs; without
+   * one it is held only while it is made.
+   */
+  async create(o: { parent: string | null; baseFile: string; baseFormat: string; image: string; vm: string; sizeBytes: number }, hold?: Reservation): Promise<LayerMeta> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const id = `l${randomBytes(6).toString('hex')}`;
-    const backing = o.parent ? this.file(o.parent) : o.baseFile;
-    const backingFormat = o.parent ? 'qcow2' : o.baseFormat;
-    this.creating.add(id);
+    const own = hold ? null : this.reserve();
+    const r = hold ?? own!;
     try {
+      if (o.parent) {
+        r.add(o.parent);
+        // The parent may have gone between the caller's read and this reservation.
+        this.get(o.parent);
+      }
+      r.add(id);
+      const backing = o.parent ? this.file(o.parent) : o.baseFile;
+      const backingFormat = o.parent ? 'qcow2' : o.baseFormat;
       await run('qemu-img', ['create', '-q', '-u', '-f', 'qcow2', '-o', 'cluster_size=65536', '-b', backing, '-F', backingFormat, this.file(id), String(o.sizeBytes)]);
+      // Data before the metadata that names it: a layer with metadata always opens.
+      fsyncPath(this.file(id));
       const meta: LayerMeta = { id, parent: o.parent, image: o.image, vm: o.vm, createdAt: new Date().toISOString() };
       writeJsonAtomic(this.metaFile(id), meta);
       return meta;
     } finally {
-      this.creating.delete(id);
+      own?.release();
     }
   }
 
@@ -108,19 +155,19 @@ export class LayerPool {
    * snapshots); their ancestors are kept too. Returns the ids removed.
    */
   gc(roots: Iterable<string>): string[] {
-    const keep = new Set<string>();
-    for (const r of roots) {
+    const keep = new Set<string>(this.reserved.keys());
+    for (const r of [...roots, ...this.reserved.keys()]) {
       if (this.has(r)) for (const id of this.path(r)) keep.add(id);
     }
     const removed = this.ids().filter((id) => !keep.has(id));
     for (const id of removed) this.remove(id);
     // Layer files whose metadata never got written: a create cut short (a helper killed
-    // while its qemu-img ran), unless it is this helper's own create under way. One helper
+    // while its qemu-img ran), unless an operation of this helper reserved it. One helper
     // owns a home at a time, so nothing else can be mid-create.
     if (existsSync(this.dir)) {
       for (const f of readdirSync(this.dir)) {
         const m = /^(l[0-9a-f]{12})\.qcow2$/.exec(f);
-        if (m && !this.has(m[1]!) && !this.creating.has(m[1]!)) rmSync(path.join(this.dir, f), { force: true });
+        if (m && !this.has(m[1]!) && !this.reserved.has(m[1]!)) rmSync(path.join(this.dir, f), { force: true });
       }
     }
     return removed;

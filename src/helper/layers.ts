@@ -1,5 +1,6 @@
 /** qcow2 layer files: creation and inspection through qemu-img. */
 import { run } from './proc';
+import { fsyncPath } from './store';
 import type { LayerInfo, LayerRole } from '../shared/types';
 
 export interface ImgInfo {
@@ -36,6 +37,8 @@ export async function createLayer(file: string, backing: string, backingFormat: 
   const args = ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', '-b', backing, '-F', backingFormat, file];
   if (sizeBytes !== undefined) args.push(String(sizeBytes));
   await run('qemu-img', args);
+  // Flushed before any metadata names it.
+  fsyncPath(file);
 }
 
 export async function layerInfo(role: LayerRole, file: string, readOnly: boolean, sharedBy: string[]): Promise<LayerInfo> {

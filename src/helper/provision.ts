@@ -16,6 +16,7 @@ import { Document, Scalar } from 'yaml';
 import { DevvmError } from '../shared/errors';
 import * as v from '../shared/validate';
 import { run } from './proc';
+import { fsyncPath } from './store';
 
 /** Printed on the serial console by cloud-init's final_message, followed by the instance id. */
 export const READY_MARKER = 'DEVVM-PROVISIONED';
@@ -334,6 +335,8 @@ export async function writeSeed(isoFile: string, spec: ProvisionSpec, workDir: s
       copyFileSync(built, isoFile);
       chmodSync(isoFile, 0o600);
     }
+    // Flushed before the vm.json that names the VM is written.
+    fsyncPath(isoFile);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -18,6 +18,11 @@ export interface VmConfig {
   provisioned: boolean;
   /** Why first setup failed, when it did (read from the serial log). */
   provisionError?: string;
+  /**
+   * The VM's QEMU ended without being asked (a crash, a kill): state `error` with this
+   * reason until the next start, stop or delete. Kept here so a helper restart keeps it.
+   */
+  crashed?: { reason: string; at: string };
   /** Set while a RAM state file (vms/<name>/ram/suspend.ram) waits to be resumed. */
   suspended?: RamState;
   /**
@@ -56,6 +61,6 @@ export interface SnapshotRecord {
   /** The frozen layer: the disk as it was. */
   layer: string;
   createdAt: string;
-  /** Set when RAM was saved too (vms/<name>/ram/<snapshot>.ram). */
+  /** Set when RAM was saved too (vms/<name>/ram/snapshot.<name>.ram; older: ram/<name>.ram). */
   ram?: RamState;
 }

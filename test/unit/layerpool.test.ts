@@ -30,3 +30,24 @@ test('gc removes a layer file left without metadata at once, but not one this pr
   assert.ok(existsSync(pool.file(made.id)), 'the layer being created was left alone');
   assert.deepEqual(pool.ids().sort(), [keep.id, made.id].sort());
 });
+
+test('gc keeps reserved layers and their ancestors until the reservation is released', async () => {
+  const pool = new LayerPool(path.join(dir, 'layers-r'));
+  const base = path.join(dir, 'base-r.qcow2');
+  writeFileSync(base, '');
+  const parent = await pool.create({ parent: null, baseFile: base, baseFormat: 'raw', image: 'img', vm: 'vm', sizeBytes: 1 << 20 });
+  const hold = pool.reserve();
+  const child = await pool.create({ parent: parent.id, baseFile: base, baseFormat: 'raw', image: 'img', vm: 'new', sizeBytes: 1 << 20 }, hold);
+  // No VM names either layer yet (its vm.json is not written): a collection now must keep both.
+  assert.deepEqual(pool.gc([]), []);
+  assert.deepEqual(pool.ids().sort(), [parent.id, child.id].sort());
+  hold.release();
+  assert.deepEqual(pool.gc([]).sort(), [parent.id, child.id].sort());
+  assert.deepEqual(pool.ids(), []);
+});
+
+test('create on a parent that is gone fails before qemu-img runs, and leaves nothing', async () => {
+  const pool = new LayerPool(path.join(dir, 'layers-g'));
+  await assert.rejects(pool.create({ parent: 'l000000000000', baseFile: '/nonexistent', baseFormat: 'raw', image: 'img', vm: 'vm', sizeBytes: 1 << 20 }), /missing/);
+  assert.deepEqual(existsSync(pool.dir) ? readdirSync(pool.dir) : [], []);
+});

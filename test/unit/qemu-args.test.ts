@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { KERNEL_CMDLINE, qemuArgs, randomMac, type QemuSpec } from '../../src/helper/qemu/args';
+import { KERNEL_CMDLINE, optValue, qemuArgs, randomMac, type QemuSpec } from '../../src/helper/qemu/args';
 
 const spec: QemuSpec = {
   name: 'dev',
@@ -80,4 +80,17 @@ test('a remote base is an nbd protocol node under the same base format node', ()
   const byName = new Map(nodes.map((n) => [n['node-name'], n]));
   assert.deepEqual(byName.get('base-file'), { driver: 'nbd', 'node-name': 'base-file', server: { type: 'inet', host: '127.0.0.1', port: '10809' }, export: 'base', 'read-only': true });
   assert.deepEqual(byName.get('base'), { driver: 'raw', file: 'base-file', 'node-name': 'base', 'read-only': true });
+});
+
+test('paths in QEMU option strings have their commas doubled, so a DEVVM_HOME with "," cannot add options', () => {
+  const home = '/home/a,b/x,server=off';
+  const a = qemuArgs({ ...spec, qmpSocket: `${home}/qmp.sock`, serialSocket: `${home}/serial.sock`, serialLog: `${home}/serial.log`, incoming: true });
+  assert.deepEqual(after(a, '-qmp'), ['unix:/home/a,,b/x,,server=off/qmp.sock,server=on,wait=off']);
+  const chardev = after(a, '-chardev')[0]!;
+  assert.equal(chardev, 'socket,id=serial0,path=/home/a,,b/x,,server=off/serial.sock,server=on,wait=off,logfile=/home/a,,b/x,,server=off/serial.log,logappend=on');
+  // Split as QEMU does (",," is a literal comma): the options are exactly these.
+  const keys = chardev.replace(/,,/g, '\u0000').split(',').map((kv) => kv.split('=')[0]);
+  assert.deepEqual(keys, ['socket', 'id', 'path', 'server', 'wait', 'logfile', 'logappend']);
+  assert.deepEqual(after(a, '-incoming'), ['defer']);
+  assert.equal(optValue('a,b'), 'a,,b');
 });

@@ -1,9 +1,10 @@
 /**
- * The engine interface the VM manager orchestrates through (DRAFT: the engine work may
- * refine it). Made of small parts, as Lima's pkg/driver is: lifecycle, RAM state, layer
- * switching, devices, plus declared features. QEMU (driver/qemu) is the first
- * implementation; nothing outside it speaks QMP or builds QEMU arguments. A part a
- * driver lacks is refused with the one `not-supported` code (see `unsupported()`).
+ * The engine interface the VM manager orchestrates through. Made of small parts, as
+ * Lima's pkg/driver is: lifecycle, RAM state, layer switching, devices, plus declared
+ * features. QEMU (driver/qemu.ts) is the first implementation; nothing outside it speaks
+ * QMP or builds QEMU arguments. A part a driver lacks is null on the instance and its
+ * feature flag is false; the manager refuses it with the one `not-supported` code
+ * (`unsupported()`), so a second driver needs no change to the manager.
  */
 import { DevvmError } from '../../shared/errors';
 
@@ -27,6 +28,7 @@ export interface DiskChain {
 
 /** Files of one VM the driver may create and use (all inside the VM's 0700 directory). */
 export interface InstanceFiles {
+  /** The engine's control channel (QEMU: the QMP socket). */
   control: string;
   serialSocket: string;
   serialLog: string;
@@ -46,16 +48,27 @@ export interface LaunchSpec {
   sshPort: number | null;
   mac: string;
   files: InstanceFiles;
-  /** Start paused, waiting for a RAM state (`RamState.load`). */
+  /** Start paused, waiting for a RAM state (`RamStateOps.load`). */
   incoming: boolean;
+  /** Aborted by `stop --force` while the VM comes up: the launch kills what it started and fails. */
+  signal?: AbortSignal;
+}
+
+/** How a VM's process ended. `expected`: the helper asked (stop, suspend) or the guest shut down. */
+export interface ExitInfo {
+  expected: boolean;
+  /** For an unexpected end: what happened, for `VmSummary.error`. */
+  reason: string;
 }
 
 export interface Lifecycle {
   readonly pid: number;
   readonly alive: boolean;
+  /** The accelerator the VM runs on (kvm, tcg, hvf...). */
+  readonly accelerator: string | null;
   /** Called once when the VM's process ends, whoever ended it. */
-  onExit(listener: () => void): void;
-  /** Graceful (ACPI), then hard; `force` skips the graceful step. */
+  onExit(listener: (info: ExitInfo) => void): void;
+  /** Graceful (ACPI), then hard; `force` skips the graceful step. Resolves once it ended. */
   stop(force: boolean, gracefulMs: number): Promise<void>;
   pause(): Promise<void>;
   resume(): Promise<void>;
@@ -66,7 +79,9 @@ export interface Lifecycle {
 }
 
 export interface RamStateOps {
+  /** Writes the paused guest's RAM and device state to `file` (0600, flushed). */
   save(file: string): Promise<void>;
+  /** Feeds `file` to an instance launched with `incoming`; resolves once it is paused and ready. */
   load(file: string): Promise<void>;
 }
 
@@ -79,18 +94,42 @@ export interface LayerOps {
   drop(id: string): Promise<void>;
 }
 
+export interface DiskAttachSpec {
+  id: string;
+  /** An absolute file path or an nbd:// URI. */
+  source: string;
+  /** Declared, never probed: the node is opened with exactly this driver and no backing file. */
+  format: 'raw' | 'qcow2';
+  usb: boolean;
+  readOnly: boolean;
+}
+
 export interface DeviceOps {
-  attachDisk(o: { id: string; source: string; format: 'raw' | 'qcow2'; usb: boolean; readOnly: boolean; port?: string }): Promise<void>;
+  /** Hot-plugs a disk; `usedSlots` are the slots other attached disks sit on. Returns its slot (virtio). */
+  attachDisk(d: DiskAttachSpec, usedSlots: string[]): Promise<{ slot?: string }>;
+  /** Unplugs and closes a disk, flushing it. */
   detachDisk(id: string): Promise<void>;
-  attachUsb(o: { id: string; fd: number | null; busnum: number; devnum: number }): Promise<void>;
+  /** Passes a host USB device; `fd` is its opened device node (the caller closes it after). */
+  attachUsb(o: { id: string; fd: number; busnum: number; devnum: number; label: string }): Promise<void>;
+  /** `gone`: the device was unplugged already; only the engine's record goes. */
   detachUsb(id: string, gone: boolean): Promise<void>;
 }
 
-/** A running VM as the driver sees it. */
+/** A running VM as the driver sees it; a part the driver lacks is null. */
 export interface Instance extends Lifecycle {
   readonly ram: RamStateOps | null;
   readonly layers: LayerOps | null;
   readonly devices: DeviceOps | null;
+}
+
+/** What a saved RAM state depends on from the VM's side; the driver adds its own (version, accelerator, device layout). */
+export interface FingerprintParts {
+  cpus: number;
+  memoryMiB: number;
+  image: string | null;
+  kernel: string | null;
+  seed: boolean;
+  ssh: boolean;
 }
 
 export interface Driver {
@@ -99,10 +138,26 @@ export interface Driver {
   launch(spec: LaunchSpec): Promise<Instance>;
   /** Re-attach to a VM an earlier helper launched; null when it no longer runs. */
   attach(files: InstanceFiles): Promise<Instance | null>;
-  /** What a saved RAM state depends on from the engine's side (version, accelerator, device layout). */
-  fingerprint(): Promise<Record<string, unknown>>;
+  /**
+   * Clears what a VM that ended while no helper watched left behind. Returns why it ended
+   * when that was not asked for (a crash, a kill), else null.
+   */
+  reap(files: InstanceFiles): string | null;
+  /** A hash of everything a saved RAM state depends on: restoring into anything else would crash the guest. */
+  fingerprint(parts: FingerprintParts): Promise<string>;
 }
 
 export function unsupported(driver: string, what: string): DevvmError {
   return new DevvmError('not-supported', `the ${driver} driver cannot ${what}`);
+}
+
+/** The part, or the `not-supported` refusal. */
+export function need<T>(part: T | null, driver: string, what: string): T {
+  if (part === null) throw unsupported(driver, what);
+  return part;
+}
+
+/** Refuses with `not-supported` when the driver does not declare `feature`. */
+export function requireFeature(d: Driver, feature: keyof DriverFeatures, what: string): void {
+  if (!d.features[feature]) throw unsupported(d.name, what);
 }

@@ -40,6 +40,16 @@ export interface QemuSpec {
   serialSocket: string;
   serialLog: string;
   pidFile: string;
+  /** Start paused, waiting for a RAM state over QMP (`migrate-incoming`). */
+  incoming?: boolean;
+}
+
+/**
+ * A value inside a QEMU option string ("key=value,key=value"): a comma is doubled,
+ * QEMU's escape, so a path holding "," cannot end the value and add options.
+ */
+export function optValue(s: string): string {
+  return s.replace(/,/g, ',,');
 }
 
 /** Root on /dev/vda with no partition table (see images/debian.ts). */
@@ -49,7 +59,7 @@ const blockdev = (o: Record<string, unknown>) => ['-blockdev', JSON.stringify(o)
 
 export function qemuArgs(s: QemuSpec): string[] {
   const args = [
-    '-name', `guest=${s.name},debug-threads=on`,
+    '-name', `guest=${optValue(s.name)},debug-threads=on`,
     '-machine', 'q35',
     '-accel', s.accel === 'tcg' ? 'tcg,thread=multi' : s.accel,
     '-cpu', s.accel === 'tcg' ? 'max' : 'host',
@@ -57,8 +67,8 @@ export function qemuArgs(s: QemuSpec): string[] {
     '-m', `${s.memoryMiB}M`,
     '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none',
     '-pidfile', s.pidFile,
-    '-qmp', `unix:${s.qmpSocket},server=on,wait=off`,
-    '-chardev', `socket,id=serial0,path=${s.serialSocket},server=on,wait=off,logfile=${s.serialLog},logappend=on`,
+    '-qmp', `unix:${optValue(s.qmpSocket)},server=on,wait=off`,
+    '-chardev', `socket,id=serial0,path=${optValue(s.serialSocket)},server=on,wait=off,logfile=${optValue(s.serialLog)},logappend=on`,
     '-serial', 'chardev:serial0',
   ];
   if (s.kernel) {
@@ -101,6 +111,7 @@ export function qemuArgs(s: QemuSpec): string[] {
     '-device', 'qemu-xhci,id=xhci,addr=0x6',
   );
   HOTPLUG_PORTS.forEach((id, i) => args.push('-device', `pcie-root-port,id=${id},chassis=${i + 1},addr=${(0x10 + i).toString(16)}`));
+  if (s.incoming) args.push('-incoming', 'defer');
   return args;
 }
 

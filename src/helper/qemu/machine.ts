@@ -3,12 +3,12 @@
  * the helper; a restarted helper re-attaches through the pid file and the QMP socket.
  * Whether it runs is derived from the process and its socket, never remembered.
  */
-import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { DevvmError } from '../../shared/errors';
 import { log } from '../log';
-import { Qmp } from './qmp';
+import { spawnDetached } from '../proc';
+import { Qmp, type QmpEvent } from './qmp';
 
 /** Alive and not a zombie (an orphaned QEMU may wait unreaped where pid 1 does not reap). */
 export function pidAlive(pid: number): boolean {
@@ -58,48 +58,79 @@ export interface LaunchFiles {
   qemuLog: string;
 }
 
+/** How a QEMU ended: `expected` when the helper asked for it or the guest shut down. */
+export interface ExitInfo {
+  expected: boolean;
+  reason: string;
+}
+
 export class Machine extends EventEmitter {
+  /** Set by stop(): the helper asked for the end. */
+  private stopping = false;
+  /** The reason of QEMU's SHUTDOWN event, when it sent one (a kill -9 sends none). */
+  private shutdownReason: string | null = null;
+
   private constructor(
     readonly pid: number,
     readonly qmp: Qmp,
+    private readonly qemuLog: string,
   ) {
     super();
-    qmp.once('closed', () => this.emit('exit'));
+    qmp.on('event', (e: QmpEvent) => {
+      if (e.event === 'SHUTDOWN') this.shutdownReason = String(e.data?.reason ?? 'shutdown');
+    });
+    qmp.once('closed', () => this.emit('exit', this.exitInfo()));
+  }
+
+  private exitInfo(): ExitInfo {
+    if (this.stopping) return { expected: true, reason: 'stopped' };
+    const r = this.shutdownReason;
+    // guest-shutdown: poweroff inside the guest; host-qmp-quit: a quit over QMP.
+    if (r === 'guest-shutdown' || r === 'host-qmp-quit' || r === 'host-qmp-system-reset') return { expected: true, reason: r };
+    const why = r === null ? `QEMU (pid ${this.pid}) ended without shutting down (killed or crashed)` : `QEMU (pid ${this.pid}) shut down unasked (${r})`;
+    const log = tail(this.qemuLog, 2);
+    return { expected: false, reason: log ? `${why}: ${log}` : why };
   }
 
   get alive(): boolean {
     return !this.qmp.closed;
   }
 
-  static async launch(binary: string, args: string[], files: LaunchFiles): Promise<Machine> {
+  /** Starts QEMU detached (src/helper/proc.ts) and connects to its QMP socket; `signal` kills it while it comes up. */
+  static async launch(binary: string, args: string[], files: LaunchFiles, signal?: AbortSignal): Promise<Machine> {
     rmSync(files.qmpSocket, { force: true });
     rmSync(files.pidFile, { force: true });
-    const out = openSync(files.qemuLog, 'a', 0o600);
-    const child = spawn(binary, args, { detached: true, stdio: ['ignore', out, out] });
-    closeSync(out);
-    let exited: string | null = null;
-    child.once('exit', (code, sig) => (exited = `exit ${code ?? sig}`));
-    child.once('error', (e) => (exited = e.message));
-    child.unref();
+    const child = spawnDetached(binary, args, files.qemuLog);
     const deadline = Date.now() + 15000;
     for (;;) {
+      if (signal?.aborted) {
+        child.kill('SIGKILL');
+        throw new DevvmError('invalid-state', 'the start was cancelled (stop --force)');
+      }
+      const exited = child.exited();
       if (exited) {
         const why = tail(files.qemuLog) || exited;
         if (/ENOENT/.test(exited)) throw new DevvmError('missing-dependency', `${binary} is not installed`, 'run "npm run up" or apt-get install qemu-system-x86');
         throw new DevvmError('process-failed', `QEMU failed to start: ${why}`, `see ${files.qemuLog}`);
       }
+      let qmp: Qmp | null = null;
       try {
-        const qmp = await Qmp.connect(files.qmpSocket, 3000);
-        const m = new Machine(child.pid!, qmp);
-        log.info(`qemu pid ${child.pid} started`);
-        return m;
+        qmp = await Qmp.connect(files.qmpSocket, 3000);
       } catch {
         if (Date.now() > deadline) {
           child.kill('SIGKILL');
           throw new DevvmError('timeout', 'QEMU did not open its QMP socket', `see ${files.qemuLog}`);
         }
         await new Promise((r) => setTimeout(r, 20));
+        continue;
       }
+      const m = new Machine(child.pid, qmp, files.qemuLog);
+      log.info(`qemu pid ${child.pid} started`);
+      if (signal?.aborted) {
+        await m.stop(true, 0);
+        throw new DevvmError('invalid-state', 'the start was cancelled (stop --force)');
+      }
+      return m;
     }
   }
 
@@ -112,7 +143,7 @@ export class Machine extends EventEmitter {
     const deadline = Date.now() + 20_000;
     for (;;) {
       try {
-        return new Machine(pid, await Qmp.connect(files.qmpSocket, 3000));
+        return new Machine(pid, await Qmp.connect(files.qmpSocket, 3000), files.qemuLog);
       } catch (e) {
         if (livePid(files.pidFile, files.qmpSocket) === null) return null;
         if (Date.now() > deadline) {
@@ -137,6 +168,7 @@ export class Machine extends EventEmitter {
 
   /** ACPI power button, then quit, then SIGKILL: each step only if the previous one did not end QEMU. */
   async stop(force: boolean, gracefulMs: number): Promise<void> {
+    this.stopping = true;
     if (!force) {
       await this.qmp.execute('system_powerdown').catch(() => {});
       if (await this.waitExit(gracefulMs)) return;

@@ -1,0 +1,217 @@
+/**
+ * The QEMU driver: the one place that builds QEMU command lines (qemu/args.ts) and
+ * speaks QMP (qemu/qmp.ts, machine.ts, ramstate.ts). Everything the VM manager asks of
+ * a running VM goes through the Instance below.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { DevvmError } from '../../shared/errors';
+import type { AccelChoice } from '../accel';
+import { loadNative } from '../native';
+import { protocolNode } from '../nbd';
+import { run } from '../proc';
+import { HOTPLUG_PORTS, MACHINE_LAYOUT, qemuArgs } from '../qemu/args';
+import { livePid, Machine } from '../qemu/machine';
+import { loadRamState, saveRamState } from '../qemu/ramstate';
+import type { DeviceOps, DiskAttachSpec, Driver, ExitInfo, FingerprintParts, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps } from './driver';
+
+const machineFiles = (f: InstanceFiles) => ({ qmpSocket: f.control, pidFile: f.pidFile, qemuLog: f.log });
+
+class QemuInstance implements Instance {
+  private detached = false;
+  readonly ram: RamStateOps;
+  readonly layers: LayerOps;
+  readonly devices: DeviceOps;
+
+  constructor(
+    private readonly m: Machine,
+    readonly accelerator: string | null,
+  ) {
+    const qmp = m.qmp;
+    this.ram = {
+      save: (file) => saveRamState(qmp, file),
+      load: (file) => loadRamState(qmp, file),
+    };
+    this.layers = {
+      top: async () => {
+        const blocks = await qmp.execute<Array<{ qdev?: string; inserted?: { 'node-name'?: string } }>>('query-block');
+        return blocks.find((b) => b.qdev === 'disk0' || b.qdev?.startsWith('/machine/peripheral/disk0/'))?.inserted?.['node-name'];
+      },
+      switchTop: async (current, next) => {
+        // backing: null: the chain below is the running one, attached by blockdev-snapshot.
+        await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': next.id, file: { driver: 'file', filename: next.file, discard: 'unmap' }, discard: 'unmap', backing: null });
+        await qmp.execute('blockdev-snapshot', { node: current, overlay: next.id });
+      },
+      drop: async (id) => {
+        await qmp.execute('blockdev-del', { 'node-name': id });
+      },
+    };
+    this.devices = {
+      attachDisk: (d, used) => attachDisk(this.m, d, used),
+      detachDisk: (id) => detachDisk(this.m, id),
+      attachUsb: async (o) => {
+        // The node goes to QEMU as an fd set (QMP add-fd over SCM_RIGHTS) that usb-host opens
+        // as /dev/fdset/N; without the addon QEMU opens the node by bus and address itself.
+        const addon = loadNative().addon;
+        let fdset: number | null = null;
+        try {
+          let where: Record<string, unknown> = { hostbus: o.busnum, hostaddr: o.devnum };
+          if (addon) {
+            fdset = (await qmp.executeWithFd<{ 'fdset-id': number }>('add-fd', { opaque: `usb ${o.label}` }, o.fd, addon.sendFd))['fdset-id'];
+            where = { hostdevice: `/dev/fdset/${fdset}` };
+          }
+          await qmp.execute('device_add', { driver: 'usb-host', bus: 'xhci.0', id: o.id, ...where });
+        } finally {
+          // QEMU keeps its own duplicate while the device exists and closes the set after.
+          if (fdset !== null) await qmp.execute('remove-fd', { 'fdset-id': fdset }).catch(() => {});
+        }
+      },
+      detachUsb: async (id, gone) => {
+        if (gone) {
+          await qmp.execute('device_del', { id }).catch(() => {});
+          return;
+        }
+        const deleted = qmp.waitEvent('DEVICE_DELETED', 10_000, (e) => e.data?.device === id);
+        await qmp.execute('device_del', { id });
+        await deleted;
+      },
+    };
+  }
+
+  get pid(): number {
+    return this.m.pid;
+  }
+
+  get alive(): boolean {
+    return this.m.alive;
+  }
+
+  onExit(listener: (info: ExitInfo) => void): void {
+    this.m.once('exit', (info: ExitInfo) => {
+      if (!this.detached) listener(info);
+    });
+  }
+
+  stop(force: boolean, gracefulMs: number): Promise<void> {
+    return this.m.stop(force, gracefulMs);
+  }
+
+  async pause(): Promise<void> {
+    await this.m.qmp.execute('stop');
+  }
+
+  async resume(): Promise<void> {
+    await this.m.qmp.execute('cont');
+  }
+
+  async runState(): Promise<string> {
+    return (await this.m.qmp.execute<{ status: string }>('query-status')).status;
+  }
+
+  detach(): void {
+    this.detached = true;
+    this.m.qmp.close();
+  }
+}
+
+/** Hot-plugs `d` (virtio-blk on a free PCIe root port, or usb-storage); resolves once QEMU has the device. */
+async function attachDisk(m: Machine, d: DiskAttachSpec, usedSlots: string[]): Promise<{ slot?: string }> {
+  const qmp = m.qmp;
+  let slot: string | undefined;
+  if (!d.usb) {
+    slot = HOTPLUG_PORTS.find((p) => !usedSlots.includes(p));
+    if (!slot) throw new DevvmError('busy', `all ${HOTPLUG_PORTS.length} hot-plug slots are in use`, 'detach a disk first, or attach as --usb');
+  }
+  await qmp.execute('blockdev-add', { ...protocolNode(d.source, `${d.id}-proto`, d.readOnly) });
+  try {
+    // The declared driver, never a probe; backing: null, so a qcow2 header a guest wrote
+    // can never make QEMU open a host file it names.
+    const format = d.format === 'qcow2' ? { driver: 'qcow2', backing: null } : { driver: 'raw' };
+    await qmp.execute('blockdev-add', { ...format, file: `${d.id}-proto`, 'node-name': d.id, 'read-only': d.readOnly });
+    try {
+      await qmp.execute(
+        'device_add',
+        d.usb ? { driver: 'usb-storage', bus: 'xhci.0', drive: d.id, id: d.id, removable: true } : { driver: 'virtio-blk-pci', bus: slot, drive: d.id, id: d.id },
+      );
+    } catch (e) {
+      await qmp.execute('blockdev-del', { 'node-name': d.id }).catch(() => {});
+      throw e;
+    }
+  } catch (e) {
+    await qmp.execute('blockdev-del', { 'node-name': `${d.id}-proto` }).catch(() => {});
+    throw e;
+  }
+  return slot ? { slot } : {};
+}
+
+/** A PCIe unplug waits for the guest (Linux takes about 5 s after the attention button); USB goes at once. */
+async function detachDisk(m: Machine, id: string, timeoutMs = 30_000): Promise<void> {
+  const qmp = m.qmp;
+  // device_del of usb-storage sends two DEVICE_DELETED events: wait for the one naming our id.
+  const gone = qmp.waitEvent('DEVICE_DELETED', timeoutMs, (e) => e.data?.device === id);
+  await qmp.execute('device_del', { id });
+  await gone;
+  await qmp.execute('blockdev-del', { 'node-name': id });
+  await qmp.execute('blockdev-del', { 'node-name': `${id}-proto` });
+}
+
+export class QemuDriver implements Driver {
+  readonly name = 'qemu';
+  readonly features = { ramState: true, liveLayerSwitch: true, hotplugDisks: true, usbPassthrough: true };
+  private accel: AccelChoice | null = null;
+  private version: Promise<string> | null = null;
+
+  constructor(
+    private readonly binary: string,
+    private readonly accelerator: () => Promise<AccelChoice>,
+  ) {}
+
+  async launch(s: LaunchSpec): Promise<Instance> {
+    this.accel ??= await this.accelerator();
+    const args = qemuArgs({
+      name: s.name,
+      accel: this.accel.name,
+      cpus: s.cpus,
+      memoryMiB: s.memoryMiB,
+      disks: s.disks,
+      kernel: s.kernel,
+      initrd: s.initrd,
+      seed: s.seed,
+      sshPort: s.sshPort,
+      mac: s.mac,
+      qmpSocket: s.files.control,
+      serialSocket: s.files.serialSocket,
+      serialLog: s.files.serialLog,
+      pidFile: s.files.pidFile,
+      incoming: s.incoming,
+    });
+    return new QemuInstance(await Machine.launch(this.binary, args, machineFiles(s.files), s.signal), this.accel.name);
+  }
+
+  async attach(files: InstanceFiles): Promise<Instance | null> {
+    const m = await Machine.attach(machineFiles(files));
+    return m ? new QemuInstance(m, this.accel?.name ?? null) : null;
+  }
+
+  reap(files: InstanceFiles): string | null {
+    // QEMU removes its pid file when it exits in order; one left behind by a process that
+    // is gone means it was killed or crashed.
+    if (!existsSync(files.pidFile) || livePid(files.pidFile, files.control) !== null) return null;
+    let pid = '?';
+    try {
+      pid = readFileSync(files.pidFile, 'utf8').trim();
+    } catch {
+      // unreadable: the reason still stands
+    }
+    rmSync(files.pidFile, { force: true });
+    return `QEMU (pid ${pid}) ended while no helper watched it (killed or crashed)`;
+  }
+
+  async fingerprint(p: FingerprintParts): Promise<string> {
+    this.version ??= run(this.binary, ['--version']).then((r) => r.stdout.trim().split('\n')[0] ?? '');
+    this.accel ??= await this.accelerator();
+    // Key order is part of the hash: kept as it was, so states saved before still restore.
+    const parts = { qemu: await this.version, accel: this.accel.name, cpus: p.cpus, memoryMiB: p.memoryMiB, image: p.image, kernel: p.kernel, seed: p.seed, ssh: p.ssh, layout: MACHINE_LAYOUT };
+    return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * Starting a VM (cold boot or resume from a saved RAM state) and suspending one, inside
+ * an operation that holds the VM's lock (a start, or the last step of restore, create
+ * --start and clone --start). A stop --force aborts the operation's signal: the start
+ * kills what it launched and fails with the way out.
+ */
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { DevvmError } from '../../shared/errors';
+import { need, requireFeature, type Instance } from '../driver/driver';
+import type { Progress } from '../images';
+import { log } from '../log';
+import { freePort, portIsFree } from '../ports';
+import { writeJsonAtomic } from '../store';
+import type { LaunchRecord, RamState, VmConfig } from '../vmconfig';
+import { instanceFiles, type VmContext } from './context';
+import type { LayerView } from './layerview';
+import type { Op } from './oplock';
+import type { ProvisionWatch } from './provisionwatch';
+import { launchRecord } from './sshready';
+
+export interface PowerDeps {
+  layers: LayerView;
+  watch: ProvisionWatch;
+  /** Takes over a launched instance: watched from now on, its end handled. */
+  adopt(name: string, inst: Instance): void;
+  dropUsedSeed(name: string): void;
+  clearError(name: string): void;
+  writeSshConfig(): void;
+  usedPorts(): Set<number>;
+}
+
+export class Power {
+  constructor(
+    private readonly ctx: VmContext,
+    private readonly d: PowerDeps,
+  ) {}
+
+  private get home() {
+    return this.ctx.home;
+  }
+  private get images() {
+    return this.ctx.images;
+  }
+  private get pool() {
+    return this.ctx.pool;
+  }
+  private get driver() {
+    return this.ctx.driver;
+  }
+  private get store() {
+    return this.ctx.store;
+  }
+  private config(name: string): VmConfig {
+    return this.ctx.store.read(name);
+  }
+
+  /** The start itself, inside an operation holding the lock (a start, or the last step of restore/create/clone). */
+  async startUnderLock(name: string, op: Op, o: { discardState?: boolean }, progress: Progress): Promise<void> {
+    op.set('starting');
+    this.d.clearError(name);
+    let cfg = this.config(name);
+    const f = this.home.vm(name);
+    const img = await this.images.requireBase(cfg.image);
+    // VMs made before the layer pool keep their one overlay (no snapshots for them).
+    const layers = cfg.overlay ? this.d.layers.chain(cfg).map((id) => ({ id, file: this.pool.file(id) })) : [{ id: 'overlay', file: f.legacyOverlay }];
+    for (const file of [f.cache, ...layers.map((l) => l.file)]) {
+      if (!existsSync(file)) throw new DevvmError('not-found', `disk layer missing: ${file}`, `the VM cannot start; see "devvm info ${name}"`);
+    }
+    if (cfg.ssh && !(await portIsFree(cfg.sshPort))) {
+      const old = cfg.sshPort;
+      const port = await freePort(this.d.usedPorts());
+      cfg = this.store.update(name, (c) => ({ ...c, sshPort: port }));
+      this.d.writeSshConfig();
+      log.info(`${name}: port ${old} is taken, using ${cfg.sshPort}`);
+    }
+    let saved = cfg.suspended && existsSync(f.suspendState) ? cfg.suspended : null;
+    if (saved && o.discardState) {
+      rmSync(f.suspendState, { force: true });
+      cfg = this.store.update(name, (c) => ({ ...c, suspended: undefined }));
+      saved = null;
+      log.info(`${name}: saved RAM state discarded on request`);
+    } else if (saved) {
+      requireFeature(this.driver, 'ramState', 'restore a saved RAM state');
+      if ((await this.fingerprint(cfg, saved.seed)) !== saved.fingerprint) {
+        throw new DevvmError('invalid-state', `the saved state of VM "${name}" does not fit its current configuration (QEMU, image, CPUs, memory or accelerator changed)`, 'start it with --discard-state to cold boot; the saved state is kept until then');
+      }
+    }
+    if (!saved) this.d.dropUsedSeed(name);
+    // A restore needs exactly the devices the state was saved with.
+    const seed = saved ? (saved.seed ? f.seed : null) : !cfg.provisioned && existsSync(f.seed) ? f.seed : null;
+    if (saved?.seed && !existsSync(f.seed)) throw new DevvmError('not-found', `the first-boot seed the saved state needs is missing: ${f.seed}`, 'start with --discard-state to cold boot');
+    if (op.signal.aborted) throw this.cancelled(name);
+    progress(saved ? 'restoring saved RAM state' : 'booting');
+    const serialStart = existsSync(f.serialLog) ? statSync(f.serialLog).size : 0;
+    const inst = await this.driver
+      .launch({
+        name, cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, disks: { base: { file: img.file, format: img.format }, cache: f.cache, layers },
+        kernel: img.kernel, initrd: img.initrd, seed, sshPort: cfg.ssh ? cfg.sshPort : null, mac: cfg.mac, files: instanceFiles(f), incoming: saved !== null, signal: op.signal,
+      })
+      .catch((e: unknown) => {
+        throw op.signal.aborted ? this.cancelled(name) : e;
+      });
+    op.instance = inst;
+    try {
+      // What this process was started with, for a later suspend (a restore needs the same devices).
+      writeJsonAtomic(f.launch, { seed: seed !== null, sshReady: saved?.sshReady } satisfies LaunchRecord);
+      if (saved) {
+        try {
+          await need(inst.ram, this.driver.name, 'restore a saved RAM state').load(f.suspendState);
+          await inst.resume();
+        } catch (e) {
+          if (op.signal.aborted) throw this.cancelled(name);
+          throw new DevvmError('invalid-state', `the saved state of VM "${name}" cannot be restored: ${(e as Error).message}`, `start it with --discard-state to cold boot; the saved state is kept until then; see ${f.qemuLog}`);
+        }
+        // The guest has moved on: the state file no longer matches the disk.
+        rmSync(f.suspendState, { force: true });
+        this.store.update(name, (c) => ({ ...c, suspended: undefined }));
+      }
+      if (op.signal.aborted || !inst.alive) throw this.cancelled(name);
+    } catch (e) {
+      await inst.stop(true, 0).catch(() => {});
+      throw e;
+    } finally {
+      op.instance = undefined;
+    }
+    this.d.adopt(name, inst);
+    if (seed && !this.config(name).provisioned) this.d.watch.watch(name, serialStart);
+  }
+
+  private cancelled(name: string): DevvmError {
+    return new DevvmError('invalid-state', `the start of VM "${name}" was cancelled by stop --force`, `start it again: devvm start ${name}`);
+  }
+
+  /** The record of a RAM state saved now from the running VM. */
+  async ramStateNow(name: string, savedAt: string): Promise<RamState> {
+    const { seed, sshReady } = launchRecord(this.ctx, name);
+    return { savedAt, seed, fingerprint: await this.fingerprint(this.config(name), seed), sshReady };
+  }
+
+  private fingerprint(cfg: VmConfig, seed: boolean): Promise<string> {
+    const img = this.images.get(cfg.image);
+    return this.driver.fingerprint({ cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, image: img.sha256, kernel: img.kernel, seed, ssh: cfg.ssh });
+  }
+
+  /** Saves RAM and device state and ends the process (lock held, state checked). */
+  async suspendUnderLock(name: string, progress: Progress): Promise<void> {
+    const f = this.home.vm(name);
+    const inst = this.ctx.instance(name);
+    if (!inst) throw new DevvmError('invalid-state', `VM "${name}" stopped before it could be suspended`);
+    const ram = need(inst.ram, this.driver.name, 'save RAM state');
+    mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
+    const tmp = `${f.suspendState}.partial`;
+    progress('pausing and saving RAM state');
+    await inst.pause();
+    try {
+      await ram.save(tmp);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      await inst.resume().catch(() => {});
+      throw e;
+    }
+    renameSync(tmp, f.suspendState);
+    const state = await this.ramStateNow(name, new Date().toISOString());
+    this.store.update(name, (c) => ({ ...c, suspended: state }));
+    await inst.stop(true, 0);
+  }
+}

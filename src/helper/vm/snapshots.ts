@@ -1,0 +1,183 @@
+/**
+ * Snapshots: freezing the top layer (live through the driver when the VM runs), settling
+ * a freeze a killed helper left half-done, restoring, forgetting. Callers hold the VM's
+ * lock; every pool layer made here is reserved until the vm.json naming it is written.
+ */
+import { existsSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { DevvmError } from '../../shared/errors';
+import type { SnapshotInfo } from '../../shared/types';
+import * as v from '../../shared/validate';
+import { need } from '../driver/driver';
+import type { VmFiles } from '../filenames';
+import type { Progress } from '../images';
+import { log } from '../log';
+import type { RamState, SnapshotRecord } from '../vmconfig';
+import { GiB, poolOverlay, type VmContext } from './context';
+
+export function snapshotInfo(s: SnapshotRecord): SnapshotInfo {
+  return { name: s.name, layer: s.layer, ram: !!s.ram, createdAt: s.createdAt };
+}
+
+export function findSnapshot(c: { name: string; snapshots?: SnapshotRecord[] }, snapshot: string): SnapshotRecord {
+  const s = (c.snapshots ?? []).find((x) => x.name === v.snapshotName(snapshot));
+  if (!s) throw new DevvmError('not-found', `VM "${c.name}" has no snapshot "${snapshot}"`, `see "devvm snapshots ${c.name}"`);
+  return s;
+}
+
+/** A snapshot's RAM file: its own name, or the one older versions used (never the suspend state's). */
+export function snapshotRamFile(f: VmFiles, snapshot: string): string {
+  const now = f.snapshotRam(snapshot);
+  if (existsSync(now) || snapshot === 'suspend') return now;
+  return existsSync(f.legacySnapshotRam(snapshot)) ? f.legacySnapshotRam(snapshot) : now;
+}
+
+export class Snapshots {
+  constructor(
+    private readonly ctx: VmContext,
+    /** The record of a RAM state saved now from the running VM. */
+    private readonly ramStateNow: (name: string, savedAt: string) => Promise<RamState>,
+  ) {}
+
+  /**
+   * Freezes the VM's overlay as a read-only layer under a fresh overlay. With `ramFile`
+   * the guest is paused around the switch and the RAM save, so state file and frozen disk
+   * match. Returns the frozen layer and how long the guest stalled.
+   */
+  async freeze(name: string, snapshot: SnapshotRecord | undefined, ramFile: string | null, progress: Progress): Promise<{ layer: string; pauseMs: number }> {
+    const { ctx } = this;
+    const cfg = ctx.store.read(name);
+    const old = poolOverlay(cfg);
+    const img = ctx.images.get(cfg.image);
+    const running = ctx.instance(name);
+    const layers = running ? need(running.layers, ctx.driver.name, 'switch disk layers while the VM runs') : null;
+    const ram = running && ramFile ? need(running.ram, ctx.driver.name, 'save RAM state') : null;
+    const hold = ctx.pool.reserve();
+    try {
+      const next = await ctx.pool.create({ parent: old, baseFile: img.file, baseFormat: img.format, image: cfg.image, vm: name, sizeBytes: cfg.diskGiB * GiB }, hold);
+      const inst = ctx.instance(name);
+      if (!inst && ramFile) {
+        // The VM ended between the request and now: there is no RAM left to save.
+        ctx.pool.remove(next.id);
+        throw new DevvmError('invalid-state', `VM "${name}" stopped before its RAM could be saved`, 'start it and take the snapshot again');
+      }
+      if (!inst || !layers) {
+        ctx.store.update(name, (c) => ({ ...c, overlay: next.id, snapshots: snapshot ? [...(c.snapshots ?? []), snapshot] : c.snapshots }));
+        return { layer: old, pauseMs: 0 };
+      }
+      // Journal first: a helper killed past this point is settled by settlePending on restart.
+      ctx.store.update(name, (c) => ({ ...c, pending: { newOverlay: next.id, snapshot } }));
+      let pauseMs = 0;
+      const t0 = performance.now();
+      try {
+        if (ram) {
+          progress('pausing the guest');
+          await inst.pause();
+        }
+        progress('freezing the disk layer');
+        const t1 = performance.now();
+        await layers.switchTop(old, { id: next.id, file: ctx.pool.file(next.id) });
+        pauseMs = performance.now() - t1;
+        if (ram && ramFile) {
+          progress('saving RAM');
+          await ram.save(`${ramFile}.partial`);
+          renameSync(`${ramFile}.partial`, ramFile);
+          pauseMs = performance.now() - t0;
+        }
+      } finally {
+        await this.settlePending(name);
+      }
+      return { layer: old, pauseMs };
+    } finally {
+      hold.release();
+    }
+  }
+
+  /**
+   * Finishes or undoes a live freeze: the driver says which layer is on top. With the VM
+   * gone the switch is kept, which is right either way (an empty layer on top changes
+   * nothing). A guest paused for a RAM save is resumed; a snapshot whose RAM file never
+   * completed is dropped (its disk layer stays in the chain).
+   */
+  async settlePending(name: string): Promise<void> {
+    const { ctx } = this;
+    const cfg = ctx.store.read(name);
+    if (!cfg.pending) return;
+    const { newOverlay, snapshot } = cfg.pending;
+    const inst = ctx.instance(name);
+    let switched = true;
+    if (inst?.layers) {
+      try {
+        switched = (await inst.layers.top()) === newOverlay;
+        if (!switched) await inst.layers.drop(newOverlay).catch(() => {});
+        const status = await inst.runState();
+        if (status === 'paused' || status === 'postmigrate') await inst.resume();
+      } catch (e) {
+        log.warn(`${name}: the VM went away while settling a freeze: ${(e as Error).message}`);
+        switched = true;
+      }
+    }
+    const ram = snapshot?.ram ? ctx.home.vm(name).snapshotRam(snapshot.name) : null;
+    if (ram) rmSync(`${ram}.partial`, { force: true });
+    const keep = snapshot && switched && (!ram || existsSync(ram));
+    if (switched) {
+      ctx.store.update(name, (c) => ({ ...c, overlay: newOverlay, pending: undefined, snapshots: keep ? [...(c.snapshots ?? []), snapshot] : c.snapshots }));
+    } else {
+      ctx.store.update(name, (c) => ({ ...c, pending: undefined }));
+      ctx.pool.remove(newOverlay);
+    }
+    log.info(`${name}: freeze ${switched ? 'kept' : 'undone'}${snapshot && !keep ? ` (snapshot "${snapshot.name}" dropped)` : ''}`);
+  }
+
+  /** A named snapshot (caller holds the lock and has checked the state). */
+  async take(name: string, snap: string, withRam: boolean, progress: Progress): Promise<{ pauseMs: number }> {
+    const { ctx } = this;
+    const f = ctx.home.vm(name);
+    const rec: SnapshotRecord = { name: snap, layer: poolOverlay(ctx.store.read(name)), createdAt: new Date().toISOString() };
+    if (!withRam) return this.freeze(name, rec, null, progress);
+    mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
+    if (ctx.state(name) === 'suspended') {
+      // The suspend file already is this disk's RAM: link it, no copy.
+      linkSync(f.suspendState, f.snapshotRam(snap));
+      try {
+        return await this.freeze(name, { ...rec, ram: ctx.store.read(name).suspended }, null, progress);
+      } catch (e) {
+        rmSync(f.snapshotRam(snap), { force: true });
+        throw e;
+      }
+    }
+    return this.freeze(name, { ...rec, ram: await this.ramStateNow(name, rec.createdAt) }, f.snapshotRam(snap), progress);
+  }
+
+  /** A fresh overlay on the snapshot's layer; with RAM the VM becomes suspended at that moment. VM stopped, lock held. */
+  async restoreStopped(name: string, snap: SnapshotRecord, progress: Progress): Promise<void> {
+    const { ctx } = this;
+    const f = ctx.home.vm(name);
+    const cfg = ctx.store.read(name);
+    const img = ctx.images.get(cfg.image);
+    progress(`restoring snapshot ${snap.name}`);
+    const hold = ctx.pool.reserve();
+    try {
+      const next = await ctx.pool.create({ parent: snap.layer, baseFile: img.file, baseFormat: img.format, image: cfg.image, vm: name, sizeBytes: cfg.diskGiB * GiB }, hold);
+      rmSync(f.suspendState, { force: true });
+      if (snap.ram) {
+        mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
+        linkSync(snapshotRamFile(f, snap.name), f.suspendState);
+      }
+      ctx.store.update(name, (c) => ({ ...c, overlay: next.id, suspended: snap.ram }));
+    } finally {
+      hold.release();
+    }
+    ctx.collectLayers();
+  }
+
+  /** Forgets a snapshot (lock held); its layer goes once no chain, snapshot or clone still needs it. */
+  forget(name: string, snap: SnapshotRecord): void {
+    const { ctx } = this;
+    const f = ctx.home.vm(name);
+    ctx.store.update(name, (c) => ({ ...c, snapshots: (c.snapshots ?? []).filter((s) => s.name !== snap.name) }));
+    rmSync(f.snapshotRam(snap.name), { force: true });
+    // The old location, except for "suspend": there it is the suspend state's own file.
+    if (snap.name !== 'suspend') rmSync(f.legacySnapshotRam(snap.name), { force: true });
+    ctx.collectLayers();
+  }
+}

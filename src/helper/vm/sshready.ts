@@ -1,0 +1,82 @@
+/** SSH readiness: something on the forwarded port speaks SSH, and (on a cold boot) a login works. */
+import { existsSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { DevvmError } from '../../shared/errors';
+import type { Progress } from '../images';
+import { log } from '../log';
+import { run } from '../proc';
+import { sshHostAlias } from '../sshconfig';
+import { readJson, writeJsonAtomic } from '../store';
+import type { LaunchRecord } from '../vmconfig';
+import type { VmContext } from './context';
+
+/** Resolves true when something on the port speaks SSH (QEMU's forwarder accepts and drops before sshd is up). */
+export function sshBanner(port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.createConnection(port, '127.0.0.1');
+    let data = '';
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    sock.setEncoding('utf8');
+    sock.on('data', (c: string) => {
+      data += c;
+      if (data.startsWith('SSH-')) done(true);
+    });
+    sock.on('error', () => done(false));
+    sock.on('close', () => done(false));
+  });
+}
+
+export function tailLines(file: string, n: number): string {
+  try {
+    return readFileSync(file, 'utf8').replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').trim().split('\n').slice(-n).join(' | ');
+  } catch {
+    return '';
+  }
+}
+
+/** vms/<name>/launch.json: what the running VM was started with. */
+export function launchRecord(ctx: VmContext, name: string): LaunchRecord {
+  const f = ctx.home.vm(name);
+  return existsSync(f.launch) ? readJson<LaunchRecord>(f.launch) : { seed: false };
+}
+
+/** Until SSH works, the VM stops, first setup fails, or the deadline passes. `settling`: first setup still watched. */
+export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, settling: () => boolean, progress: Progress): Promise<void> {
+  const deadline = Date.now() + timeoutSec * 1000;
+  const f = ctx.home.vm(name);
+  progress('waiting for SSH');
+  for (;;) {
+    const cfg = ctx.store.read(name);
+    if (!ctx.instance(name)?.alive) {
+      throw new DevvmError('invalid-state', `VM "${name}" stopped before SSH answered`, `serial log: ${tailLines(f.serialLog, 2) || 'empty'}; see ${f.qemuLog}`);
+    }
+    if (cfg.provisionError) throw new DevvmError('provisioning-failed', cfg.provisionError, `see ${f.serialLog}`);
+    // On first boot sshd answers while cloud-init still works (and restarts sshd when it
+    // applies its SSH settings): ready means first setup finished and SSH works.
+    const firstSetup = settling();
+    if (firstSetup) progress('first boot: waiting for first setup (cloud-init) to finish');
+    if (!firstSetup && (await sshBanner(cfg.sshPort, 1500))) {
+      // A guest restored from a run where a login worked is past boot: sshd answering
+      // suffices (a full login costs ~2 s under TCG). Cold boots log in once, since
+      // sshd answers before logins are allowed (systemd-user-sessions).
+      if (launchRecord(ctx, name).sshReady) return;
+      try {
+        await run('ssh', ['-F', ctx.home.sshConfig, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', sshHostAlias(name), 'true'], { timeoutMs: 30000 });
+        if (ctx.instance(name)?.alive) writeJsonAtomic(f.launch, { ...launchRecord(ctx, name), sshReady: true } satisfies LaunchRecord);
+        return;
+      } catch (e) {
+        // sshd answers before cloud-init has installed the user's key: retry until the deadline
+        log.info(`${name}: ssh not ready yet: ${(e as Error).message}`);
+      }
+    }
+    if (Date.now() > deadline) {
+      throw new DevvmError('timeout', `SSH to VM "${name}" did not answer within ${timeoutSec} s`, `serial log: ${tailLines(f.serialLog, 2)}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * The QEMU driver on a real QEMU with blank disks (no kernel, nothing boots; cheap): launch
+ * in a home whose path holds a comma, layer switch, disk hot-plug with declared formats,
+ * a stop asked for versus a kill -9, and what a dead QEMU leaves for the next helper.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import type { ExitInfo, Instance, InstanceFiles } from '../../src/helper/driver/driver';
+import { QemuDriver } from '../../src/helper/driver/qemu';
+import { run } from '../../src/helper/proc';
+
+const root = mkdtempSync(path.join(os.tmpdir(), 'devvm-drv-'));
+const dir = path.join(root, 'a,b');
+mkdirSync(dir);
+after(() => rmSync(root, { recursive: true, force: true }));
+
+const driver = new QemuDriver(process.env.DEVVM_QEMU || 'qemu-system-x86_64', async () => ({ name: 'tcg', reason: 'test' }));
+const files: InstanceFiles = { control: path.join(dir, 'qmp.sock'), serialSocket: path.join(dir, 'serial.sock'), serialLog: path.join(dir, 'serial.log'), pidFile: path.join(dir, 'pid'), log: path.join(dir, 'qemu.log') };
+const img = (n: string) => path.join(dir, n);
+
+async function launch(): Promise<Instance> {
+  return driver.launch({
+    name: 'blank', cpus: 1, memoryMiB: 64, kernel: null, initrd: null, seed: null, sshPort: null, mac: '52:54:00:00:00:01', files, incoming: false,
+    disks: { base: { file: img('base.qcow2'), format: 'qcow2' }, cache: img('cache.qcow2'), layers: [{ id: 'l000000000001', file: img('l1.qcow2') }] },
+  });
+}
+
+const exited = (i: Instance) => new Promise<ExitInfo>((r) => i.onExit(r));
+
+test('setup: blank layers', async () => {
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', img('base.qcow2'), '16M']);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', img('base.qcow2'), '-F', 'qcow2', img('cache.qcow2')]);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', img('base.qcow2'), '-F', 'qcow2', img('l1.qcow2')]);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', img('l1.qcow2'), '-F', 'qcow2', img('l2.qcow2')]);
+  // A raw disk whose first bytes a guest made into a qcow2 header naming a host file.
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', '/etc/hostname', '-F', 'raw', img('evil.raw'), '1M']);
+});
+
+test('launch with a comma in the path, switch the top layer live, stop on request (an expected end)', async () => {
+  const i = await launch();
+  assert.ok(i.alive);
+  assert.equal(await i.runState(), 'running');
+  assert.equal(await i.layers!.top(), 'l000000000001');
+  await i.layers!.switchTop('l000000000001', { id: 'l000000000002', file: img('l2.qcow2') });
+  assert.equal(await i.layers!.top(), 'l000000000002');
+  await i.pause();
+  assert.equal(await i.runState(), 'paused');
+  await i.resume();
+  const end = exited(i);
+  await i.stop(true, 0);
+  assert.deepEqual((await end).expected, true);
+  assert.equal(existsSync(files.pidFile), false, 'QEMU removes its pid file when it quits in order');
+  assert.equal(driver.reap(files), null);
+});
+
+test('hot-plugged disks are opened with their declared format: a qcow2 header inside a raw disk is data', async () => {
+  const i = await launch();
+  try {
+    await i.devices!.attachDisk({ id: 'xd1', source: img('evil.raw'), format: 'raw', usb: false, readOnly: true }, []);
+    await i.devices!.attachDisk({ id: 'xd2', source: img('l2.qcow2'), format: 'qcow2', usb: true, readOnly: true }, ['hp0']);
+    const qmpLog = await (i as unknown as { m: { qmp: { execute<T>(c: string): Promise<T> } } }).m.qmp.execute<Array<{ 'node-name': string; drv: string; backing_file?: string }>>('query-named-block-nodes');
+    const byName = new Map(qmpLog.map((n) => [n['node-name'], n]));
+    assert.equal(byName.get('xd1')?.drv, 'raw');
+    assert.equal(byName.get('xd2')?.drv, 'qcow2');
+    assert.equal(byName.get('xd2')?.backing_file, undefined, 'no backing file opened for an attached qcow2');
+    assert.ok(![...byName.values()].some((n) => (n as { file?: string }).file === '/etc/hostname'));
+  } finally {
+    await i.stop(true, 0);
+  }
+});
+
+test('kill -9 of QEMU is an unexpected end with a reason; a dead QEMU found later is reaped with one', async () => {
+  const i = await launch();
+  const end = exited(i);
+  process.kill(i.pid, 'SIGKILL');
+  const info = await end;
+  assert.equal(info.expected, false);
+  assert.match(info.reason, /ended without shutting down/);
+  assert.ok(existsSync(files.pidFile), 'a killed QEMU leaves its pid file');
+  assert.match(driver.reap(files) ?? '', /no helper watched/);
+  assert.equal(existsSync(files.pidFile), false);
+});
+
+test('a launch aborted while QEMU comes up kills it', async () => {
+  const ac = new AbortController();
+  ac.abort();
+  await assert.rejects(
+    driver.launch({
+      name: 'blank', cpus: 1, memoryMiB: 64, kernel: null, initrd: null, seed: null, sshPort: null, mac: '52:54:00:00:00:01', files, incoming: false, signal: ac.signal,
+      disks: { base: { file: img('base.qcow2'), format: 'qcow2' }, cache: img('cache.qcow2'), layers: [{ id: 'l000000000001', file: img('l1.qcow2') }] },
+    }),
+    /cancelled/,
+  );
+  assert.equal(await driver.attach(files), null);
+});

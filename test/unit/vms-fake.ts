@@ -1,0 +1,207 @@
+/**
+ * A fake driver (no VM) and a VM manager wired to it in a temp DEVVM_HOME, for unit tests
+ * of the manager's logic. Steps can be held on a gate the test opens, which makes races
+ * deterministic. Layers are real qcow2 files (qemu-img); keys are real (ssh-keygen).
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { DeviceOps, Driver, ExitInfo, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps } from '../../src/helper/driver/driver';
+import { Home } from '../../src/helper/filenames';
+import { Images } from '../../src/helper/images';
+import { run } from '../../src/helper/proc';
+import { realProvisioner, type Provisioner } from '../../src/helper/vm/create';
+import { Vms } from '../../src/helper/vms';
+
+/** A promise the test opens; `reached` resolves once something waits on it. */
+export class Gate {
+  private open!: () => void;
+  private arrived!: () => void;
+  readonly opened = new Promise<void>((r) => (this.open = r));
+  readonly reached = new Promise<void>((r) => (this.arrived = r));
+  wait(): Promise<void> {
+    this.arrived();
+    return this.opened;
+  }
+  release(): void {
+    this.open();
+  }
+}
+
+let pids = 1000;
+
+export class FakeInstance implements Instance {
+  alive = true;
+  readonly pid = pids++;
+  readonly accelerator = 'fake';
+  private listeners: Array<(i: ExitInfo) => void> = [];
+  private died!: () => void;
+  /** Resolves when the process ends (pending engine calls fail then, as QMP's do). */
+  readonly dead = new Promise<void>((r) => (this.died = r));
+  paused = false;
+  top: string;
+  readonly ram: RamStateOps;
+  readonly layers: LayerOps;
+  readonly devices: DeviceOps | null = null;
+
+  constructor(readonly spec: LaunchSpec, private readonly driver: FakeDriver) {
+    this.top = spec.disks.layers.at(-1)!.id;
+    this.paused = spec.incoming;
+    this.ram = {
+      save: async (file) => writeFileSync(file, driver.ramContent()),
+      load: async () => {},
+    };
+    this.layers = {
+      top: async () => this.top,
+      switchTop: async (_current, next) => {
+        this.top = next.id;
+      },
+      drop: async () => {},
+    };
+  }
+
+  onExit(l: (i: ExitInfo) => void): void {
+    this.listeners.push(l);
+  }
+
+  private end(info: ExitInfo): void {
+    if (!this.alive) return;
+    this.alive = false;
+    this.died();
+    for (const l of this.listeners.splice(0)) l(info);
+  }
+
+  async stop(): Promise<void> {
+    await this.driver.stopGate?.wait();
+    this.end({ expected: true, reason: 'stopped' });
+  }
+
+  /** QEMU dying on its own (a crash, a kill -9). */
+  crash(reason: string): void {
+    this.end({ expected: false, reason });
+  }
+
+  async pause(): Promise<void> {
+    this.paused = true;
+  }
+  async resume(): Promise<void> {
+    this.paused = false;
+  }
+  async runState(): Promise<string> {
+    return this.paused ? 'paused' : 'running';
+  }
+  detach(): void {}
+}
+
+export class FakeDriver implements Driver {
+  readonly name = 'fake';
+  readonly features = { ramState: true, liveLayerSwitch: true, hotplugDisks: false, usbPassthrough: false };
+  /** Set to hold launches (they still end when the start is aborted). */
+  launchGate: Gate | null = null;
+  stopGate: Gate | null = null;
+  /** What the next RAM save writes. */
+  ramText = 'ram';
+  readonly launched: FakeInstance[] = [];
+  /** What reap() reports for the next VM (a process that died while no helper ran). */
+  reapReason: string | null = null;
+
+  ramContent(): string {
+    return this.ramText;
+  }
+
+  async launch(spec: LaunchSpec): Promise<Instance> {
+    if (this.launchGate) {
+      const aborted = new Promise<void>((r) => spec.signal?.addEventListener('abort', () => r(), { once: true }));
+      await Promise.race([this.launchGate.wait(), aborted]);
+      if (spec.signal?.aborted) throw new Error('launch aborted');
+    }
+    const i = new FakeInstance(spec, this);
+    this.launched.push(i);
+    return i;
+  }
+
+  async attach(files: InstanceFiles): Promise<Instance | null> {
+    return this.launched.find((i) => i.alive && i.spec.files.control === files.control) ?? null;
+  }
+
+  reap(): string | null {
+    return this.reapReason;
+  }
+
+  async fingerprint(): Promise<string> {
+    return 'fp';
+  }
+}
+
+export interface Rig {
+  root: string;
+  home: Home;
+  images: Images;
+  driver: FakeDriver;
+  vms: Vms;
+  /** Held before the seed is written, i.e. after the new VM's layers exist and before its vm.json. */
+  seedGate: { gate: Gate | null };
+  /** A manager on the same home, as after a helper restart. */
+  restart(driver?: FakeDriver): Promise<Vms>;
+  cleanup(): Promise<void>;
+}
+
+const noProgress = () => {};
+export { noProgress };
+
+export async function rig(): Promise<Rig> {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'devvm-vms-'));
+  const home = new Home(root);
+  // A blank base image, registered as image "base" (its record written as the images helper does).
+  const dir = home.image('base').dir;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const disk = home.image('base').disk;
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
+  writeFileSync(
+    home.image('base').meta,
+    JSON.stringify({ name: 'base', file: disk, format: 'qcow2', virtualSize: 64 << 20, sha256: null, kernel: null, initrd: null, source: 'test', createdAt: new Date().toISOString() }),
+  );
+  const images = new Images(home, path.join(root, 'cache'));
+  const seedGate: { gate: Gate | null } = { gate: null };
+  const provisioner: Provisioner = {
+    ...realProvisioner,
+    hashPassword: async () => '$6$salt$' + 'a'.repeat(86),
+    writeSeed: async (file, spec, work) => {
+      await seedGate.gate?.wait();
+      writeFileSync(file, `seed ${spec.instanceId}`, { mode: 0o600 });
+      void work;
+    },
+  };
+  const make = (driver: FakeDriver) => new Vms(home, images, { qemuBinary: 'unused', accelerator: async () => ({ name: 'tcg', reason: 'test' }), stopTimeoutMs: 1000, driver, provisioner });
+  const managers: Vms[] = [];
+  const tracked = (d: FakeDriver) => {
+    const m = make(d);
+    managers.push(m);
+    return m;
+  };
+  const driver = new FakeDriver();
+  const vms = tracked(driver);
+  await vms.reattach();
+  return {
+    root,
+    home,
+    images,
+    driver,
+    vms,
+    seedGate,
+    restart: async (d = driver) => {
+      const again = tracked(d);
+      await again.reattach();
+      return again;
+    },
+    cleanup: async () => {
+      // Provisioning watchers are timers: stop them so the test process can end.
+      for (const m of managers) await m.shutdown(false);
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+export function createParams(name: string, extra: Record<string, unknown> = {}) {
+  return { name, image: 'base', user: 'dev', diskGiB: 1, ...extra };
+}
