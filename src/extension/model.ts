@@ -3,6 +3,8 @@
  * import: the extension maps these specs onto TreeItems, and unit tests check them.
  */
 import { bytes as formatBytes, date as formatDate, memory as formatMemory } from '../shared/format';
+import { asDevvmError } from '../shared/errors';
+import { parseNbdUri } from '../shared/nbduri';
 import type { AttachedDisk, HostUsbDevice, ImageInfo, LayerInfo, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
 import { groupContextValue, vmContextValue } from './menus';
 import { deviceDetail, deviceLabel } from './usbPrompt';
@@ -269,15 +271,16 @@ export function nextFreeName(base: string, taken: Iterable<string>): string {
   for (let i = 2; ; i++) if (!set.has(`${base}-${i}`)) return `${base}-${i}`;
 }
 
-/** Why an NBD URI typed by the user cannot be used, or undefined when it looks right. */
+/** Why an NBD URI typed by the user cannot be used, or undefined when it looks right (the helper's own rule). */
 export function nbdUriProblem(value: string): string | undefined {
   const v = value.trim();
-  if (!v) return 'enter an nbd:// URI';
-  const m = /^nbd:\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(?:\/(.*))?$/.exec(v);
-  if (!m) return 'use nbd://HOST:PORT/EXPORT, for example nbd://127.0.0.1:10809/disk';
-  if (m[2] !== undefined && (Number(m[2]) < 1 || Number(m[2]) > 65535)) return `port ${m[2]} is out of range`;
-  if (/[\s\x00-\x1f]/.test(m[3] ?? '')) return 'the export name contains a space or a control character';
-  return undefined;
+  if (!v) return 'enter an nbd:// or nbd+unix:// URI';
+  try {
+    parseNbdUri(v);
+    return undefined;
+  } catch (e) {
+    return asDevvmError(e).oneLine();
+  }
 }
 
 /** What a Restore confirmation says happens. */

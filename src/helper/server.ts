@@ -119,9 +119,9 @@ export class Server {
       vmClone: ({ progressToken: _t, ...p }, { progress }) => vms.clone(p, progress),
       layerTree: () => vms.layerTree(),
 
-      diskAttach: (p) => vms.attachDisk(p.name, { source: p.source, usb: p.usb ?? false, readOnly: p.readOnly ?? false }),
+      diskAttach: (p) => vms.attachDisk(p.name, { source: p.source, usb: p.usb ?? false, readOnly: p.readOnly ?? false, format: p.format }),
       diskDetach: (p) => vms.detachDisk(p.name, p.id),
-      diskExport: (p, { progress }) => vms.exportDisk(p.name, p.snapshot, progress),
+      diskExport: (p, { progress }) => vms.exportDisk(p.name, p.snapshot, p.tcp ?? false, progress),
       diskUnexport: (p) => vms.unexportDisk(p.name),
 
       usbList: () => this.usbDevices(),

@@ -10,10 +10,10 @@ import { existsSync, rmSync } from 'node:fs';
 import { DevvmError } from '../shared/errors';
 import { allows, assertAllowed, busy, type Operation } from '../shared/lifecycle';
 import type { CreateParams, SshTarget } from '../shared/rpc';
-import type { AttachedDisk, HostUsbDevice, LayerInfo, LayerNode, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
+import type { AttachedDisk, HostUsbDevice, LayerInfo, LayerNode, NbdExport, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
+import type { ExportRecord } from './exports';
 import * as v from '../shared/validate';
 import type { AccelChoice } from './accel';
-import * as disks from './disks';
 import { requireFeature, type Driver, type Instance } from './driver/driver';
 import { QemuDriver } from './driver/qemu';
 import type { Home } from './filenames';
@@ -25,7 +25,7 @@ import { sshHostAlias, writeSshConfig } from './sshconfig';
 import type { VmConfig } from './vmconfig';
 import { admit, instanceFiles, poolOverlay, type VmContext } from './vm/context';
 import { Builder, realProvisioner, type Provisioner } from './vm/create';
-import { Devices, type UsbRecord } from './vm/devices';
+import { Devices, publicDisk, type AttachedRecord, type UsbRecord } from './vm/devices';
 import { Exports } from './vm/exports';
 import { LayerView } from './vm/layerview';
 import { isState, OpLocks } from './vm/oplock';
@@ -187,7 +187,7 @@ export class Vms extends EventEmitter {
       createdAt: c.createdAt,
       layers,
       snapshots: snaps.map(snapshotInfo),
-      disks: this.attachedDisks(name).map(disks.publicDisk),
+      disks: this.attachedDisks(name).map(publicDisk),
       usb: this.usbAttached(name).map(({ qemuId: _q, ...d }) => ({ ...d, attachedTo: name })),
     };
   }
@@ -430,7 +430,7 @@ export class Vms extends EventEmitter {
 
   // ---- devices and exports (vm/devices.ts, vm/exports.ts) -----------------
 
-  attachedDisks(name: string): disks.AttachedRecord[] {
+  attachedDisks(name: string): AttachedRecord[] {
     return this.devices.attachedDisks(name);
   }
 
@@ -450,7 +450,7 @@ export class Vms extends EventEmitter {
     return this.devices.usbDetach(name, id, gone);
   }
 
-  attachDisk(name: string, o: { source: string; usb: boolean; readOnly: boolean }): Promise<AttachedDisk> {
+  attachDisk(name: string, o: { source: string; usb: boolean; readOnly: boolean; format?: 'qcow2' | 'raw' }): Promise<AttachedDisk> {
     return this.devices.attachDisk(name, o);
   }
 
@@ -458,12 +458,12 @@ export class Vms extends EventEmitter {
     return this.devices.detachDisk(name, id);
   }
 
-  nbdExport(name: string): disks.ExportRecord | null {
+  nbdExport(name: string): ExportRecord | null {
     return this.exports.current(name);
   }
 
-  exportDisk(name: string, snapshot: string | undefined, progress: Progress): Promise<{ vm: string; layer: string; uri: string }> {
-    return this.exports.export(name, snapshot, progress);
+  exportDisk(name: string, snapshot: string | undefined, tcp: boolean, progress: Progress): Promise<NbdExport> {
+    return this.exports.export(name, snapshot, tcp, progress);
   }
 
   unexportDisk(name: string): void {

@@ -4,7 +4,7 @@
  * a stop asked for versus a kill -9, and what a dead QEMU leaves for the next helper.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -59,14 +59,21 @@ test('launch with a comma in the path, switch the top layer live, stop on reques
 test('hot-plugged disks are opened with their declared format: a qcow2 header inside a raw disk is data', async () => {
   const i = await launch();
   try {
-    await i.devices!.attachDisk({ id: 'xd1', source: img('evil.raw'), format: 'raw', usb: false, readOnly: true }, []);
-    await i.devices!.attachDisk({ id: 'xd2', source: img('l2.qcow2'), format: 'qcow2', usb: true, readOnly: true }, ['hp0']);
+    await i.devices!.attachDisk({ id: 'xd1', source: img('evil.raw'), fd: null, format: 'raw', usb: false, readOnly: true }, []);
+    // A checked file goes to QEMU as our open descriptor (add-fd), never by its path again.
+    const fd = openSync(img('l2.qcow2'), 'r');
+    try {
+      await i.devices!.attachDisk({ id: 'xd2', source: img('l2.qcow2'), fd, format: 'qcow2', usb: true, readOnly: true }, ['hp0']);
+    } finally {
+      closeSync(fd);
+    }
     const qmpLog = await (i as unknown as { m: { qmp: { execute<T>(c: string): Promise<T> } } }).m.qmp.execute<Array<{ 'node-name': string; drv: string; backing_file?: string }>>('query-named-block-nodes');
     const byName = new Map(qmpLog.map((n) => [n['node-name'], n]));
     assert.equal(byName.get('xd1')?.drv, 'raw');
     assert.equal(byName.get('xd2')?.drv, 'qcow2');
     assert.equal(byName.get('xd2')?.backing_file, undefined, 'no backing file opened for an attached qcow2');
     assert.ok(![...byName.values()].some((n) => (n as { file?: string }).file === '/etc/hostname'));
+    assert.match(String((byName.get('xd2-proto') as { file?: string } | undefined)?.file), /^\/dev\/fdset\/\d+$/);
   } finally {
     await i.stop(true, 0);
   }

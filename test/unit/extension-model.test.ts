@@ -197,8 +197,11 @@ test('names and NBD URIs typed in input boxes', () => {
   assert.equal(nbdUriProblem('nbd://[::1]:10809/x'), undefined);
   assert.match(nbdUriProblem('') ?? '', /enter/);
   assert.match(nbdUriProblem('http://x/y') ?? '', /nbd:\/\/HOST:PORT\/EXPORT/);
-  assert.match(nbdUriProblem('nbd://h:70000/x') ?? '', /out of range/);
-  assert.match(nbdUriProblem('nbd://h:1/a b') ?? '', /space/);
+  assert.match(nbdUriProblem('nbd://h:70000/x') ?? '', /port must be a number from 1 to 65535/);
+  assert.match(nbdUriProblem('nbd://h:1/a b') ?? '', /export name may only hold/);
+  // What Export Disk prints by default is accepted where a URI is typed.
+  assert.equal(nbdUriProblem('nbd+unix:///web-l1?socket=/home/a/.local/share/devvm/vms/web/nbd.sock'), undefined);
+  assert.match(nbdUriProblem('nbd+unix:///x?socket=rel/path') ?? '', /absolute path/);
 });
 
 test('restore confirmation: what is lost and what happens to a running or suspended VM', () => {

@@ -1,5 +1,6 @@
 /** Extra disks on a running VM, and NBD exports of a VM's layers. */
 import { Rpc } from '../../shared/rpc';
+import { isNbdUri } from '../../shared/nbduri';
 import type { NbdExport } from '../../shared/types';
 import { choice } from '../args';
 import type { Command } from '../command';
@@ -22,7 +23,7 @@ export const diskCommands: Command[] = [
       const [name, src] = positionals as [string, string];
       const d = await ctx.call(Rpc.diskAttach, {
         name,
-        source: src.startsWith('nbd://') ? src : absolute(src)!,
+        source: isNbdUri(src) ? src : absolute(src)!,
         usb: Boolean(values.usb),
         readOnly: Boolean(values['read-only']),
         format: choice('--format', values.format, FORMATS),

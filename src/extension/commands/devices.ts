@@ -75,7 +75,7 @@ async function attachDisk(cx: Cx, s: VmSummary): Promise<void> {
   if (!kind) return;
   let source: string | undefined;
   if (kind.k === 'nbd') {
-    source = (await vscode.window.showInputBox({ title: title(1), prompt: 'NBD URI (an export from "Export Disk over NBD" works here)', placeHolder: 'nbd://127.0.0.1:10809/export', validateInput: nbdUriProblem }))?.trim();
+    source = (await vscode.window.showInputBox({ title: title(1), prompt: 'NBD URI (what "Export Disk over NBD" prints works here)', placeHolder: 'nbd://HOST:PORT/EXPORT or nbd+unix:///EXPORT?socket=PATH', validateInput: nbdUriProblem }))?.trim();
   } else {
     const files = await vscode.window.showOpenDialog({ canSelectMany: false, openLabel: 'Attach', title: `Disk image to attach to ${s.name}${kind.k === 'usb' ? ' as USB storage' : ''}`, filters: { 'Disk images': ['qcow2', 'img', 'raw', 'iso'], 'All files': ['*'] } });
     source = files?.[0]?.fsPath;

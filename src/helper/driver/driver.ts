@@ -96,8 +96,10 @@ export interface LayerOps {
 
 export interface DiskAttachSpec {
   id: string;
-  /** An absolute file path or an nbd:// URI. */
+  /** An absolute file path or an NBD URI. */
   source: string;
+  /** Files: our open descriptor on the checked file, which the engine uses instead of opening the path. */
+  fd: number | null;
   /** Declared, never probed: the node is opened with exactly this driver and no backing file. */
   format: 'raw' | 'qcow2';
   usb: boolean;

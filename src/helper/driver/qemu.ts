@@ -122,7 +122,24 @@ async function attachDisk(m: Machine, d: DiskAttachSpec, usedSlots: string[]): P
     slot = HOTPLUG_PORTS.find((p) => !usedSlots.includes(p));
     if (!slot) throw new DevvmError('busy', `all ${HOTPLUG_PORTS.length} hot-plug slots are in use`, 'detach a disk first, or attach as --usb');
   }
-  await qmp.execute('blockdev-add', { ...protocolNode(d.source, `${d.id}-proto`, d.readOnly) });
+  // A checked file arrives as our descriptor (QMP add-fd, SCM_RIGHTS): QEMU opens
+  // /dev/fdset/N, so nothing swapped in at the path since the check is ever opened.
+  const addon = loadNative().addon;
+  let fdset: number | null = null;
+  let proto = protocolNode(d.source, `${d.id}-proto`, d.readOnly);
+  if (d.fd !== null && addon) {
+    fdset = (await qmp.executeWithFd<{ 'fdset-id': number }>('add-fd', { opaque: `disk ${d.id}` }, d.fd, addon.sendFd))['fdset-id'];
+    proto = { driver: 'file', filename: `/dev/fdset/${fdset}`, 'node-name': `${d.id}-proto`, 'read-only': d.readOnly };
+  } else if (d.fd !== null) {
+    // Without the addon: the same open file through /proc, never the path again.
+    proto = { driver: 'file', filename: `/proc/${process.pid}/fd/${d.fd}`, 'node-name': `${d.id}-proto`, 'read-only': d.readOnly };
+  }
+  try {
+    await qmp.execute('blockdev-add', proto);
+  } finally {
+    // QEMU keeps its own duplicate while the node exists and closes the set after.
+    if (fdset !== null) await qmp.execute('remove-fd', { 'fdset-id': fdset }).catch(() => {});
+  }
   try {
     // The declared driver, never a probe; backing: null, so a qcow2 header a guest wrote
     // can never make QEMU open a host file it names.

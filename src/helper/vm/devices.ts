@@ -2,7 +2,7 @@
 import { closeSync, existsSync } from 'node:fs';
 import { DevvmError } from '../../shared/errors';
 import type { AttachedDisk, HostUsbDevice } from '../../shared/types';
-import * as disks from '../disks';
+import { checkDiskSource } from '../disksource';
 import { need, type DeviceOps } from '../driver/driver';
 import { log } from '../log';
 import { readJson, writeJsonAtomic } from '../store';
@@ -10,6 +10,17 @@ import { openUsbNode } from '../usb/access';
 import { admit, type VmContext } from './context';
 
 export type UsbRecord = HostUsbDevice & { qemuId: string };
+
+/** A disk hot-plugged into the running VM, as remembered in vms/<name>/attached.json. */
+export interface AttachedRecord extends AttachedDisk {
+  /** The PCIe root port it sits on (virtio only). */
+  port?: string;
+}
+
+/** What clients see of an attached disk (the root port is the helper's business). */
+export function publicDisk({ port: _port, ...d }: AttachedRecord): AttachedDisk {
+  return d;
+}
 
 export class Devices {
   constructor(
@@ -24,10 +35,10 @@ export class Devices {
   }
 
   /** Disks hot-plugged into the running VM (none when it does not run). */
-  attachedDisks(name: string): disks.AttachedRecord[] {
+  attachedDisks(name: string): AttachedRecord[] {
     const f = this.ctx.home.vm(name);
     if (!this.ctx.instance(name)?.alive || !existsSync(f.attached)) return [];
-    return readJson<disks.AttachedRecord[]>(f.attached);
+    return readJson<AttachedRecord[]>(f.attached);
   }
 
   usbAttached(name: string): UsbRecord[] {
@@ -41,22 +52,27 @@ export class Devices {
     return this.runningNames().find((n) => this.usbAttached(n).some((d) => d.id === id));
   }
 
-  async attachDisk(name: string, o: { source: string; usb: boolean; readOnly: boolean }): Promise<AttachedDisk> {
+  async attachDisk(name: string, o: { source: string; usb: boolean; readOnly: boolean; format?: 'qcow2' | 'raw' }): Promise<AttachedDisk> {
     admit(this.ctx, 'attachDisk', name);
-    const format = await disks.checkSource(o.source, this.ctx.home.root, o.readOnly);
-    if (format !== 'raw' && format !== 'qcow2') throw new DevvmError('invalid-argument', `unsupported disk format ${format}`);
-    return this.ctx.locks.run(name, 'attaching', async () => {
-      const dev = this.ops(name, 'hot-plug disks');
-      const list = this.attachedDisks(name);
-      let n = 1;
-      while (list.some((d) => d.id === `xd${n}`)) n++;
-      const id = `xd${n}`;
-      const { slot } = await dev.attachDisk({ id, source: o.source, format, usb: o.usb, readOnly: o.readOnly }, list.flatMap((d) => (d.port ? [d.port] : [])));
-      const d: disks.AttachedRecord = { id, source: o.source, bus: o.usb ? 'usb' : 'virtio', readOnly: o.readOnly, ...(slot ? { port: slot } : {}) };
-      writeJsonAtomic(this.ctx.home.vm(name).attached, [...list, d]);
-      log.info(`${name}: attached ${d.source} as ${d.id} (${d.bus}${d.readOnly ? ', read-only' : ''})`);
-      return disks.publicDisk(d);
-    });
+    // Checked by identity (never one of devvm's own files writable) and format (raw only
+    // when declared), and opened here: QEMU gets our descriptor, not the path.
+    const src = await checkDiskSource(this.ctx.home, o.source, { readOnly: o.readOnly, format: o.format });
+    try {
+      return await this.ctx.locks.run(name, 'attaching', async () => {
+        const dev = this.ops(name, 'hot-plug disks');
+        const list = this.attachedDisks(name);
+        let n = 1;
+        while (list.some((d) => d.id === `xd${n}`)) n++;
+        const id = `xd${n}`;
+        const { slot } = await dev.attachDisk({ id, source: src.source, fd: src.fd ?? null, format: src.format, usb: o.usb, readOnly: o.readOnly }, list.flatMap((d) => (d.port ? [d.port] : [])));
+        const d: AttachedRecord = { id, source: src.source, bus: o.usb ? 'usb' : 'virtio', readOnly: o.readOnly, ...(slot ? { port: slot } : {}) };
+        writeJsonAtomic(this.ctx.home.vm(name).attached, [...list, d]);
+        log.info(`${name}: attached ${d.source} as ${d.id} (${d.bus}, ${src.format}${d.readOnly ? ', read-only' : ''})`);
+        return publicDisk(d);
+      });
+    } finally {
+      await src.close();
+    }
   }
 
   async detachDisk(name: string, id: string): Promise<void> {

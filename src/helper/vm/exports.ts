@@ -1,6 +1,7 @@
-/** The read-only NBD export of one of a VM's frozen layers (qemu-nbd through disks.ts). */
+/** The read-only NBD export of one of a VM's frozen layers (qemu-nbd, see ../exports.ts). */
 import { existsSync, rmSync } from 'node:fs';
-import * as disks from '../disks';
+import type { NbdExport } from '../../shared/types';
+import { exportAlive, publicExport, serveExport, stopExport, type ExportFiles, type ExportRecord } from '../exports';
 import type { Progress } from '../images';
 import { log } from '../log';
 import { readJson, writeJsonAtomic } from '../store';
@@ -13,22 +14,28 @@ export class Exports {
     private readonly snapshots: Snapshots,
   ) {}
 
+  private files(name: string): ExportFiles {
+    const f = this.ctx.home.vm(name);
+    return { socket: f.nbdSocket, tlsDir: f.nbdTlsDir, pidFile: f.nbdPid, logFile: f.nbdLog };
+  }
+
   /** The VM's running export, if any (derived from the qemu-nbd process). */
-  current(name: string): disks.ExportRecord | null {
+  current(name: string): ExportRecord | null {
     const f = this.ctx.home.vm(name);
     if (!existsSync(f.nbdExport)) return null;
-    const rec = readJson<disks.ExportRecord>(f.nbdExport);
-    return disks.exportAlive(rec, f.nbdPid, this.ctx.pool.file(rec.layer)) ? rec : null;
+    const rec = readJson<ExportRecord>(f.nbdExport);
+    // Records from before unix exports name no file: match them by the layer's.
+    const full = { ...rec, file: rec.file ?? this.ctx.pool.file(rec.layer) };
+    return exportAlive(full, f.nbdPid) ? full : null;
   }
 
   stop(name: string): void {
-    const rec = this.current(name);
-    if (rec) process.kill(rec.pid, 'SIGTERM');
+    stopExport(this.current(name), this.files(name));
     rmSync(this.ctx.home.vm(name).nbdExport, { force: true });
   }
 
-  /** Serves a snapshot's layer (or the current disk, frozen now) read-only. */
-  async export(name: string, snapshot: string | undefined, progress: Progress): Promise<{ vm: string; layer: string; uri: string }> {
+  /** Serves a snapshot's layer (or the current disk, frozen now) read-only: a 0600 unix socket, or TLS-PSK on 127.0.0.1. */
+  async export(name: string, snapshot: string | undefined, tcp: boolean, progress: Progress): Promise<NbdExport> {
     admit(this.ctx, 'exportDisk', name);
     const cfg = this.ctx.store.read(name);
     poolOverlay(cfg);
@@ -36,16 +43,15 @@ export class Exports {
     return this.ctx.locks.run(name, 'exporting', async () => {
       const layer = snap ? snap.layer : (await this.snapshots.freeze(name, undefined, null, progress)).layer;
       this.stop(name);
-      const f = this.ctx.home.vm(name);
-      const rec = await disks.serveNbd({ file: this.ctx.pool.file(layer), exportName: snap ? `${name}-${snap.name}` : `${name}-${layer}`, pidFile: f.nbdPid, logFile: f.nbdLog, layer });
-      writeJsonAtomic(f.nbdExport, rec);
+      const rec = await serveExport({ file: this.ctx.pool.file(layer), exportName: snap ? `${name}-${snap.name}` : `${name}-${layer}`, layer, files: this.files(name), tcp });
+      writeJsonAtomic(this.ctx.home.vm(name).nbdExport, rec);
       log.info(`${name}: exporting layer ${layer} at ${rec.uri}`);
-      return { vm: name, layer, uri: rec.uri };
+      return publicExport(name, rec);
     });
   }
 
   unexport(name: string): void {
-    this.ctx.store.read(name);
+    admit(this.ctx, 'unexportDisk', name);
     this.stop(name);
   }
 }
