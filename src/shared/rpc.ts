@@ -103,18 +103,18 @@ export const Params = {
   imageImport: S.object({
     ...withProgress,
     /** A disk image file, or an nbd:// URI used in place (read through each VM's cache) unless `copy`. */
-    file: S.rule((x) => v.nonEmptyPath('image file', x)),
+    file: S.rule(v.importSource),
     name: S.rule(v.imageName),
     copy: S.optional(S.bool),
     /** The disk's format. A file is taken as raw only when this says so; default: qcow2 (checked). */
     format,
     /** Copy a qcow2 that has a backing file into one standalone base (refused otherwise). */
     flatten: S.optional(S.bool),
-    kernel: S.optional(S.rule((x) => v.nonEmptyPath('kernel file', x))),
-    initrd: S.optional(S.rule((x) => v.nonEmptyPath('initrd file', x))),
+    kernel: S.optional(S.rule((x) => v.absolutePath('kernel file', x))),
+    initrd: S.optional(S.rule((x) => v.absolutePath('initrd file', x))),
   }),
   imageName: S.object({ name: S.rule(v.imageName) }),
-  sshInclude: S.object({ userConfig: S.optional(S.rule((x) => v.nonEmptyPath('ssh config file', x))) }),
+  sshInclude: S.object({ userConfig: S.optional(S.rule((x) => v.absolutePath('ssh config file', x))) }),
 } as const;
 
 export type NameParams = S.Infer<typeof Params.name>;

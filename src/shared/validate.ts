@@ -141,3 +141,19 @@ export function usbDeviceSpec(value: unknown): string {
   }
   return value;
 }
+
+/**
+ * A path sent to the helper: absolute, since the helper's working directory is not the
+ * client's (the clients resolve what the user typed before sending it).
+ */
+export function absolutePath(what: string, value: unknown): string {
+  const p = nonEmptyPath(what, value);
+  if (!p.startsWith('/')) invalid(`${what} ${preview(p)} is not an absolute path`, 'give the full path');
+  return p;
+}
+
+/** An image import source: an absolute file path or an NBD URI. */
+export function importSource(value: unknown): string {
+  const p = nonEmptyPath('image file', value);
+  return /^nbd(\+unix)?:\/\//.test(p) ? p : absolutePath('image file', p);
+}

@@ -59,6 +59,11 @@ test('parameters are parsed from the one declaration: types, names, unknown keys
   assert.throws(() => Params.create.parse({ name: 'web', image: 'debian-12', user: 'root' }, 'params'), /reserved/);
   assert.throws(() => Params.create.parse({ name: 'web', image: 'debian-12', user: 'a', sshKeys: ['nope'] }, 'params'), /not an OpenSSH public key/);
   assert.throws(() => Params.name.parse([], 'params'), /params must be an object/);
+  // Relative paths would resolve against the helper's working directory, not the client's.
+  assert.throws(() => Params.imageImport.parse({ file: 'disk.qcow2', name: 'x' }, 'params'), /image file "disk.qcow2" is not an absolute path/);
+  assert.throws(() => Params.imageImport.parse({ file: '/d.qcow2', name: 'x', kernel: 'vmlinuz' }, 'params'), /kernel file "vmlinuz" is not an absolute path/);
+  assert.equal(Params.imageImport.parse({ file: 'nbd://h:1/e', name: 'x' }, 'params').file, 'nbd://h:1/e');
+  assert.throws(() => Params.sshInclude.parse({ userConfig: '.ssh/config' }, 'params'), /not an absolute path/);
   assert.throws(() => Rpc.vmList.params.parse({ x: 1 }, 'params'), /takes no parameters/);
 });
 
