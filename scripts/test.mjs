@@ -1,4 +1,4 @@
-// `npm test`: builds, then runs the unit, integration and e2e (code-server) suites with Node's test runner in one
+// `npm test`: builds, typechecks, then runs the unit, integration and e2e (code-server) suites with Node's test runner in one
 // run, so CI reads one summary. `node scripts/test.mjs unit|integration` runs one suite.
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -6,6 +6,11 @@ import { readdirSync } from 'node:fs';
 const suites = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'integration', 'e2e'];
 const build = spawnSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' });
 if (build.status !== 0) process.exit(build.status ?? 1);
+// The compiler holds the helper to the protocol (test/unit/rpc-types.test.ts relies on it).
+for (const project of ['.', 'webview']) {
+  const tsc = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', project, '--noEmit'], { stdio: 'inherit' });
+  if (tsc.status !== 0) process.exit(tsc.status ?? 1);
+}
 const files = suites.flatMap((s) =>
   readdirSync(`test/${s}`).filter((f) => f.endsWith('.test.ts')).sort().map((f) => `test/${s}/${f}`),
 );
