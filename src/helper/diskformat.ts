@@ -5,6 +5,9 @@
  *
  * Files are opened once (O_NONBLOCK, checked regular by fstat) and handed to qemu-img as
  * /proc/<pid>/fd/<n>, so what was checked is what qemu reads, even if the path changes.
+ *
+ * The one qcow2 header reader: image import (images.ts) and disk attach (disksource.ts).
+ * Layout: docs/interop/qcow2.txt in QEMU (all fields big-endian).
  */
 import { constants, type Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
@@ -14,9 +17,12 @@ import { DevvmError } from '../shared/errors';
 export const QCOW2_MAGIC = 0x514649fb;
 const EXT_END = 0;
 const EXT_BACKING_FORMAT = 0xe2792aca;
-const EXT_DATA_FILE = 0x44415441;
+export const EXT_DATA_FILE = 0x44415441;
 const EXT_CRYPTO = 0x0537be77;
+const INCOMPAT_CORRUPT = 1n << 1n;
 const INCOMPAT_DATA_FILE = 1n << 2n;
+/** dirty, corrupt, external data file, compression type, extended L2: all QEMU 7.2 knows. */
+const INCOMPAT_KNOWN = 0b11111n;
 /** qemu's own limit on a backing file name. */
 const MAX_BACKING_NAME = 1023;
 /** Header and its extensions live in the first cluster (at most 2 MiB). */
@@ -28,10 +34,31 @@ export interface Qcow2Header {
   virtualSize: number;
   /** As written in the header: absolute, relative to the image's folder, or a protocol. */
   backingFile: string | null;
+  /**
+   * The backing offset or size is non-zero, even when they name nothing qemu would open
+   * (one of them zero): attach refuses that too rather than reason about it.
+   */
+  backingFieldSet: boolean;
   backingFormat: string | null;
   /** The external data file's name, or '' when the feature bit is set without one. */
   dataFile: string | null;
   encrypted: boolean;
+  /** The corrupt bit: qemu found inconsistent metadata and wants a repair first. */
+  corrupt: boolean;
+  /** Incompatible feature bits qemu 7.2 does not know (0n when none). */
+  unknownIncompatible: bigint;
+}
+
+/** A qcow2 header that is present but bad; `reason` is the short why, without the file name. */
+export class BadQcow2Header extends DevvmError {
+  constructor(
+    file: string,
+    readonly reason: string,
+    message = `${file} is a damaged qcow2 image (${reason})`,
+    hint?: string,
+  ) {
+    super('invalid-argument', message, hint);
+  }
 }
 
 /** A printable, bounded form of a name taken from a file, for one-line messages. */
@@ -42,14 +69,15 @@ export function shown(name: string): string {
 
 /**
  * Parses the qcow2 header at the start of `buf` (the file's first cluster, or more).
- * Returns null when the magic is absent; throws when it is present but the header is bad.
+ * Returns null when the magic is absent; throws BadQcow2Header when it is present but the
+ * header is bad.
  */
 export function parseQcow2Header(buf: Buffer, file: string): Qcow2Header | null {
   if (buf.length < 4 || buf.readUInt32BE(0) !== QCOW2_MAGIC) return null;
-  const bad = (why: string) => new DevvmError('invalid-argument', `${file} is a damaged qcow2 image (${why})`);
+  const bad = (why: string) => new BadQcow2Header(file, why);
   if (buf.length < 72) throw bad('short header');
   const version = buf.readUInt32BE(4);
-  if (version !== 2 && version !== 3) throw new DevvmError('invalid-argument', `${file} is a qcow2 version ${version} image`, 'only versions 2 and 3 are supported');
+  if (version !== 2 && version !== 3) throw new BadQcow2Header(file, `qcow2 version ${version} is not 2 or 3`, `${file} is a qcow2 version ${version} image`, 'only versions 2 and 3 are supported');
   const backingOffset = buf.readBigUInt64BE(8);
   const backingSize = buf.readUInt32BE(16);
   const clusterBits = buf.readUInt32BE(20);
@@ -62,7 +90,8 @@ export function parseQcow2Header(buf: Buffer, file: string): Qcow2Header | null 
     if (buf.length < 104) throw bad('short header');
     incompatible = buf.readBigUInt64BE(72);
     headerLength = buf.readUInt32BE(100);
-    if (headerLength < 104) throw bad(`header length ${headerLength}`);
+    // The spec requires a multiple of 8 (extensions are 8-aligned after it).
+    if (headerLength < 104 || headerLength % 8 !== 0) throw bad(`header length ${headerLength}`);
   }
   const cluster = 2 ** clusterBits;
   const limit = Math.min(buf.length, cluster);
@@ -91,7 +120,18 @@ export function parseQcow2Header(buf: Buffer, file: string): Qcow2Header | null 
     else if (type === EXT_CRYPTO) extEncrypted = true;
     at = data + Math.ceil(len / 8) * 8;
   }
-  return { version, clusterBits, virtualSize, backingFile, backingFormat, dataFile, encrypted: encrypted || extEncrypted };
+  return {
+    version,
+    clusterBits,
+    virtualSize,
+    backingFile,
+    backingFieldSet: backingOffset !== 0n || backingSize !== 0,
+    backingFormat,
+    dataFile,
+    encrypted: encrypted || extEncrypted,
+    corrupt: (incompatible & INCOMPAT_CORRUPT) !== 0n,
+    unknownIncompatible: incompatible & ~INCOMPAT_KNOWN,
+  };
 }
 
 /** True for names qemu would take as a protocol ("nbd:…", "http://…", "json:{…}"): a ':' before any '/'. */
@@ -151,12 +191,19 @@ export async function openRegular(what: string, file: string): Promise<OpenedFil
   }
 }
 
-/** The qcow2 header of an opened file, or null when it is not a qcow2. */
-export async function readQcow2Header(f: OpenedFile): Promise<Qcow2Header | null> {
-  const size = Math.min(f.stats.size, 2 ** MAX_CLUSTER_BITS);
-  const buf = Buffer.alloc(size);
-  const { bytesRead } = await f.handle.read(buf, 0, size, 0);
-  return parseQcow2Header(buf.subarray(0, bytesRead), f.file);
+/**
+ * The qcow2 header of an open file (named `file` in messages), or null when it is not a
+ * qcow2. Reads the first cluster: 4 KiB first, more only when the header says so.
+ */
+export async function readQcow2Header(f: { handle: FileHandle; file: string }): Promise<Qcow2Header | null> {
+  const head = Buffer.alloc(4096);
+  const { bytesRead } = await f.handle.read(head, 0, head.length, 0);
+  const bits = bytesRead >= 24 ? head.readUInt32BE(20) : 0;
+  const want = bits >= 9 && bits <= MAX_CLUSTER_BITS ? 2 ** bits : 0;
+  if (bytesRead < head.length || want <= head.length || head.readUInt32BE(0) !== QCOW2_MAGIC) return parseQcow2Header(head.subarray(0, bytesRead), f.file);
+  const buf = Buffer.alloc(want);
+  const r = await f.handle.read(buf, 0, want, 0);
+  return parseQcow2Header(buf.subarray(0, r.bytesRead), f.file);
 }
 
 /** Refusals that hold for every qcow2 we take in, flattened or not. */
@@ -165,6 +212,24 @@ export function refuseUnsafeQcow2(file: string, h: Qcow2Header): void {
     throw new DevvmError('invalid-argument', `${file} has an external data file${h.dataFile ? ` (${shown(h.dataFile)})` : ''}`, 'its data lives in another host file; convert it to a self-contained image first');
   }
   if (h.encrypted) throw new DevvmError('invalid-argument', `${file} is an encrypted qcow2 image`, 'decrypt it with qemu-img convert first');
+  if (h.corrupt) throw new DevvmError('invalid-argument', `${file} is a qcow2 image marked corrupt`, 'repair it with qemu-img check -r all first');
+  if (h.unknownIncompatible) {
+    throw new DevvmError('invalid-argument', `${file} uses qcow2 incompatible features unknown here (0x${h.unknownIncompatible.toString(16)})`, 'convert it with the qemu-img that wrote it first');
+  }
+}
+
+/**
+ * Why a qcow2 may not be attached to a guest as it is, or null when it may: anything that
+ * makes QEMU open a second host file (backing, external data), or that it cannot read as
+ * a plain disk (encrypted, corrupt, unknown incompatible features).
+ */
+export function qcow2Refusal(h: Qcow2Header): string | null {
+  if (h.backingFile !== null || h.backingFieldSet) return `it names a backing file (${JSON.stringify((h.backingFile ?? '(unnamed)').slice(0, 60))})`;
+  if (h.dataFile !== null) return `it names an external data file${h.dataFile ? ` (${JSON.stringify(h.dataFile.slice(0, 60))})` : ''}`;
+  if (h.encrypted) return 'it is encrypted';
+  if (h.corrupt) return 'it is marked corrupt';
+  if (h.unknownIncompatible) return `it uses incompatible features unknown here (0x${h.unknownIncompatible.toString(16)})`;
+  return null;
 }
 
 /** qemu block options (a json: filename) that open exactly the checked chain, nothing more. */

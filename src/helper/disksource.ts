@@ -19,7 +19,7 @@ import path from 'node:path';
 import { DevvmError } from '../shared/errors';
 import type { Home } from './filenames';
 import { isNbdUri, parseNbdUri } from './nbd';
-import { qcow2Refusal, readQcow2Header } from './qcow2header';
+import { BadQcow2Header, qcow2Refusal, readQcow2Header } from './diskformat';
 
 export type DiskFormat = 'qcow2' | 'raw';
 
@@ -215,9 +215,9 @@ async function fileFormat(fh: FileHandle, shown: string, declared: DiskFormat | 
   if (declared === 'raw') return 'raw';
   let h;
   try {
-    h = await readQcow2Header(fh);
+    h = await readQcow2Header({ handle: fh, file: shown });
   } catch (e) {
-    throw refuse(`${shown} has a malformed qcow2 header: ${(e as Error).message}`, 'check it with qemu-img check');
+    throw refuse(`${shown} has a malformed qcow2 header: ${e instanceof BadQcow2Header ? e.reason : (e as Error).message}`, 'check it with qemu-img check');
   }
   if (!h) throw refuse(`${shown} is not a qcow2 image`, 'attach a raw image with --format raw');
   const why = qcow2Refusal(h);

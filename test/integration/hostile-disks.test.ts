@@ -131,6 +131,15 @@ test('the format is declared or read by us, never probed: raw with a qcow2 heade
   img('create', '-q', '-f', 'qcow2', '-o', `data_file=${path.join(user, 'data.bin')}`, withData, '1M');
   await refused(withData, { readOnly: true }, /external data file/);
 
+  for (const [tag, at, bit, pattern] of [['corrupt', 79, 2, /marked corrupt/], ['unknown', 74, 1, /incompatible features unknown here/]] as const) {
+    const file = path.join(user, `${tag}.qcow2`);
+    img('create', '-q', '-f', 'qcow2', file, '1M');
+    const b = readFileSync(file);
+    b[at] = b[at]! | bit;
+    writeFileSync(file, b);
+    await refused(file, { readOnly: true }, pattern);
+  }
+
   writeFileSync(path.join(user, 'notes.txt'), 'just text\n');
   await refused(path.join(user, 'notes.txt'), { readOnly: true }, /is not a qcow2 image .*--format raw/);
   const broken = Buffer.alloc(512);

@@ -127,6 +127,23 @@ test('a qcow2 with an external data file is refused, even with --flatten', async
   assert.deepEqual(tmpEntries(), []);
 });
 
+test('a qcow2 marked corrupt, or using incompatible features unknown here, is refused before qemu-img reads it', async () => {
+  // qemu-img convert reads a corrupt image (read-only) without complaint: the header decides.
+  for (const [tag, at, bit, pattern] of [
+    ['corrupt', 79, 2, /corrupt\.qcow2 is a qcow2 image marked corrupt \(repair it with qemu-img check -r all first\)$/],
+    ['unknown', 74, 1, /unknown\.qcow2 uses qcow2 incompatible features unknown here \(0x10000000000\)/],
+  ] as const) {
+    const file = path.join(src, `${tag}.qcow2`);
+    qemuImg(['create', '-q', '-f', 'qcow2', file, '1M']);
+    const b = readFileSync(file);
+    b[at] = b[at]! | bit;
+    writeFileSync(file, b);
+    for (const flatten of [false, true]) await refused(images.import(file, 'evil', undefined, undefined, quiet, false, { flatten }), pattern, 'invalid-argument');
+  }
+  assert.deepEqual(images.names(), []);
+  assert.deepEqual(tmpEntries(), []);
+});
+
 test('a file is a raw disk only when declared raw; a declared qcow2 must be one', async () => {
   const txt = path.join(src, 'notes.txt');
   await refused(images.import(txt, 'txt', undefined, undefined, quiet), /notes\.txt is not a qcow2 image \(pass --format raw to import a raw disk\)$/, 'invalid-argument');
