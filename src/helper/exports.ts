@@ -17,7 +17,8 @@ import { DevvmError } from '../shared/errors';
 import type { NbdExport } from '../shared/types';
 import { sourceReachable, unixNbdUri } from './nbd';
 import { freePort } from './ports';
-import { spawnDetached, type DetachedChild } from './proc';
+import { pidAlive, spawnDetached, type DetachedChild } from './proc';
+import { optValue } from './qemu/args';
 import { writeFileAtomic } from './store';
 
 export interface ExportRecord {
@@ -45,23 +46,9 @@ export interface ExportFiles {
 export const PSK_IDENTITY = 'devvm';
 const PORT_ATTEMPTS = 5;
 
-/** QEMU's option syntax: a comma inside a value is written as two. */
-function optValue(v: string): string {
-  return v.replace(/,/g, ',,');
-}
-
 /** What clients see (NbdExport of src/shared/types). */
 export function publicExport(vm: string, rec: ExportRecord): NbdExport {
   return { vm, layer: rec.layer, uri: rec.uri, ...(rec.tls ? { tls: { pskFile: rec.tls.pskFile, identity: rec.tls.identity } } : {}) };
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

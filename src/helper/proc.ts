@@ -5,7 +5,7 @@
  * stderr tail.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { DevvmError } from '../shared/errors';
 import { log } from './log';
 
@@ -137,4 +137,20 @@ export function spawnDetached(command: string, args: readonly string[], logFile:
       }
     },
   };
+}
+
+/** Alive and not a zombie (an orphaned QEMU may wait unreaped where pid 1 does not reap). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) S ..."; comm may contain spaces and parentheses.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // no /proc (macOS)
+  }
 }

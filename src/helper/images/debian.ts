@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync
 import path from 'node:path';
 import { asDevvmError, DevvmError } from '../../shared/errors';
 import { log } from '../log';
-import { ProcessError, run } from '../proc';
+import { pidAlive, ProcessError, run } from '../proc';
 
 export interface BuiltImage {
   disk: string;
@@ -448,15 +448,6 @@ function isComplete(dir: string, hash: string): boolean {
 
 function result(dir: string, hash: string): BuiltImage {
   return { disk: path.join(dir, 'disk.qcow2'), kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.img'), recipeHash: hash, dir };
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Mount points at or below `dir` (from /proc/self/mountinfo; none where that is absent). */

@@ -6,14 +6,8 @@
  * guest's NIC is enp0s2 and the root disk is always /dev/vda (enumerated before the seed).
  */
 
+import type { LaunchSpec } from '../driver/driver';
 import { protocolNode } from '../nbd';
-
-export interface DiskChain {
-  base: { file: string; format: string };
-  cache: string;
-  /** Pool layers bottom to top; the last is the writable overlay, the rest are frozen. */
-  layers: Array<{ id: string; file: string }>;
-}
 
 /** Empty PCIe root ports for hot-plugged disks (q35's root bus takes no hot-plug). */
 export const HOTPLUG_PORTS = ['hp0', 'hp1', 'hp2', 'hp3'];
@@ -24,25 +18,16 @@ export const HOTPLUG_PORTS = ['hp0', 'hp1', 'hp2', 'hp3'];
  */
 export const MACHINE_LAYOUT = 2;
 
-export interface QemuSpec {
-  name: string;
+/** What the QEMU command line is made from: the driver's launch spec, with the accelerator and QEMU's own files. */
+export type QemuSpec = Omit<LaunchSpec, 'files' | 'incoming' | 'signal'> & {
   accel: 'kvm' | 'tcg' | 'hvf';
-  cpus: number;
-  memoryMiB: number;
-  disks: DiskChain;
-  kernel: string | null;
-  initrd: string | null;
-  seed: string | null;
-  /** null: SSH disabled for this VM, nothing is forwarded. */
-  sshPort: number | null;
-  mac: string;
   qmpSocket: string;
   serialSocket: string;
   serialLog: string;
   pidFile: string;
   /** Start paused, waiting for a RAM state over QMP (`migrate-incoming`). */
   incoming?: boolean;
-}
+};
 
 /**
  * A value inside a QEMU option string ("key=value,key=value"): a comma is doubled,

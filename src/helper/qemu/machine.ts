@@ -7,24 +7,8 @@ import { readFileSync, rmSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { DevvmError } from '../../shared/errors';
 import { log } from '../log';
-import { spawnDetached } from '../proc';
+import { pidAlive, spawnDetached } from '../proc';
 import { Qmp, type QmpEvent } from './qmp';
-
-/** Alive and not a zombie (an orphaned QEMU may wait unreaped where pid 1 does not reap). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  try {
-    // /proc/<pid>/stat: "pid (comm) S ..."; comm may contain spaces and parentheses.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true; // no /proc (macOS)
-  }
-}
 
 /** The pid in `pidFile` if that process is alive and is the QEMU using `qmpSocket` (guards against pid reuse). */
 export function livePid(pidFile: string, qmpSocket: string): number | null {
