@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -100,14 +100,14 @@ test('a clone of the running VM boots beside it with its own identity and the sa
 });
 
 test('a disk image file hot-plugged as virtio and as USB storage: the guest reads it, writes reach the host', async () => {
-  const d = sb.json<{ id: string; bus: string }>(['disk', 'attach', 'src', dataDisk]);
+  const d = sb.json<{ id: string; bus: string }>(['disk', 'attach', 'src', dataDisk, '--format', 'raw']);
   assert.equal(d.bus, 'virtio');
   await waitFor('the guest to see vdb', 60_000, () => sb.ssh('src', ['test', '-b', '/dev/vdb']).code === 0);
   assert.equal(out('src', 'sudo mount /dev/vdb /mnt && sha256sum /mnt/payload.bin | cut -d" " -f1'), payloadSum);
   out('src', 'echo from-virtio | sudo tee /mnt/virtio.txt >/dev/null && sudo umount /mnt');
   sb.ok(['disk', 'detach', 'src', d.id]);
 
-  const u = sb.json<{ id: string; bus: string }>(['disk', 'attach', 'src', dataDisk, '--usb']);
+  const u = sb.json<{ id: string; bus: string }>(['disk', 'attach', 'src', dataDisk, '--format', 'raw', '--usb']);
   assert.equal(u.bus, 'usb');
   await waitFor('the guest to see a USB disk', 60_000, () => /sda\s+usb/.test(sb.ssh('src', ['lsblk', '-dno', 'NAME,TRAN']).stdout));
   assert.match(out('src', 'cat /sys/bus/usb/devices/*/product'), /QEMU USB HARDDRIVE/i);
@@ -132,8 +132,10 @@ test('NBD: a disk attached from nbd:// reads back exactly; a snapshot exported o
   assert.equal(out('src', 'sudo sha256sum /dev/vdb | cut -d" " -f1'), hostSum, 'the whole device matches the served file');
   sb.ok(['disk', 'detach', 'src', d.id]);
 
+  // A private export by default: a 0600 unix socket in the VM's directory, which the clone's QEMU reads.
   const e = sb.json<{ uri: string }>(['disk', 'export', 'src', 'disk1']);
-  assert.match(e.uri, /^nbd:\/\/127\.0\.0\.1:\d+\/src-disk1$/);
+  assert.match(e.uri, /^nbd\+unix:\/\/\/src-disk1\?socket=\/.*\/vms\/src\/nbd\.sock$/);
+  assert.equal(statSync(path.join(sb.home, 'vms', 'src', 'nbd.sock')).mode & 0o777, 0o600);
   const x = sb.json<{ id: string }>(['disk', 'attach', 'dst', e.uri, '--read-only']);
   // The clone still has its first-boot seed as vdb: find the exported disk by its size.
   const dev = await waitFor('the clone to see the exported disk', 60_000, () => /^(vd[b-z])\s+20G$/m.exec(sb.ssh('dst', ['lsblk', '-dno', 'NAME,SIZE']).stdout)?.[1]);
