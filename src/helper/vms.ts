@@ -466,8 +466,8 @@ export class Vms extends EventEmitter {
     return this.exports.export(name, snapshot, tcp, progress);
   }
 
-  unexportDisk(name: string): void {
-    this.exports.unexport(name);
+  unexportDisk(name: string): Promise<void> {
+    return this.exports.unexport(name);
   }
 
   /** For helper shutdown in tests: leave VMs running unless asked. */

@@ -32,7 +32,7 @@ export const OPERATIONS = {
   restore: ['stopped', 'error', 'running', 'suspended'],
   clone: ['stopped', 'error', 'running', 'suspended'],
   exportDisk: ['stopped', 'error', 'running', 'suspended'],
-  unexportDisk: ['stopped', 'error', 'running', 'suspended', 'starting', 'stopping', 'suspending'],
+  unexportDisk: ['stopped', 'error', 'running', 'suspended'],
   attachDisk: ['running'],
   detachDisk: ['running'],
   attachUsb: ['running'],

@@ -50,8 +50,9 @@ export class Exports {
     });
   }
 
-  unexport(name: string): void {
+  /** Under the VM's lock, so an export being set up is not ended half-way. */
+  async unexport(name: string): Promise<void> {
     admit(this.ctx, 'unexportDisk', name);
-    this.stop(name);
+    await this.ctx.locks.run(name, 'exporting', async () => this.stop(name));
   }
 }
