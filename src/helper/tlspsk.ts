@@ -10,6 +10,7 @@ import { constants, readdirSync, rmSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { DevvmError } from '../shared/errors';
+import { parseNbdUri } from '../shared/nbduri';
 import type { VmFiles } from './filenames';
 import { writeFileAtomic } from './store';
 
@@ -24,6 +25,13 @@ const LINE = /^([A-Za-z0-9._-]{1,128}):([0-9a-fA-F]{2,1024})\n?$/;
 
 function refuse(file: string, why: string): DevvmError {
   return new DevvmError('invalid-argument', `TLS-PSK key file ${file} ${why}`, 'give the key file devvm disk export --tcp printed (one line "identity:hexkey")');
+}
+
+/** A key is for nbd:// (TCP) only: a file or a unix socket has no TLS to speak. */
+export function tlsSourceOnly(source: string): void {
+  if (!source.startsWith('nbd://') || parseNbdUri(source).transport !== 'tcp') {
+    throw new DevvmError('invalid-argument', '--tls-psk is only for nbd://HOST:PORT/EXPORT sources', 'attach files and nbd+unix:// exports without it');
+  }
 }
 
 /** Reads and validates a key file: a regular file of the user's own, one line "identity:hexkey". */

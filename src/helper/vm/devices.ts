@@ -2,12 +2,11 @@
 import { closeSync, existsSync, rmSync } from 'node:fs';
 import { DevvmError } from '../../shared/errors';
 import type { AttachedDisk, HostUsbDevice } from '../../shared/types';
-import { parseNbdUri } from '../../shared/nbduri';
 import { checkDiskSource } from '../disksource';
 import { need, type DeviceOps } from '../driver/driver';
 import { log } from '../log';
 import { readJson, writeJsonAtomic } from '../store';
-import { installPsk, readPskFile, type Psk } from '../tlspsk';
+import { installPsk, readPskFile, tlsSourceOnly, type Psk } from '../tlspsk';
 import { openUsbNode } from '../usb/access';
 import { admit, type VmContext } from './context';
 
@@ -58,10 +57,7 @@ export class Devices {
     admit(this.ctx, 'attachDisk', name);
     let psk: Psk | null = null;
     if (o.tlsPskFile !== undefined) {
-      // TLS is what a TCP export needs; a file or a unix socket has no use for a key.
-      if (!o.source.startsWith('nbd://') || parseNbdUri(o.source).transport !== 'tcp') {
-        throw new DevvmError('invalid-argument', '--tls-psk is only for nbd://HOST:PORT/EXPORT sources', 'attach files and nbd+unix:// exports without it');
-      }
+      tlsSourceOnly(o.source);
       psk = await readPskFile(o.tlsPskFile);
     }
     // Checked by identity (never one of devvm's own files writable) and format (raw only
