@@ -70,4 +70,8 @@ export class VmFiles {
   get nbdSocket() { return path.join(this.dir, 'nbd.sock'); }
   /** A TCP export's TLS-PSK directory (qemu's tls-creds-psk dir, holding keys.psk). */
   get nbdTlsDir() { return path.join(this.dir, 'nbd-tls'); }
+  /** The TLS-PSK directory (keys.psk) of an NBD disk attached with --tls-psk, by disk id. */
+  attachTls(id: string) { return path.join(this.dir, `tls-${id}`); }
+  /** Whether a name in this directory is one of attachTls(). */
+  isAttachTls(entry: string) { return /^tls-xd[0-9]+$/.test(entry); }
 }

@@ -119,7 +119,7 @@ export class Server {
       vmClone: ({ progressToken: _t, ...p }, { progress }) => vms.clone(p, progress),
       layerTree: () => vms.layerTree(),
 
-      diskAttach: (p) => vms.attachDisk(p.name, { source: p.source, usb: p.usb ?? false, readOnly: p.readOnly ?? false, format: p.format }),
+      diskAttach: (p) => vms.attachDisk(p.name, { source: p.source, usb: p.usb ?? false, readOnly: p.readOnly ?? false, format: p.format, tlsPskFile: p.tlsPskFile }),
       diskDetach: (p) => vms.detachDisk(p.name, p.id),
       diskExport: (p, { progress }) => vms.exportDisk(p.name, p.snapshot, p.tcp ?? false, progress),
       diskUnexport: (p) => vms.unexportDisk(p.name),

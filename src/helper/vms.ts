@@ -25,6 +25,7 @@ import { sshHostAlias, writeSshConfig } from './sshconfig';
 import type { VmConfig } from './vmconfig';
 import { admit, instanceFiles, poolOverlay, type VmContext } from './vm/context';
 import { Builder, realProvisioner, type Provisioner } from './vm/create';
+import { removeAttachKeys } from './tlspsk';
 import { Devices, publicDisk, type AttachedRecord, type UsbRecord } from './vm/devices';
 import { Exports } from './vm/exports';
 import { LayerView } from './vm/layerview';
@@ -219,6 +220,7 @@ export class Vms extends EventEmitter {
         this.adopt(name, inst);
         if (!this.config(name).provisioned) this.watch.watch(name, 0);
       } else {
+        removeAttachKeys(f);
         const why = this.driver.reap(instanceFiles(f));
         if (why) {
           log.warn(`${name}: ${why}`);
@@ -240,6 +242,7 @@ export class Vms extends EventEmitter {
       const f = this.home.vm(name);
       rmSync(f.pid, { force: true });
       rmSync(f.attached, { force: true });
+      removeAttachKeys(f);
       rmSync(f.usb, { force: true });
       if (!info.expected && this.store.exists(name)) {
         log.warn(`${name}: ${info.reason}`);
@@ -450,7 +453,7 @@ export class Vms extends EventEmitter {
     return this.devices.usbDetach(name, id, gone);
   }
 
-  attachDisk(name: string, o: { source: string; usb: boolean; readOnly: boolean; format?: 'qcow2' | 'raw' }): Promise<AttachedDisk> {
+  attachDisk(name: string, o: { source: string; usb: boolean; readOnly: boolean; format?: 'qcow2' | 'raw'; tlsPskFile?: string }): Promise<AttachedDisk> {
     return this.devices.attachDisk(name, o);
   }
 

@@ -81,6 +81,8 @@ export const Params = {
     readOnly: S.optional(S.bool),
     /** A file is attached as raw only when this says so; default: qcow2 (checked). */
     format,
+    /** nbd:// (TCP) only: the TLS-PSK key file ("identity:hexkey") of a `disk export --tcp`. */
+    tlsPskFile: S.optional(S.rule((x) => v.absolutePath('TLS-PSK key file', x))),
   }),
   diskDetach: S.object({ name: vm, id: S.rule(v.diskId) }),
   diskExport: S.object({

@@ -1,7 +1,8 @@
 /**
  * The QEMU driver on a real QEMU with blank disks (no kernel, nothing boots; cheap): launch
  * in a home whose path holds a comma, layer switch, disk hot-plug with declared formats,
- * a stop asked for versus a kill -9, and what a dead QEMU leaves for the next helper.
+ * a stop asked for versus a kill -9, and what a dead QEMU leaves for the next helper,
+ * and a TLS-PSK NBD export (real qemu-nbd, as `disk export --tcp` serves it) attached.
  */
 import assert from 'node:assert/strict';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
@@ -10,7 +11,9 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import type { ExitInfo, Instance, InstanceFiles } from '../../src/helper/driver/driver';
 import { QemuDriver } from '../../src/helper/driver/qemu';
+import { serveExport, stopExport } from '../../src/helper/exports';
 import { run } from '../../src/helper/proc';
+import { installPsk, readPskFile } from '../../src/helper/tlspsk';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'devvm-drv-'));
 const dir = path.join(root, 'a,b');
@@ -28,6 +31,7 @@ async function launch(): Promise<Instance> {
   });
 }
 
+const qmpOf = (i: Instance) => (i as unknown as { m: { qmp: { execute<T>(c: string, a?: Record<string, unknown>): Promise<T> } } }).m.qmp;
 const exited = (i: Instance) => new Promise<ExitInfo>((r) => i.onExit(r));
 
 test('setup: blank layers', async () => {
@@ -102,4 +106,36 @@ test('a launch aborted while QEMU comes up kills it', async () => {
     /cancelled/,
   );
   assert.equal(await driver.attach(files), null);
+});
+
+test('a TLS-PSK NBD export attaches with its key; without it or with a wrong key it does not, and no credentials are left', async () => {
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', img('exp.qcow2'), '4M']);
+  const ef = { socket: img('nbd.sock'), tlsDir: img('nbd-tls'), pidFile: img('nbd.pid'), logFile: img('nbd.log') };
+  const rec = await serveExport({ file: img('exp.qcow2'), exportName: 'l1', layer: 'l1', files: ef, tcp: true });
+  const i = await launch();
+  try {
+    const psk = await readPskFile(rec.tls!.pskFile);
+    assert.equal(psk.identity, 'devvm');
+    await installPsk(img('tls-xd1'), psk);
+    const qmp = qmpOf(i);
+    const objects = async () => (await qmp.execute<Array<{ name: string }>>('qom-list', { path: '/objects' })).map((o) => o.name);
+    const nodes = async () => (await qmp.execute<Array<{ 'node-name': string; drv: string }>>('query-named-block-nodes')).map((n) => `${n['node-name']}:${n.drv}`);
+
+    await assert.rejects(i.devices!.attachDisk({ id: 'xd2', source: rec.uri, fd: null, format: 'raw', usb: true, readOnly: true }, []), /TLS/i);
+    await installPsk(img('tls-xd3'), { identity: 'devvm', key: 'ab'.repeat(32) });
+    await assert.rejects(i.devices!.attachDisk({ id: 'xd3', source: rec.uri, fd: null, format: 'raw', usb: true, readOnly: true, tls: { dir: img('tls-xd3'), identity: 'devvm' } }, []));
+    assert.ok(!(await objects()).includes('xd3-tls'), 'a failed attach drops its credentials');
+    assert.ok(!(await nodes()).some((n) => n.startsWith('xd2') || n.startsWith('xd3')));
+
+    await i.devices!.attachDisk({ id: 'xd1', source: rec.uri, fd: null, format: 'raw', usb: true, readOnly: true, tls: { dir: img('tls-xd1'), identity: psk.identity } }, []);
+    assert.ok((await nodes()).includes('xd1-proto:nbd'));
+    assert.ok((await nodes()).includes('xd1:raw'));
+    assert.ok((await objects()).includes('xd1-tls'));
+    await i.devices!.detachDisk('xd1');
+    assert.ok(!(await objects()).includes('xd1-tls'), 'detach drops the credentials');
+    assert.ok(!(await nodes()).some((n) => n.startsWith('xd1')));
+  } finally {
+    await i.stop(true, 0);
+    stopExport(rec, ef);
+  }
 });

@@ -83,6 +83,7 @@ const ok: Array<[string[], Expect]> = [
   [['disk', 'attach', 'web', 'extra.img'], [['disk/attach', { name: 'web', source: abs('extra.img'), usb: false, readOnly: false }]]],
   [['disk', 'attach', 'web', 'extra.img', '--format', 'raw', '--usb', '--read-only'], [['disk/attach', { name: 'web', source: abs('extra.img'), usb: true, readOnly: true, format: 'raw' }]]],
   [['disk', 'attach', 'web', 'nbd://h:1/e'], [['disk/attach', { name: 'web', source: 'nbd://h:1/e', usb: false, readOnly: false }]]],
+  [['disk', 'attach', 'web', 'nbd://127.0.0.1:10809/l1', '--tls-psk', 'keys.psk'], [['disk/attach', { name: 'web', source: 'nbd://127.0.0.1:10809/l1', usb: false, readOnly: false, tlsPskFile: abs('keys.psk') }]]],
   [['disk', 'detach', 'web', 'xd1'], [['disk/detach', { name: 'web', id: 'xd1' }]]],
   [['disk', 'export', 'web'], [['disk/export', { name: 'web', progressToken: T }]]],
   [['disk', 'export', 'web', 's1', '--tcp'], [['disk/export', { name: 'web', snapshot: 's1', tcp: true, progressToken: T }]]],

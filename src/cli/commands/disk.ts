@@ -15,9 +15,9 @@ function exportText(e: NbdExport): string {
 export const diskCommands: Command[] = [
   {
     name: 'disk attach',
-    usage: 'NAME FILE|nbd://HOST:PORT/EXPORT [--format qcow2|raw] [--usb] [--read-only]',
-    summary: 'hot-plug a disk (a file is qcow2 unless --format raw)',
-    options: { usb: { type: 'boolean' }, 'read-only': { type: 'boolean' }, format: { type: 'string' } },
+    usage: 'NAME FILE|nbd://H:P/EXPORT [--format qcow2|raw] [--usb] [--read-only] [--tls-psk FILE]',
+    summary: 'hot-plug a disk (a file is qcow2 unless --format raw;\n--tls-psk: the key file of a TLS-PSK nbd:// export)',
+    options: { usb: { type: 'boolean' }, 'read-only': { type: 'boolean' }, format: { type: 'string' }, 'tls-psk': { type: 'string' } },
     positionals: 2,
     async run(ctx, { values, positionals }) {
       const [name, src] = positionals as [string, string];
@@ -27,6 +27,7 @@ export const diskCommands: Command[] = [
         usb: Boolean(values.usb),
         readOnly: Boolean(values['read-only']),
         format: choice('--format', values.format, FORMATS),
+        tlsPskFile: absolute(values['tls-psk'] as string | undefined),
       });
       ctx.print(d, () => `attached ${d.source} to ${name} as ${d.id} (${d.bus}${d.readOnly ? ', read-only' : ''}); detach with: devvm disk detach ${name} ${d.id}`);
     },

@@ -104,12 +104,14 @@ export interface DiskAttachSpec {
   format: 'raw' | 'qcow2';
   usb: boolean;
   readOnly: boolean;
+  /** NBD over TCP with TLS-PSK: a 0700 directory holding keys.psk, and the identity in it. */
+  tls?: { dir: string; identity: string };
 }
 
 export interface DeviceOps {
   /** Hot-plugs a disk; `usedSlots` are the slots other attached disks sit on. Returns its slot (virtio). */
   attachDisk(d: DiskAttachSpec, usedSlots: string[]): Promise<{ slot?: string }>;
-  /** Unplugs and closes a disk, flushing it. */
+  /** Unplugs and closes a disk, flushing it (and drops its TLS credentials, if any). */
   detachDisk(id: string): Promise<void>;
   /** Passes a host USB device; `fd` is its opened device node (the caller closes it after). */
   attachUsb(o: { id: string; fd: number; busnum: number; devnum: number; label: string }): Promise<void>;

@@ -127,6 +127,15 @@ async function attachDisk(m: Machine, d: DiskAttachSpec, usedSlots: string[]): P
   const addon = loadNative().addon;
   let fdset: number | null = null;
   let proto = protocolNode(d.source, `${d.id}-proto`, d.readOnly);
+  const tlsId = `${d.id}-tls`;
+  if (d.tls) {
+    // QEMU 7.2's tls-creds-psk reads DIR/keys.psk and offers `username` as the identity.
+    await qmp.execute('object-add', { 'qom-type': 'tls-creds-psk', id: tlsId, endpoint: 'client', dir: d.tls.dir, username: d.tls.identity });
+    proto = { ...proto, 'tls-creds': tlsId };
+  }
+  const dropTls = async () => {
+    if (d.tls) await qmp.execute('object-del', { id: tlsId }).catch(() => {});
+  };
   if (d.fd !== null && addon) {
     fdset = (await qmp.executeWithFd<{ 'fdset-id': number }>('add-fd', { opaque: `disk ${d.id}` }, d.fd, addon.sendFd))['fdset-id'];
     proto = { driver: 'file', filename: `/dev/fdset/${fdset}`, 'node-name': `${d.id}-proto`, 'read-only': d.readOnly };
@@ -136,6 +145,9 @@ async function attachDisk(m: Machine, d: DiskAttachSpec, usedSlots: string[]): P
   }
   try {
     await qmp.execute('blockdev-add', proto);
+  } catch (e) {
+    await dropTls();
+    throw e;
   } finally {
     // QEMU keeps its own duplicate while the node exists and closes the set after.
     if (fdset !== null) await qmp.execute('remove-fd', { 'fdset-id': fdset }).catch(() => {});
@@ -156,6 +168,7 @@ async function attachDisk(m: Machine, d: DiskAttachSpec, usedSlots: string[]): P
     }
   } catch (e) {
     await qmp.execute('blockdev-del', { 'node-name': `${d.id}-proto` }).catch(() => {});
+    await dropTls();
     throw e;
   }
   return slot ? { slot } : {};
@@ -170,6 +183,9 @@ async function detachDisk(m: Machine, id: string, timeoutMs = 30_000): Promise<v
   await gone;
   await qmp.execute('blockdev-del', { 'node-name': id });
   await qmp.execute('blockdev-del', { 'node-name': `${id}-proto` });
+  // Only disks attached with TLS have credentials; the others have nothing to drop.
+  const objects = await qmp.execute<Array<{ name: string }>>('qom-list', { path: '/objects' });
+  if (objects.some((o) => o.name === `${id}-tls`)) await qmp.execute('object-del', { id: `${id}-tls` });
 }
 
 export class QemuDriver implements Driver {

@@ -1,11 +1,12 @@
 /** Hot-plugged disks and host USB devices of running VMs, through the driver's DeviceOps. */
-import { closeSync, existsSync } from 'node:fs';
+import { closeSync, existsSync, rmSync } from 'node:fs';
 import { DevvmError } from '../../shared/errors';
 import type { AttachedDisk, HostUsbDevice } from '../../shared/types';
 import { checkDiskSource } from '../disksource';
 import { need, type DeviceOps } from '../driver/driver';
 import { log } from '../log';
 import { readJson, writeJsonAtomic } from '../store';
+import { installPsk, readPskFile, tlsSourceOnly, type Psk } from '../tlspsk';
 import { openUsbNode } from '../usb/access';
 import { admit, type VmContext } from './context';
 
@@ -52,8 +53,13 @@ export class Devices {
     return this.runningNames().find((n) => this.usbAttached(n).some((d) => d.id === id));
   }
 
-  async attachDisk(name: string, o: { source: string; usb: boolean; readOnly: boolean; format?: 'qcow2' | 'raw' }): Promise<AttachedDisk> {
+  async attachDisk(name: string, o: { source: string; usb: boolean; readOnly: boolean; format?: 'qcow2' | 'raw'; tlsPskFile?: string }): Promise<AttachedDisk> {
     admit(this.ctx, 'attachDisk', name);
+    let psk: Psk | null = null;
+    if (o.tlsPskFile !== undefined) {
+      tlsSourceOnly(o.source);
+      psk = await readPskFile(o.tlsPskFile);
+    }
     // Checked by identity (never one of devvm's own files writable) and format (raw only
     // when declared), and opened here: QEMU gets our descriptor, not the path.
     const src = await checkDiskSource(this.ctx.home, o.source, { readOnly: o.readOnly, format: o.format });
@@ -64,7 +70,17 @@ export class Devices {
         let n = 1;
         while (list.some((d) => d.id === `xd${n}`)) n++;
         const id = `xd${n}`;
-        const { slot } = await dev.attachDisk({ id, source: src.source, fd: src.fd ?? null, format: src.format, usb: o.usb, readOnly: o.readOnly }, list.flatMap((d) => (d.port ? [d.port] : [])));
+        // QEMU reads DIR/keys.psk: our copy of the checked key, in the VM's own directory.
+        const tlsDir = this.ctx.home.vm(name).attachTls(id);
+        if (psk) await installPsk(tlsDir, psk);
+        let slot: string | undefined;
+        try {
+          const spec = { id, source: src.source, fd: src.fd ?? null, format: src.format, usb: o.usb, readOnly: o.readOnly, ...(psk ? { tls: { dir: tlsDir, identity: psk.identity } } : {}) };
+          ({ slot } = await dev.attachDisk(spec, list.flatMap((d) => (d.port ? [d.port] : []))));
+        } catch (e) {
+          rmSync(tlsDir, { recursive: true, force: true });
+          throw e;
+        }
         const d: AttachedRecord = { id, source: src.source, bus: o.usb ? 'usb' : 'virtio', readOnly: o.readOnly, ...(slot ? { port: slot } : {}) };
         writeJsonAtomic(this.ctx.home.vm(name).attached, [...list, d]);
         log.info(`${name}: attached ${d.source} as ${d.id} (${d.bus}, ${src.format}${d.readOnly ? ', read-only' : ''})`);
@@ -81,6 +97,7 @@ export class Devices {
     if (!d) throw new DevvmError('not-found', `VM "${name}" has no attached disk "${id}"`, `see "devvm info ${name}"`);
     await this.ctx.locks.run(name, 'attaching', async () => {
       await this.ops(name, 'hot-unplug disks').detachDisk(d.id);
+      rmSync(this.ctx.home.vm(name).attachTls(d.id), { recursive: true, force: true });
       writeJsonAtomic(this.ctx.home.vm(name).attached, this.attachedDisks(name).filter((x) => x.id !== id));
     });
     log.info(`${name}: detached ${id}`);
