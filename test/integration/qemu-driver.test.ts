@@ -56,6 +56,8 @@ test('launch with a comma in the path, switch the top layer live, stop on reques
   const end = exited(i);
   await i.stop(true, 0);
   assert.deepEqual((await end).expected, true);
+  // QEMU unlinks its pid file as it exits, a moment after its QMP socket closed (which is what `stop` awaits).
+  for (let i = 0; i < 50 && existsSync(files.pidFile); i++) await new Promise((r) => setTimeout(r, 100));
   assert.equal(existsSync(files.pidFile), false, 'QEMU removes its pid file when it quits in order');
   assert.equal(driver.reap(files), null);
 });
