@@ -244,7 +244,8 @@ export class Vms extends EventEmitter {
       rmSync(f.attached, { force: true });
       removeAttachKeys(f);
       rmSync(f.usb, { force: true });
-      if (!info.expected && this.store.exists(name)) {
+      // Ended after its RAM state was saved (suspend's own stop, or a kill just then): nothing is lost.
+      if (!info.expected && this.store.exists(name) && !this.config(name).suspended) {
         log.warn(`${name}: ${info.reason}`);
         this.store.update(name, (c) => ({ ...c, crashed: { reason: info.reason, at: new Date().toISOString() } }));
       } else {

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import path from 'node:path';
 import { test } from 'node:test';
 import type { DevvmError } from '../../src/shared/errors';
-import { createParams, FakeDriver, noProgress, rig } from './vms-fake';
+import { createParams, FakeDriver, Gate, noProgress, rig } from './vms-fake';
 
 test('a VM whose process dies unasked is in state error with the reason, kept over a helper restart, cleared by start', async (t) => {
   const r = await rig();
@@ -113,4 +113,22 @@ test('delete --force of a running VM stops and deletes it under one lock', async
   assert.ok(!states.includes('stopped'), `never stopped-and-unlocked in between: ${states.join(',')}`);
   assert.deepEqual(r.vms.list(), []);
   assert.deepEqual(r.vms.pool.ids(), []);
+});
+
+test('QEMU killed after its RAM state was saved, while suspend ends it: the VM is suspended, not in error', async (t) => {
+  const r = await rig();
+  t.after(r.cleanup);
+  await r.vms.create(createParams('dev'), noProgress);
+  await r.vms.start('dev', {}, noProgress);
+  r.driver.stopGate = new Gate();
+  const suspending = r.vms.suspend('dev', noProgress);
+  await r.driver.stopGate.reached;
+  // The save is done and the suspend is ending QEMU: a kill -9 lands now.
+  r.driver.launched.at(-1)!.crash('QEMU (pid 1) ended without shutting down (killed or crashed)');
+  r.driver.stopGate.release();
+  await suspending;
+  assert.equal(r.vms.summary('dev').state, 'suspended');
+  assert.equal(r.vms.summary('dev').error, undefined);
+  r.driver.stopGate = null;
+  assert.equal((await r.vms.start('dev', {}, noProgress)).state, 'running');
 });

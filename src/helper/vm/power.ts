@@ -150,6 +150,9 @@ export class Power {
     const ram = need(inst.ram, this.driver.name, 'save RAM state');
     mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
     const tmp = `${f.suspendState}.partial`;
+    // Made before the save, so that the state file and the record naming it appear in one
+    // synchronous step: a QEMU killed after the save then leaves a suspended VM, not an error.
+    const state = await this.ramStateNow(name, new Date().toISOString());
     progress('pausing and saving RAM state');
     await inst.pause();
     try {
@@ -160,7 +163,6 @@ export class Power {
       throw e;
     }
     renameSync(tmp, f.suspendState);
-    const state = await this.ramStateNow(name, new Date().toISOString());
     this.store.update(name, (c) => ({ ...c, suspended: state }));
     await inst.stop(true, 0);
   }
