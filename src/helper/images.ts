@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { copyFile, link, mkdtemp, open } from 'node:fs/promises';
+import { copyFile, link, mkdtemp } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { DevvmError } from '../shared/errors';
@@ -17,7 +17,7 @@ import { imgInfo } from './layers';
 import { buildDebian12 } from './images/debian';
 import { parseNbdUri, sourceReachable } from './nbd';
 import { run } from './proc';
-import { readJson, writeJsonAtomic } from './store';
+import { fsyncDirAsync, fsyncPathAsync, readJson, writeJsonAtomic } from './store';
 
 export type ImageMeta = Omit<ImageInfo, 'usedBy' | 'actualSize'>;
 
@@ -63,24 +63,6 @@ async function linkOrCopy(src: string, dst: string): Promise<void> {
   }
 }
 
-/** Flushes a data file (off the event loop: an imported disk can take seconds). */
-async function fsyncFile(file: string): Promise<void> {
-  const fh = await open(file, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  try {
-    await fsyncFile(dir);
-  } catch {
-    // directory fsync is best effort (not supported everywhere)
-  }
-}
-
 export interface ImagesOptions {
   /** Flushes a file to disk (tests observe the order). */
   fsync?: (file: string) => void | Promise<void>;
@@ -98,7 +80,7 @@ export class Images {
     private readonly cacheRoot: string,
     opts: ImagesOptions = {},
   ) {
-    this.fsync = opts.fsync ?? fsyncFile;
+    this.fsync = opts.fsync ?? fsyncPathAsync;
   }
 
   names(): string[] {
@@ -390,7 +372,7 @@ export class Images {
         };
         writeJsonAtomic(path.join(staging, 'image.json'), meta);
         renameSync(staging, f.dir);
-        await fsyncDir(this.home.imagesDir);
+        await fsyncDirAsync(this.home.imagesDir);
         return meta;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code === 'ENOTEMPTY' || (e as NodeJS.ErrnoException).code === 'EEXIST') {

@@ -1,5 +1,6 @@
 /** Metadata files: JSON written atomically (temp file, fsync, rename, fsync dir). */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { DevvmError } from '../shared/errors';
 
@@ -13,12 +14,15 @@ export function writeFileAtomic(file: string, data: string, mode = 0o600): void 
     closeSync(fd);
   }
   renameSync(tmp, file);
+  fsyncDir(path.dirname(file));
+}
+
+/** Flushes a directory's entries after a rename into it; best effort (not supported everywhere). */
+export function fsyncDir(dir: string): void {
   try {
-    const dfd = openSync(path.dirname(file), 'r');
-    fsyncSync(dfd);
-    closeSync(dfd);
+    fsyncPath(dir);
   } catch {
-    // directory fsync is best effort (not supported everywhere)
+    // not supported here
   }
 }
 
@@ -48,5 +52,24 @@ export function fsyncPath(file: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** fsyncPath off the event loop: an imported disk can take seconds to flush. */
+export async function fsyncPathAsync(file: string): Promise<void> {
+  const fh = await open(file, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** fsyncDir off the event loop. */
+export async function fsyncDirAsync(dir: string): Promise<void> {
+  try {
+    await fsyncPathAsync(dir);
+  } catch {
+    // not supported here
   }
 }

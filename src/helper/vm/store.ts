@@ -5,28 +5,15 @@
  * go. A helper killed half-way leaves only such dot-directories, removed at next start.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { DevvmError } from '../../shared/errors';
 import * as v from '../../shared/validate';
 import type { Home, VmFiles } from '../filenames';
-import { readJson, writeJsonAtomic } from '../store';
+import { fsyncDir, readJson, writeJsonAtomic } from '../store';
 import type { VmConfig } from '../vmconfig';
 
 const VM_DIR = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-
-function fsyncDir(dir: string): void {
-  try {
-    const fd = openSync(dir, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    // best effort, as in store.ts
-  }
-}
 
 export class VmStore {
   constructor(private readonly home: Home) {}
