@@ -2,7 +2,7 @@
  * The extension's one connection to the helper: connects lazily (starting the helper when
  * nothing answers), routes notifications, and after the helper goes away reconnects when
  * its socket reappears (a directory watch, not polling). Requests in flight when the
- * connection closes fail at once (vscode-jsonrpc leaves them pending forever on a close);
+ * connection closes fail at once (connect() in src/shared/client.ts sees to it: vscode-jsonrpc leaves them pending on a close);
  * the next request connects again, starting a helper if none answers. No `vscode` import.
  */
 import { randomBytes } from 'node:crypto';
@@ -55,7 +55,6 @@ export class HelperClient {
   private live: MessageConnection | null = null;
   /** Whether the connection attempt in `conn` starts a helper when none answers. */
   private connStarts = true;
-  private pending = new Set<(e: DevvmError) => void>();
   private progress = new Map<string, (p: ProgressParams) => void>();
   private watcher: FSWatcher | null = null;
   private disposed = false;
@@ -95,7 +94,6 @@ export class HelperClient {
       if (this.live !== c) return;
       this.live = null;
       this.conn = null;
-      this.failPending();
       if (this.disposed) return;
       this.o.log('warn', 'the helper connection closed; reconnecting when the helper is back');
       this.disconnected.fire();
@@ -133,31 +131,16 @@ export class HelperClient {
   async request<P, R>(type: RequestType<P, R, RpcErrorData>, params: P): Promise<R>;
   async request<P, R>(type: RequestType0<R, RpcErrorData> | RequestType<P, R, RpcErrorData>, params?: P): Promise<R> {
     const c = await this.connection();
-    let fail!: (e: DevvmError) => void;
-    const closed = new Promise<never>((_, reject) => (fail = reject));
-    this.pending.add(fail);
     try {
-      const sent = params === undefined ? c.sendRequest(type as RequestType0<R, RpcErrorData>) : c.sendRequest(type as RequestType<P, R, RpcErrorData>, params);
-      // When the close wins the race, vscode-jsonrpc may still reject this later (on dispose).
-      sent.then(undefined, () => {});
-      // Closed between the connect and now: onClose has run already and will not fail this one.
-      if (this.live !== c) fail(wentAway());
-      return await Promise.race([sent, closed]);
+      // connect() makes a request fail at once when the helper's connection closes.
+      return params === undefined ? await c.sendRequest(type as RequestType0<R, RpcErrorData>) : await c.sendRequest(type as RequestType<P, R, RpcErrorData>, params);
     } catch (e) {
       // The helper outlives VS Code: after an update, the one running may predate a request.
       if (e instanceof ResponseError && e.code === ErrorCodes.MethodNotFound) {
         throw new DevvmError('invalid-state', `the running devvm helper is older than this extension and does not know "${type.method}"`, 'stop it with "devvm helper stop" (VMs keep running) and retry: a current one starts on demand');
       }
       throw fromRpcError(e) satisfies DevvmError;
-    } finally {
-      this.pending.delete(fail);
     }
-  }
-
-  private failPending(): void {
-    const waiting = [...this.pending];
-    this.pending.clear();
-    for (const fail of waiting) fail(wentAway());
   }
 
   /** A fresh progress token; `onProgress` gets the helper's messages for it until disposed. */
@@ -170,12 +153,7 @@ export class HelperClient {
   dispose(): void {
     this.disposed = true;
     this.stopWatching();
-    this.failPending();
     void this.conn?.then((c) => c.dispose(), () => {});
     this.conn = null;
   }
-}
-
-function wentAway(): DevvmError {
-  return new DevvmError('internal', 'the devvm helper went away during the request', 'run the command again; the helper restarts on demand');
 }

@@ -83,8 +83,8 @@ export async function connect(opts: ConnectOptions): Promise<MessageConnection> 
   return conn;
 }
 
-export function helperGoneError(home: string): DevvmError {
-  return new DevvmError('internal', 'the devvm helper went away during the request', `see ${path.join(home, 'helper.log')}; run the command again`);
+export function helperGoneError(home?: string): DevvmError {
+  return new DevvmError('internal', 'the devvm helper went away during the request', home ? `see ${path.join(home, 'helper.log')}; run the command again` : 'run the command again; the helper restarts on demand');
 }
 
 /**
@@ -135,8 +135,6 @@ export function fromRpcError(e: unknown): DevvmError {
   }
   if (e instanceof DevvmError) return e;
   const msg = e instanceof Error ? e.message : String(e);
-  if (/Connection got disposed|connection is closed|ECONNRESET|EPIPE/i.test(msg)) {
-    return new DevvmError('internal', 'the devvm helper went away during the request', 'run the command again; the helper restarts on demand');
-  }
+  if (/Connection got disposed|connection is closed|ECONNRESET|EPIPE/i.test(msg)) return helperGoneError();
   return asDevvmError(e);
 }
