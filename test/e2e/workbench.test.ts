@@ -341,12 +341,22 @@ test('Dev VMs in code-server: view, create form, running VM, layers, serial cons
 
   // ---- 7a. a live disk-only snapshot from the palette, shown in the Snapshots group ----
   s = Date.now();
-  await w.command('Dev VMs: Take Snapshot…');
-  await w.pick(VM);
   const nameBox = page.locator('.quick-input-widget .quick-input-box input').first();
-  await nameBox.waitFor({ timeout: 10_000 });
-  await until('the suggested snapshot name', 10_000, async () => (await nameBox.inputValue()) === 'snap-1');
-  await nameBox.fill('Bad Name');
+  // Seen once in five runs: the quick input closed as the new SSH console tab settled
+  // (focus moved). Then the palette flow is opened again, once, and the run says so.
+  for (let attempt = 1; ; attempt++) {
+    await w.command('Dev VMs: Take Snapshot…');
+    await w.pick(VM);
+    await nameBox.waitFor({ timeout: 10_000 });
+    await until('the suggested snapshot name', 10_000, async () => (await nameBox.inputValue()) === 'snap-1');
+    try {
+      await nameBox.fill('Bad Name', { timeout: 5_000 });
+      break;
+    } catch (e) {
+      if (attempt > 1) throw e;
+      log('the snapshot name box closed before it was typed into (focus moved); opening it again');
+    }
+  }
   await until('the name check', 10_000, async () => /invalid snapshot name/.test((await page.locator('.quick-input-widget').first().textContent()) ?? ''));
   await nameBox.fill('before-e2e');
   await nameBox.press('Enter');
