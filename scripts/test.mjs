@@ -14,6 +14,12 @@ for (const project of ['.', 'webview']) {
 const files = suites.flatMap((s) =>
   readdirSync(`test/${s}`).filter((f) => f.endsWith('.test.ts')).sort().map((f) => `test/${s}/${f}`),
 );
-// Integration and e2e files each boot CPU-hungry guests; run files one at a time.
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+// Integration and e2e files each boot CPU-hungry guests; run files one at a time. A file whose tests are done exits
+// even if something it started is still alive (--test-force-exit), and no single test may take more than 20 minutes:
+// a leaked process or a hang then fails one test instead of eating CI's whole budget.
+const r = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-force-exit', `--test-timeout=${20 * 60_000}`, '--test-reporter=spec', ...files],
+  { stdio: 'inherit' },
+);
 process.exit(r.status ?? 1);

@@ -103,15 +103,18 @@ test('a helper started on a 0777 home makes it 0700 and says so in its log', { s
   chmodSync(home, 0o777);
   const child = spawn(process.execPath, [HELPER], { env: { ...process.env, DEVVM_HOME: home, DEVVM_QEMU: '/bin/false' }, stdio: 'ignore' });
   const exited = new Promise((resolve) => child.on('exit', resolve));
-  t.after(async () => {
+  // Ended here, not in an after hook: tmp()'s removal runs first and, with the helper still writing, can fail and skip
+  // the hooks after it, leaving a helper that keeps the test file (and CI) from ever finishing.
+  try {
+    const deadline = Date.now() + 15000;
+    while (!existsSync(path.join(home, 'helper.sock'))) {
+      assert.ok(Date.now() < deadline, 'helper did not start');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(mode(home), 0o700);
+    assert.match(readFileSync(path.join(home, 'helper.log'), 'utf8'), /was mode 0777; made it 0700/);
+  } finally {
     child.kill('SIGTERM');
     await exited;
-  });
-  const deadline = Date.now() + 15000;
-  while (!existsSync(path.join(home, 'helper.sock'))) {
-    assert.ok(Date.now() < deadline, 'helper did not start');
-    await new Promise((r) => setTimeout(r, 50));
   }
-  assert.equal(mode(home), 0o700);
-  assert.match(readFileSync(path.join(home, 'helper.log'), 'utf8'), /was mode 0777; made it 0700/);
 });
