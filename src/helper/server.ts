@@ -118,6 +118,10 @@ export class Server {
       vmSnapshotDelete: (p) => vms.deleteSnapshot(p.name, p.snapshot),
       vmClone: ({ progressToken: _t, ...p }, { progress }) => vms.clone(p, progress),
       layerTree: () => vms.layerTree(),
+      vmSet: ({ name, ...p }) => vms.set(name, p),
+      vmDisplay: (p) => vms.display(p.name),
+      vmDisplayResize: (p) => vms.displayResize(p.name, { width: p.width, height: p.height }),
+      vmScreenshot: (p) => vms.screenshot(p.name),
 
       diskAttach: (p) => vms.attachDisk(p.name, { source: p.source, usb: p.usb ?? false, readOnly: p.readOnly ?? false, format: p.format, tlsPskFile: p.tlsPskFile }),
       diskDetach: (p) => vms.detachDisk(p.name, p.id),

@@ -9,8 +9,9 @@ import { EventEmitter } from 'node:events';
 import { existsSync, rmSync } from 'node:fs';
 import { DevvmError } from '../shared/errors';
 import { allows, assertAllowed, busy, type Operation } from '../shared/lifecycle';
-import type { CreateParams, SshTarget } from '../shared/rpc';
-import type { AttachedDisk, HostUsbDevice, LayerInfo, LayerNode, NbdExport, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
+import type { Size } from '../shared/display';
+import type { CreateParams, SetParams, SshTarget } from '../shared/rpc';
+import type { AttachedDisk, DisplayInfo, DisplayResizeResult, HostUsbDevice, Screenshot, LayerInfo, LayerNode, NbdExport, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
 import type { ExportRecord } from './exports';
 import * as v from '../shared/validate';
 import type { AccelChoice } from './accel';
@@ -472,6 +473,26 @@ export class Vms extends EventEmitter {
 
   unexportDisk(name: string): Promise<void> {
     return this.exports.unexport(name);
+  }
+
+  // ---- the machine and its display (vm/display.ts) -------------------------
+
+  set(name: string, p: Omit<SetParams, 'name'>): Promise<VmSummary> {
+    void p;
+    return Promise.reject(new DevvmError('not-supported', `devvm set is not there yet (${name})`));
+  }
+
+  display(name: string): Promise<DisplayInfo> {
+    return Promise.reject(new DevvmError('not-supported', `no display yet (${name})`));
+  }
+
+  displayResize(name: string, size: Size): Promise<DisplayResizeResult> {
+    void size;
+    return Promise.reject(new DevvmError('not-supported', `no display yet (${name})`));
+  }
+
+  screenshot(name: string): Promise<Screenshot> {
+    return Promise.reject(new DevvmError('not-supported', `no display yet (${name})`));
   }
 
   /** For helper shutdown in tests: leave VMs running unless asked. */

@@ -40,6 +40,11 @@ export const OPERATIONS = {
   /** Reading the serial console: while QEMU runs. */
   console: ['starting', 'running', 'stopping', 'suspending'],
   ssh: ['running'],
+  /** The screen: resize it, look at it. */
+  display: ['running'],
+  screenshot: ['running'],
+  /** Changing the machine (devvm set): a suspended VM's saved state needs the machine it was saved from. */
+  set: ['stopped', 'error'],
 } as const satisfies Record<string, readonly VmState[]>;
 
 export type Operation = keyof typeof OPERATIONS;
@@ -51,6 +56,7 @@ const VERBS: Record<Operation, string> = {
   deleteSnapshot: 'delete a snapshot of', restore: 'restore', clone: 'clone', exportDisk: 'export the disk of',
   unexportDisk: 'stop the export of', attachDisk: 'attach a disk to', detachDisk: 'detach a disk from',
   attachUsb: 'attach a USB device to', detachUsb: 'detach a USB device from', console: 'open the console of', ssh: 'connect to',
+  display: 'use the display of', screenshot: 'take a screenshot of', set: 'change',
 };
 
 export function allows(op: Operation, state: VmState): boolean {
@@ -70,6 +76,7 @@ function wayOut(op: Operation, name: string, state: VmState): string {
     case 'error':
       return `start it first: devvm start ${name}`;
     case 'suspended':
+      if (op === 'set') return `its saved state needs the machine it was saved from: resume and stop it, or drop the state with "devvm start ${name} --discard-state" and stop it`;
       return op === 'suspend' ? 'it is suspended already' : `resume it first: devvm resume ${name}`;
     case 'running':
       if (op === 'resume') return 'it is running already';

@@ -4,9 +4,10 @@
  * Transport: vscode-jsonrpc over the helper's unix socket (mode 0600).
  */
 import { NotificationType, NotificationType0, RequestType, RequestType0 } from 'vscode-jsonrpc';
+import { displaySize } from './display';
 import * as S from './schema';
 import * as v from './validate';
-import type { AttachedDisk, DoctorReport, HelperInfo, HostUsbDevice, ImageInfo, LayerNode, NbdExport, SnapshotInfo, VmInfo, VmSummary } from './types';
+import type { AttachedDisk, DisplayInfo, DisplayResizeResult, DoctorReport, HelperInfo, HostUsbDevice, ImageInfo, LayerNode, NbdExport, Screenshot, SnapshotInfo, VmInfo, VmSummary } from './types';
 
 /** Error data attached to every ResponseError the helper sends. */
 export interface RpcErrorData {
@@ -42,7 +43,19 @@ export const Params = {
     diskGiB: S.optional(S.rule(v.diskGiB)),
     start: S.optional(S.bool),
     waitSsh: S.optional(S.bool),
+    /** A virtio-vga screen with a VNC server on a 0600 unix socket (the Display tab). */
+    display: S.optional(S.bool),
+    /** "auto" (default: follows the Display tab) or "WxH"; implies `display`. */
+    displaySize: S.optional(S.rule(displaySize)),
   }),
+  /** Changes a stopped VM's machine (a suspended one keeps the machine its saved state needs). */
+  set: S.object({
+    name: vm,
+    display: S.optional(S.bool),
+    displaySize: S.optional(S.rule(displaySize)),
+  }),
+  /** The Display tab's size in CSS pixels; the helper fits it to the limits (shared/display.ts). */
+  displayResize: S.object({ name: vm, width: S.int(1, 65535), height: S.int(1, 65535) }),
   start: S.object({
     ...withProgress,
     name: vm,
@@ -127,6 +140,7 @@ export type ImageBuildParams = S.Infer<typeof Params.imageBuild>;
 export type ImageImportParams = S.Infer<typeof Params.imageImport>;
 export type SnapshotParams = S.Infer<typeof Params.snapshot>;
 export type CloneParams = S.Infer<typeof Params.clone>;
+export type SetParams = S.Infer<typeof Params.set>;
 export type DiskAttachParams = S.Infer<typeof Params.diskAttach>;
 export type DiskExportParams = S.Infer<typeof Params.diskExport>;
 export type UsbParams = S.Infer<typeof Params.usb>;
@@ -177,6 +191,11 @@ export const Rpc = {
   vmRestore: request<VmSummary>()('vm/restore', Params.restore),
   vmSnapshotDelete: request<void>()('vm/snapshotDelete', Params.snapshotDelete),
   vmClone: request<VmSummary>()('vm/clone', Params.clone),
+  vmSet: request<VmSummary>()('vm/set', Params.set),
+  vmDisplay: request<DisplayInfo>()('vm/display', Params.name),
+  /** Asks the guest for a new resolution and waits (up to 2 s) until it shows it or keeps its own. */
+  vmDisplayResize: request<DisplayResizeResult>()('vm/displayResize', Params.displayResize),
+  vmScreenshot: request<Screenshot>()('vm/screenshot', Params.name),
   layerTree: request<LayerNode[]>()('layer/tree', S.none),
 
   diskAttach: request<AttachedDisk>()('disk/attach', Params.diskAttach),

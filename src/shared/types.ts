@@ -1,4 +1,5 @@
 /** Data shapes exchanged over RPC and printed by `--json`. */
+import type { DisplaySize, Size } from './display';
 
 export const VM_STATES = ['creating', 'stopped', 'starting', 'running', 'suspending', 'suspended', 'stopping', 'deleting', 'error'] as const;
 export type VmState = (typeof VM_STATES)[number];
@@ -15,6 +16,8 @@ export interface VmSummary {
   memoryMiB: number;
   /** Set when state is `error`, or when provisioning failed. */
   error?: string;
+  /** Present when the VM has a display: it follows the Display tab ('auto') or keeps one size. */
+  display?: DisplaySize;
 }
 
 export type LayerRole = 'overlay' | 'snapshot' | 'cache' | 'base';
@@ -149,4 +152,38 @@ export interface HelperInfo {
   startedAt: string;
   /** DEVVM_HOME/ssh_config as this helper writes it (clients ask instead of rebuilding the path). */
   sshConfig?: string;
+}
+
+/** `vm/display`: where a VM's screen is and what size it has. */
+export interface DisplayInfo {
+  name: string;
+  state: VmState;
+  /** null: the VM has no display (create --display, or devvm set NAME --display on). */
+  display: DisplaySize | null;
+  /** QEMU's VNC server (a 0600 unix socket in the VM's directory) while the VM runs. */
+  socket: string | null;
+  /** The guest's framebuffer now, while the VM runs. */
+  size: Size | null;
+  /** The size it boots at: for 'auto', the text console's limit. */
+  bootSize: Size | null;
+  limits: { min: Size; max: Size };
+}
+
+/** `vm/displayResize`: what was asked (after the limits) and what the guest shows now. */
+export interface DisplayResizeResult {
+  requested: Size;
+  size: Size;
+  /** false: the guest kept its size (a text console at its framebuffer's limit): the view scales. */
+  applied: boolean;
+  /** A newer request for this VM came in before this one went out; it was dropped. */
+  superseded?: boolean;
+  /** From the request's arrival to the guest's new size announced. */
+  ms: number;
+}
+
+export interface Screenshot {
+  /** PNG, base64. */
+  png: string;
+  width: number;
+  height: number;
 }
