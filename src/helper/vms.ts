@@ -240,6 +240,7 @@ export class Vms extends EventEmitter {
 
   private adopt(name: string, inst: Instance): void {
     this.instances.set(name, inst);
+    this.displays.adopted(name, inst);
     inst.onExit((info) => {
       if (this.instances.get(name) !== inst) return;
       this.instances.delete(name);

@@ -6,7 +6,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { DeviceOps, Driver, ExitInfo, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps, DisplayOps } from '../../src/helper/driver/driver';
+import type { DeviceOps, Driver, ExitInfo, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps, DisplayOps, FingerprintParts } from '../../src/helper/driver/driver';
 import type { Size } from '../../src/shared/display';
 import { Home } from '../../src/helper/filenames';
 import { Images } from '../../src/helper/images';
@@ -108,6 +108,10 @@ function fakeDisplay(boot: Size, driver: FakeDriver): DisplayOps {
       if (fits) now = { ...want };
       return { size: now, applied: fits };
     },
+    reassert: async (want) => {
+      driver.resizes.push(want);
+      now = { ...want };
+    },
     // The 24 bytes of a PNG that pngSize() reads.
     screenshot: async () => {
       const b = Buffer.alloc(24);
@@ -159,8 +163,8 @@ export class FakeDriver implements Driver {
     return this.reapReason;
   }
 
-  async fingerprint(): Promise<string> {
-    return 'fp';
+  async fingerprint(p: FingerprintParts): Promise<string> {
+    return p.display ? `fp ${JSON.stringify(p.display)}` : 'fp';
   }
 }
 

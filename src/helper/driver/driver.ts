@@ -133,6 +133,12 @@ export interface DisplayOps {
   size(): Promise<Size>;
   /** Asks the guest for `want`; resolves with what it shows once it switched, or after `timeoutMs` with what it kept. */
   resize(want: Size, timeoutMs: number): Promise<{ size: Size; applied: boolean }>;
+  /**
+   * Makes the guest show `want` again, even where it believes it does: after a RAM state
+   * restore the engine's screen can differ from the guest's mode (QEMU 7.2 shows the whole
+   * framebuffer the guest draws into a corner of).
+   */
+  reassert(want: Size): Promise<void>;
   /** The screen as PNG bytes. */
   screenshot(): Promise<Buffer>;
 }

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, rmSync } from 'node:fs';
-import type { Size } from '../../shared/display';
+import { DISPLAY_MIN, type Size } from '../../shared/display';
 import { DevvmError } from '../../shared/errors';
 import type { AccelChoice } from '../accel';
 import { loadNative } from '../native';
@@ -56,6 +56,15 @@ class QemuDisplay implements DisplayOps {
   async resize(want: Size, timeoutMs: number): Promise<{ size: Size; applied: boolean }> {
     this.wanted = want;
     return (await this.vnc()).resize(want, timeoutMs);
+  }
+
+  async reassert(want: Size): Promise<void> {
+    this.wanted = want;
+    const c = await this.vnc();
+    if (c.current.width === want.width && c.current.height === want.height) return;
+    // The guest sets a mode only when its preferred one changes: a step 8 pixels aside, then back.
+    await c.resize({ width: want.width > DISPLAY_MIN.width ? want.width - 8 : want.width + 8, height: want.height }, 1000, 100);
+    await c.resize(want, 2000);
   }
 
   /**

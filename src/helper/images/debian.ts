@@ -152,6 +152,25 @@ blacklist kvm_intel
 blacklist kvm_amd
 EOF
 
+# The text consoles follow the display's size. When the host asks for a new size (the
+# Display tab, devvm display --size) the virtio GPU changes its preferred mode and the
+# kernel switches the screen to it, but the consoles keep the rows and columns of the
+# framebuffer they booted with and draw past the new edge. On the DRM change event they
+# are resized to the mode (8x16 glyphs, the kernel's font), or to the whole framebuffer
+# when the mode is larger than it (the kernel then shows the framebuffer's size).
+cat > "$R/etc/udev/rules.d/90-devvm-console-size.rules" <<'EOF'
+ACTION=="change", SUBSYSTEM=="drm", KERNEL=="card[0-9]*", RUN+="/usr/local/lib/devvm/console-size"
+EOF
+cat > "$R/usr/local/lib/devvm/console-size" <<'EOF'
+#!/bin/sh
+read -r mode < /sys/class/drm/card0-Virtual-1/modes 2>/dev/null || exit 0
+IFS=, read -r fw fh < /sys/class/graphics/fb0/virtual_size 2>/dev/null || exit 0
+w=\${mode%%x*}; h=\${mode#*x}; h=\${h%%[!0-9]*}
+if [ "$w" -gt "$fw" ] || [ "$h" -gt "$fh" ]; then w=$fw; h=$fh; fi
+for t in /dev/tty[1-6]; do stty -F "$t" cols $((w / 8)) rows $((h / 16)) 2>/dev/null || :; done
+EOF
+chmod 755 "$R/usr/local/lib/devvm/console-size"
+
 for u in apt-daily.timer apt-daily.service apt-daily-upgrade.timer apt-daily-upgrade.service \\
     dpkg-db-backup.timer dpkg-db-backup.service man-db.timer man-db.service \\
     e2scrub_all.timer e2scrub_all.service e2scrub_reap.service; do

@@ -158,8 +158,9 @@ export class VncClient {
 
   private announce(s: Size, reply: boolean): void {
     this.size = s;
+    const asked = this.pending > 0; // before the listeners settle what was asked
     for (const l of this.listeners) l(s, reply);
-    if (!reply && this.pending === 0) for (const l of this.guestListeners) l(s);
+    if (!reply && !asked) for (const l of this.guestListeners) l(s);
   }
 
   /** The guest changed its mode on its own (its driver loaded, it rebooted), not because we asked. */

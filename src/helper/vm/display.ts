@@ -9,7 +9,7 @@ import { DISPLAY_MAX, DISPLAY_MIN, bootSize, guestSizeFor, sameSize, type Displa
 import { assertAllowed } from '../../shared/lifecycle';
 import type { SetParams } from '../../shared/rpc';
 import type { DisplayInfo, DisplayResizeResult, Screenshot } from '../../shared/types';
-import { need, requireFeature, type DisplayOps } from '../driver/driver';
+import { need, requireFeature, type DisplayOps, type Instance } from '../driver/driver';
 import { log } from '../log';
 import { admit, type VmContext } from './context';
 
@@ -46,6 +46,8 @@ interface Lane {
 
 export class Displays {
   private readonly lanes = new Map<string, Lane>();
+  /** The size each VM was last asked for: a new QEMU (a start, a resume) boots at its boot size and is asked again. */
+  private readonly wanted = new Map<string, Size>();
 
   constructor(private readonly ctx: VmContext) {}
 
@@ -78,11 +80,12 @@ export class Displays {
   }
 
   /** Fits `view` (CSS pixels) to the limits and asks the guest for it; see the lane above. */
-  resize(name: string, view: Size): Promise<DisplayResizeResult> {
+  async resize(name: string, view: Size): Promise<DisplayResizeResult> {
     const ops = this.ops(name, 'display');
     const cfg = this.ctx.store.read(name);
     if (cfg.display !== 'auto') throw new DevvmError('invalid-state', `VM "${name}" keeps its display at ${cfg.display!.width}x${cfg.display!.height}`, `make it follow the view: devvm set ${name} --display-size auto (while stopped)`);
     const requested = guestSizeFor(view);
+    this.wanted.set(name, requested);
     return new Promise((resolve, reject) => {
       let lane = this.lanes.get(name);
       if (!lane) this.lanes.set(name, (lane = { running: false, next: null, lastAt: 0 }));
@@ -122,6 +125,15 @@ export class Displays {
       lane.running = false;
       if (!lane.next) this.lanes.delete(name);
     }
+  }
+
+  /**
+   * A new instance of a VM: a resumed guest is switched back to the size it had (the new
+   * QEMU starts at the boot size); a booting one gets it when its driver sets a mode.
+   */
+  adopted(name: string, inst: Instance): void {
+    const w = this.wanted.get(name);
+    if (w && inst.display && this.ctx.store.read(name).display === 'auto') void inst.display.reassert(w).catch(() => {});
   }
 
   async screenshot(name: string): Promise<Screenshot> {
