@@ -76,14 +76,33 @@ function workbenchKey(e: KeyboardEvent): boolean {
 let channel: Channel | null = null;
 let rfb: RFB | null = null;
 let shown = { width: 0, height: 0 };
-/** Codes of keys held down that belong to the workbench: their events never reach the guest. */
+/** Codes of keys held down that belong to the workbench: noVNC never sees their events. */
 const workbenchCodes = new Set<string>();
 
-// VS Code's webview host forwards every keydown to the workbench (so its keybindings run);
-// what noVNC must not also send to the guest is dropped before its key handler sees it.
-window.addEventListener('keydown', (e) => void (workbenchKey(e) && workbenchCodes.add(e.code)), true);
+type KeyListener = (e: KeyboardEvent) => void;
+interface NoVncKeyboard {
+  _eventHandlers: { keydown: KeyListener; keyup: KeyListener };
+}
 
-type KeyHandler = (keysym: number, code: string, down: boolean, ...rest: unknown[]) => void;
+/**
+ * VS Code's webview host forwards a keydown to the workbench (so its keybindings run) from a
+ * listener on the window; noVNC's keyboard stops every key's propagation at the canvas. The
+ * workbench's keys skip noVNC's listeners (noVNC 1.7.0 adds `_eventHandlers` when it grabs
+ * the keyboard, after the constructor), so they bubble up and never reach the guest.
+ */
+function passWorkbenchKeys(r: RFB): void {
+  const kb = (r as unknown as { _keyboard?: NoVncKeyboard })._keyboard;
+  if (!kb?._eventHandlers) return;
+  const { keydown, keyup } = kb._eventHandlers;
+  kb._eventHandlers.keydown = (e) => {
+    if (workbenchKey(e)) return void workbenchCodes.add(e.code);
+    keydown(e);
+  };
+  kb._eventHandlers.keyup = (e) => {
+    if (workbenchCodes.delete(e.code)) return;
+    keyup(e);
+  };
+}
 
 function start(conn: number): void {
   stop();
@@ -96,18 +115,7 @@ function start(conn: number): void {
   r.clipViewport = false;
   r.focusOnClick = true;
   r.background = 'var(--vscode-editor-background)';
-  // noVNC 1.7.0's keyboard calls onkeyevent for each key; its RFB sets it in the constructor.
-  const kb = (r as unknown as { _keyboard?: { onkeyevent: KeyHandler } })._keyboard;
-  if (kb) {
-    const send = kb.onkeyevent;
-    kb.onkeyevent = (keysym, code, down, ...rest) => {
-      if (workbenchCodes.has(code)) {
-        if (!down) workbenchCodes.delete(code);
-        return;
-      }
-      send(keysym, code, down, ...rest);
-    };
-  }
+  passWorkbenchKeys(r);
   r.addEventListener('connect', () => {
     post({ type: 'rfb', conn, event: 'connect' });
     r.focus({ preventScroll: true });
