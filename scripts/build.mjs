@@ -1,5 +1,7 @@
 // Bundles each target with esbuild: dist/cli.js, dist/helper.js, dist/extension.js, and the
-// webviews' scripts, dist/webview/{create,console}.js (browser; console.css beside). `--minify` for the VSIX.
+// webviews' scripts, dist/webview/{create,console,display}.js (browser; console.css beside). `--minify` for the VSIX.
+// The Display tab's page is an ES module: noVNC (core/util/browser.js) uses a top-level await, which
+// an IIFE cannot hold; the panel loads it with <script type="module" nonce>.
 import { build } from 'esbuild';
 import { readFileSync, chmodSync } from 'node:fs';
 
@@ -22,5 +24,6 @@ await Promise.all([
   ...['create', 'console'].map((page) =>
     build({ ...common, platform: 'browser', target: 'chrome120', format: 'iife', entryPoints: [`webview/${page}.ts`], outfile: `dist/webview/${page}.js`, minify: true }),
   ),
+  build({ ...common, platform: 'browser', target: 'chrome120', format: 'esm', entryPoints: ['webview/display.ts'], outfile: 'dist/webview/display.js', minify: true }),
 ]);
 chmodSync('dist/cli.js', 0o755);

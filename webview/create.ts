@@ -29,8 +29,8 @@ const vscode = acquireVsCodeApi();
 type Input = HTMLElement & { value: string; invalid: boolean; disabled: boolean };
 type Check = HTMLElement & { checked: boolean; invalid: boolean; disabled: boolean };
 
-const TEXT: readonly Field[] = ['name', 'fullName', 'user', 'password', 'confirm', 'cpus', 'memoryMiB', 'diskGiB'];
-const CHECKS: readonly Field[] = ['autologin', 'ssh', 'connect'];
+const TEXT: readonly Field[] = ['name', 'fullName', 'user', 'password', 'confirm', 'cpus', 'memoryMiB', 'diskGiB', 'displaySize'];
+const CHECKS: readonly Field[] = ['autologin', 'ssh', 'display', 'connect'];
 
 const $ = <T extends HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -60,6 +60,8 @@ function read(): CreateForm {
     cpus: text('cpus').trim(),
     memoryMiB: text('memoryMiB').trim(),
     diskGiB: text('diskGiB').trim(),
+    display: check('display'),
+    displaySize: text('displaySize').trim(),
     connect: check('connect'),
   };
 }
@@ -83,6 +85,8 @@ function validate(all = false): ReturnType<typeof checkForm> | null {
   if (!ctx) return null;
   const r = checkForm(read(), { images: ctx.images.map((i) => i.name), existing: ctx.existing, hostCpus: ctx.hostCpus, hostMiB: ctx.hostMiB });
   show(r.errors, all);
+  // The size only means something with a display.
+  if (!busy) $<Input>('displaySize').disabled = !$<Check>('display').checked;
   const { password: _p, confirm: _c, ...keep } = read();
   vscode.setState({ form: keep, userEdited });
   return r;

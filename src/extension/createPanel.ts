@@ -185,6 +185,9 @@ export class CreatePanel {
     ${field('memoryMiB', 'Memory (MiB)', '<vscode-textfield id="memoryMiB" name="memoryMiB" type="number" min="256" step="256"></vscode-textfield>')}
     ${field('diskGiB', 'Disk (GiB)', '<vscode-textfield id="diskGiB" name="diskGiB" type="number" min="1"></vscode-textfield>', 'Grows on demand.')}
   </div>
+  <h2>Display</h2>
+  ${check('display', 'Display', 'A screen for the Display tab (Dev VMs: Open Display), with keyboard and mouse. Its VNC server is a 0600 unix socket, never a network port.')}
+  ${field('displaySize', 'Screen size', '<vscode-textfield id="displaySize" name="displaySize" autocomplete="off" placeholder="auto"></vscode-textfield>', '"auto" follows the Display tab\'s size (640x480 to 2560x1600); WIDTHxHEIGHT, like 1280x800, keeps one size.')}
   <h2>When ready</h2>
   ${check('connect', 'Connect VS Code when ready', 'Starts the VM, waits for SSH and opens its home folder over Remote-SSH.', true)}
   <div id="summary" role="alert"></div>

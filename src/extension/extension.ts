@@ -173,7 +173,7 @@ export function activate(context: vscode.ExtensionContext): DevvmApi {
       if (!s) void vscode.window.showErrorMessage(`Dev VMs: no VM named "${name}"`);
       return s;
     }
-    const candidates = vms.list().filter((s) => ruleApplies(rule, s.state, s.sshPort !== null));
+    const candidates = vms.list().filter((s) => ruleApplies(rule, s.state, s.sshPort !== null, !!s.display));
     if (candidates.length === 0) {
       const any = vms.list().length > 0;
       void vscode.window.showInformationMessage(any ? `Dev VMs: no VM is in a state for this (${rule.states.join(', ')}).` : 'Dev VMs: there are no VMs yet.', ...(any ? [] : ['Create VM…'])).then((a) => {

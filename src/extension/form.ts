@@ -4,6 +4,7 @@
  * webview sends. Runs in the webview (live feedback) and in the extension host (which
  * trusts nothing the webview says). No `vscode` and no DOM imports.
  */
+import { displaySize } from '../shared/display';
 import { DevvmError } from '../shared/errors';
 import type { CreateParams } from '../shared/rpc';
 import * as v from '../shared/validate';
@@ -20,14 +21,18 @@ export interface CreateForm {
   cpus: string;
   memoryMiB: string;
   diskGiB: string;
+  /** A screen (virtio-vga, VNC on a unix socket) for the Display tab. */
+  display: boolean;
+  /** "auto" (follows the Display tab) or "WxH"; only read when `display` is on. */
+  displaySize: string;
   connect: boolean;
 }
 
 export type Field = keyof CreateForm;
 export type FormErrors = Partial<Record<Field, string>>;
 
-const STRING_FIELDS = ['image', 'name', 'fullName', 'user', 'password', 'confirm', 'cpus', 'memoryMiB', 'diskGiB'] as const;
-const BOOL_FIELDS = ['autologin', 'ssh', 'connect'] as const;
+const STRING_FIELDS = ['image', 'name', 'fullName', 'user', 'password', 'confirm', 'cpus', 'memoryMiB', 'diskGiB', 'displaySize'] as const;
+const BOOL_FIELDS = ['autologin', 'ssh', 'display', 'connect'] as const;
 export const FIELDS: readonly Field[] = [...STRING_FIELDS, ...BOOL_FIELDS];
 
 export interface FormContext {
@@ -89,6 +94,7 @@ export function checkForm(f: CreateForm, ctx: FormContext): Checked {
   set('cpus', check(() => v.cpus(f.cpus, ctx.hostCpus as 64 | undefined)));
   set('memoryMiB', check(() => v.memoryMiB(f.memoryMiB, ctx.hostMiB)));
   set('diskGiB', check(() => v.diskGiB(f.diskGiB)));
+  if (f.display) set('displaySize', check(() => displaySize(f.displaySize.trim().toLowerCase())));
   if (f.connect && !f.ssh) set('connect', 'connecting needs SSH on');
   if (Object.keys(errors).length) return { errors, connect: f.connect };
   return {
@@ -105,6 +111,7 @@ export function checkForm(f: CreateForm, ctx: FormContext): Checked {
       cpus: v.cpus(f.cpus),
       memoryMiB: v.memoryMiB(f.memoryMiB),
       diskGiB: v.diskGiB(f.diskGiB),
+      ...(f.display ? { display: true, displaySize: displaySize(f.displaySize.trim().toLowerCase()) } : {}),
     },
   };
 }

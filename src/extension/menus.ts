@@ -17,6 +17,8 @@ export interface VmRule {
   states: readonly VmState[];
   /** Needs SSH enabled for the VM. */
   ssh?: boolean;
+  /** Needs the VM to have a display (VmSummary.display). */
+  display?: boolean;
   /** The helper operation it runs: `states` are those OPERATIONS[op] allows (minus `hidden`). */
   op?: Operation;
   /** States the operation allows but the menu does not offer it in (no-op, or another command's job). */
@@ -56,6 +58,8 @@ export const VM_COMMANDS = {
   'devvm.openSshTerminal': op('ssh', { ssh: true }),
   'devvm.openSerial': op('console'),
   'devvm.showLogs': { states: HAS_FILES },
+  // The tab says when the VM is stopped or suspended and connects once it runs: offered in any state.
+  'devvm.openDisplay': { states: HAS_CONFIG, display: true },
   'devvm.copySshCommand': { states: HAS_CONFIG, ssh: true },
   // RAM is offered only when running or suspended (OPERATIONS.snapshotRam), in the command itself.
   'devvm.snapshot': op('snapshot'),
@@ -68,16 +72,16 @@ export const VM_COMMANDS = {
 
 export type VmCommand = keyof typeof VM_COMMANDS;
 
-export function vmContextValue(state: VmState, ssh: boolean): string {
-  return `vm.${state}.${ssh ? 'ssh' : 'nossh'}`;
+export function vmContextValue(state: VmState, ssh: boolean, display = false): string {
+  return `vm.${state}.${ssh ? 'ssh' : 'nossh'}.${display ? 'display' : 'nodisplay'}`;
 }
 
-export function appliesTo(command: VmCommand, state: VmState, ssh: boolean): boolean {
-  return ruleApplies(VM_COMMANDS[command], state, ssh);
+export function appliesTo(command: VmCommand, state: VmState, ssh: boolean, display = false): boolean {
+  return ruleApplies(VM_COMMANDS[command], state, ssh, display);
 }
 
-export function ruleApplies(rule: VmRule, state: VmState, ssh: boolean): boolean {
-  return rule.states.includes(state) && (!rule.ssh || ssh);
+export function ruleApplies(rule: VmRule, state: VmState, ssh: boolean, display = false): boolean {
+  return rule.states.includes(state) && (!rule.ssh || ssh) && (!rule.display || display);
 }
 
 function statesRe(states: readonly VmState[]): string {
@@ -87,7 +91,7 @@ function statesRe(states: readonly VmState[]): string {
 /** The `viewItem` regex for a command, as written in package.json's menus. */
 export function viewItemRegex(command: VmCommand): string {
   const rule: VmRule = VM_COMMANDS[command];
-  return `/^vm\\.${statesRe(rule.states)}\\.${rule.ssh ? 'ssh' : '[a-z]+'}$/`;
+  return `/^vm\\.${statesRe(rule.states)}\\.${rule.ssh ? 'ssh' : '[a-z]+'}\\.${rule.display ? 'display' : '[a-z]+'}$/`;
 }
 
 // ---- group rows ------------------------------------------------------------------

@@ -91,7 +91,7 @@ export function vmItem(s: VmSummary): ItemSpec {
     description: parts.join(' · '),
     tooltip: lines.join('\n'),
     icon: s.error ? { id: 'warning', color: 'problemsWarningIcon.foreground' } : stateIcon(s.state),
-    contextValue: vmContextValue(s.state, s.sshPort !== null),
+    contextValue: vmContextValue(s.state, s.sshPort !== null, !!s.display),
     collapsible: 'collapsed',
   };
 }

@@ -20,6 +20,7 @@ import type { Browser } from 'playwright-core';
 import { cacheDir } from '../../src/shared/paths';
 import { recordedUevents, sendUevents, sysfsCopy } from '../usbfixture';
 import { ensureCodeServer, installExtension, startCodeServer, type RunningCodeServer } from './codeserver';
+import { displayDark, displaySteps, type DisplayStepDeps } from './display';
 import { launchBrowser, until, Workbench } from './ui';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -219,6 +220,9 @@ test('Dev VMs in code-server: view, create form, running VM, layers, serial cons
   await form.locator('#diskGiB input').fill('8');
   // Connect is exercised on its own below; the console shows a login prompt (no auto-login).
   if (await form.locator('#connect').evaluate((el) => (el as unknown as { checked: boolean }).checked)) await form.locator('#connect').click();
+  // A screen for the Display tab, following the tab's size (the size field's default, auto).
+  await form.locator('#display').click();
+  assert.equal(await form.locator('#displaySize input').inputValue(), 'auto');
   await until('no validation errors', 10_000, async () => (await form.locator('.error:not(:empty)').count()) === 0);
   await w.shot('create-form-filled');
   s = Date.now();
@@ -306,6 +310,11 @@ test('Dev VMs in code-server: view, create form, running VM, layers, serial cons
   metrics.createToLoginPromptMs = Date.now() - s;
   await w.shot('serial-console-login-prompt');
 
+  // ---- 5b. the Display tab: the console on screen, following the tab's size ---------
+  const display: DisplayStepDeps = { w, vm: VM, vmRow, cli, metrics, log, failOnError };
+  assert.ok((await w.contextMenuItems(vmRow)).includes('Open Display'), 'a VM with a display offers Open Display');
+  await displaySteps(display);
+
   // ---- 6. Connect: SSH answers, Include consent, exact Remote-SSH URI -----------
   await w.contextMenu(vmRow, 'Connect in Current Window');
   await w.notification(/Starting e2e and waiting for SSH/).waitFor({ timeout: 30_000 }).catch(() => {});
@@ -392,6 +401,7 @@ test('Dev VMs in code-server: view, create form, running VM, layers, serial cons
   w.theme = 'dark';
   await page.locator('.monaco-workbench.vs-dark').waitFor({ timeout: 20_000 });
   await w.shot('vm-tree-and-console');
+  await displayDark(display);
   await w.command('Dev VMs: Create VM…');
   form = await w.webview('Create Dev VM');
   await form.locator('#name').waitFor({ timeout: 30_000 });

@@ -16,6 +16,8 @@ const form = (over: Partial<CreateForm> = {}): CreateForm => ({
   cpus: '2',
   memoryMiB: '2048',
   diskGiB: '20',
+  display: false,
+  displaySize: 'auto',
   connect: true,
   ...over,
 });
@@ -55,6 +57,22 @@ test('taken names, missing images, connect without SSH', () => {
   assert.match(checkForm(form({ name: 'taken' }), ctx).errors.name!, /already exists/);
   assert.match(checkForm(form({ image: '' }), { ...ctx, images: [] }).errors.image!, /pick an image/);
   assert.match(checkForm(form({ ssh: false }), ctx).errors.connect!, /SSH/);
+});
+
+test('a display: "auto" or WxH becomes create params display/displaySize; a bad size is the field\'s error; off sends nothing', () => {
+  assert.deepEqual(checkForm(form({ display: true, displaySize: 'auto' }), ctx).params?.displaySize, 'auto');
+  const fixed = checkForm(form({ display: true, displaySize: ' 1280X800 ' }), ctx).params!;
+  assert.equal(fixed.display, true);
+  assert.deepEqual(fixed.displaySize, { width: 1280, height: 800 });
+  for (const bad of ['', 'big', '100x100', '9999x9999', '1280x800x2']) {
+    const r = checkForm(form({ display: true, displaySize: bad }), ctx);
+    assert.match(r.errors.displaySize ?? '', /invalid display size/, bad);
+    assert.equal(r.params, undefined);
+  }
+  const off = checkForm(form({ display: false, displaySize: 'nonsense' }), ctx).params!;
+  assert.ok(!('display' in off) && !('displaySize' in off), 'no display asked, the size field is not read');
+  assert.equal(parseFromWebview({ type: 'submit', form: { ...form(), display: 'yes' } }), null);
+  assert.equal(parseFromWebview({ type: 'submit', form: { ...form(), displaySize: { width: 1, height: 1 } } }), null);
 });
 
 test('no password: a key-only account (no password sent)', () => {

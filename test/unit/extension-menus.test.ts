@@ -35,7 +35,7 @@ function evaluate(when: string, ctx: Record<string, string>): boolean {
   });
 }
 
-const vmContexts = VM_STATES.flatMap((state) => [true, false].map((ssh) => ({ state, ssh, value: vmContextValue(state, ssh) })));
+const vmContexts = VM_STATES.flatMap((state) => [true, false].flatMap((ssh) => [true, false].map((display) => ({ state, ssh, display, value: vmContextValue(state, ssh, display) }))));
 const groupContexts = GROUPS.flatMap((group) => VM_STATES.map((state) => ({ group, state, value: groupContextValue(group, state) })));
 const itemContexts = ['snapshot.disk', 'snapshot.ram', 'disk.virtio', 'disk.usb', 'usb.device', 'layer.base.shared', 'layer.snapshot', 'layer.overlay', 'note', 'port.ssh'];
 const allContexts = [...vmContexts.map((c) => c.value), ...groupContexts.map((c) => c.value), ...itemContexts];
@@ -43,7 +43,7 @@ const allContexts = [...vmContexts.map((c) => c.value), ...groupContexts.map((c)
 /** Where a command should show, from the tables in menus.ts. */
 function expected(command: string, viewItem: string): boolean {
   const vm = vmContexts.find((c) => c.value === viewItem);
-  if (vm) return command in VM_COMMANDS && appliesTo(command as VmCommand, vm.state, vm.ssh);
+  if (vm) return command in VM_COMMANDS && appliesTo(command as VmCommand, vm.state, vm.ssh, vm.display);
   const group = groupContexts.find((c) => c.value === viewItem);
   if (group) return GROUP_COMMANDS[command as GroupCommand] === group.group && appliesTo(command as VmCommand, group.state, true);
   return itemApplies(command, viewItem);
@@ -129,7 +129,7 @@ test('lifecycle table wins: no command is offered in a state its helper operatio
 
 test('only UI commands go without a lifecycle operation', () => {
   const local = ruleCommands.filter((c) => !vmRule(c).op).sort();
-  assert.deepEqual(local, ['devvm.copySshCommand', 'devvm.showLogs']);
+  assert.deepEqual(local, ['devvm.copySshCommand', 'devvm.openDisplay', 'devvm.showLogs']);
 });
 
 test('connect works from every state start+ssh works from', () => {
@@ -141,6 +141,19 @@ test('connect works from every state start+ssh works from', () => {
   assert.ok(appliesTo('devvm.connect', 'suspended', true), 'connect resumes a suspended VM');
 });
 
+test('Open Display: only on VMs with a display, in every state but creating and deleting (the tab says stopped or suspended)', () => {
+  for (const s of VM_STATES) {
+    assert.equal(appliesTo('devvm.openDisplay', s, false, true), s !== 'creating' && s !== 'deleting', s);
+    assert.equal(appliesTo('devvm.openDisplay', s, true, false), false, `${s} without a display`);
+  }
+  const item = vmItem({ name: 'web', state: 'running', image: 'debian-12', user: 'al', sshHost: 'devvm-web', sshPort: null, cpus: 2, memoryMiB: 2048, display: 'auto' });
+  assert.equal(item.contextValue, 'vm.running.nossh.display');
+  const inline = pkg.contributes.menus['view/item/context']!.filter((e) => e.command === 'devvm.openDisplay' && e.group?.startsWith('inline'));
+  assert.equal(inline.length, 1, 'an inline action');
+  assert.ok(evaluate(inline[0]!.when!, { view: 'devvm.vms', viewItem: item.contextValue }));
+  assert.ok(!evaluate(inline[0]!.when!, { view: 'devvm.vms', viewItem: 'vm.running.nossh.nodisplay' }));
+});
+
 test('a deleting VM: a spinning icon, a tooltip saying so, and no action but Show Logs', () => {
   const offered = (state: VmState) => (Object.keys(VM_COMMANDS) as VmCommand[]).filter((c) => appliesTo(c, state, true));
   assert.deepEqual(offered('deleting'), ['devvm.showLogs']);
@@ -148,7 +161,7 @@ test('a deleting VM: a spinning icon, a tooltip saying so, and no action but Sho
   assert.equal(stateIcon('deleting').id, 'loading~spin');
   const item = vmItem({ name: 'web', state: 'deleting', image: 'debian-12', user: 'al', sshHost: 'devvm-web', sshPort: 2222, cpus: 2, memoryMiB: 2048 });
   assert.match(item.tooltip, /Being deleted/);
-  assert.equal(item.contextValue, 'vm.deleting.ssh');
+  assert.equal(item.contextValue, 'vm.deleting.ssh.nodisplay');
   // Nothing on its group rows either.
   for (const c of Object.keys(GROUP_COMMANDS) as GroupCommand[]) assert.ok(!appliesTo(c, 'deleting', true), c);
 });

@@ -55,7 +55,7 @@ test('a running VM: green icon, SSH port in the description, context value with 
   assert.equal(it.label, 'web');
   assert.equal(it.description, 'running · 2 vCPU · 2 GiB · ssh :2201');
   assert.deepEqual(it.icon, { id: 'vm-running', color: 'charts.green' });
-  assert.equal(it.contextValue, 'vm.running.ssh');
+  assert.equal(it.contextValue, 'vm.running.ssh.nodisplay');
   assert.equal(it.collapsible, 'collapsed');
   assert.match(it.tooltip, /ssh devvm-web/);
 });
@@ -65,7 +65,7 @@ test('state icons: spinning while busy, plain when stopped, no port when not run
   const stopped = vmItem(summary({ state: 'stopped' }));
   assert.equal(stopped.icon?.id, 'vm-outline');
   assert.doesNotMatch(stopped.description ?? '', /ssh/);
-  assert.equal(vmItem(summary({ sshPort: null, state: 'stopped' })).contextValue, 'vm.stopped.nossh');
+  assert.equal(vmItem(summary({ sshPort: null, state: 'stopped' })).contextValue, 'vm.stopped.nossh.nodisplay');
 });
 
 test('a provisioning error shows as a warning with the message, escaped for Markdown', () => {

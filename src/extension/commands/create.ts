@@ -38,6 +38,8 @@ function formDefaults(cx: Cx): Omit<CreateForm, 'password' | 'confirm'> {
     cpus: String(c.get<number>('cpus') ?? 2),
     memoryMiB: String(c.get<number>('memory') ?? 2048),
     diskGiB: String(c.get<number>('disk') ?? 20),
+    display: false,
+    displaySize: 'auto',
     connect: c.get<boolean>('connectAfterCreate') ?? true,
   };
 }
@@ -88,6 +90,7 @@ async function createQuick(cx: Cx): Promise<void> {
     [
       { label: 'Enable SSH', id: 'ssh', picked: true },
       { label: 'Log in automatically on the console', id: 'autologin', picked: false },
+      { label: 'Display (a screen for Open Display, following the tab\'s size)', id: 'display', picked: false },
       { label: 'Connect VS Code when ready', id: 'connect', picked: d.connect },
     ],
     { title: step(7), placeHolder: 'Options (Space toggles, Enter accepts)', canPickMany: true },
@@ -113,7 +116,7 @@ async function createQuick(cx: Cx): Promise<void> {
     if (g === undefined) return;
     [cpus, memoryMiB, diskGiB] = [c, m, g];
   }
-  const form: CreateForm = { image, name, fullName, user, password, confirm, autologin: has('autologin'), ssh: has('ssh'), cpus, memoryMiB, diskGiB, connect: has('connect') };
+  const form: CreateForm = { image, name, fullName, user, password, confirm, autologin: has('autologin'), ssh: has('ssh'), cpus, memoryMiB, diskGiB, display: has('display'), displaySize: 'auto', connect: has('connect') };
   const checked = checkForm(form, { images: imageList.map((i) => i.name), existing, hostCpus: os.cpus().length, hostMiB: Math.floor(os.totalmem() / 1048576) });
   if (!checked.params) throw new DevvmError('invalid-argument', Object.values(checked.errors)[0] ?? 'invalid input');
   await createVm(cx, checked.params);

@@ -30,7 +30,7 @@ async function statusMenu(cx: Cx): Promise<void> {
     return;
   }
   const s = picked.s;
-  const actions = (Object.keys(VM_COMMANDS) as VmCommand[]).filter((c) => appliesTo(c, s.state, s.sshPort !== null));
+  const actions = (Object.keys(VM_COMMANDS) as VmCommand[]).filter((c) => appliesTo(c, s.state, s.sshPort !== null, !!s.display));
   const titles = commandTitles(cx.context);
   const action = await vscode.window.showQuickPick(actions.map((c) => ({ label: titles[c] ?? c, c })), { placeHolder: `${s.name} (${s.state})` });
   if (action) await vscode.commands.executeCommand(action.c, s.name);

@@ -3,9 +3,10 @@ import type { CommandEntry } from './command';
 import { CONNECT } from './connect';
 import { CREATE } from './create';
 import { DEVICES } from './devices';
+import { DISPLAY } from './display';
 import { HELP } from './help';
 import { IMAGES } from './images';
 import { LIFECYCLE } from './lifecycle';
 import { SNAPSHOTS } from './snapshots';
 
-export const COMMANDS: readonly CommandEntry[] = [...CREATE, ...LIFECYCLE, ...CONNECT, ...SNAPSHOTS, ...DEVICES, ...IMAGES, ...HELP];
+export const COMMANDS: readonly CommandEntry[] = [...CREATE, ...LIFECYCLE, ...CONNECT, ...DISPLAY, ...SNAPSHOTS, ...DEVICES, ...IMAGES, ...HELP];
