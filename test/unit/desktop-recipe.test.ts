@@ -1,0 +1,153 @@
+/**
+ * The debian-12-desktop recipe: what it adds to debian-12 and nothing else, and the shell
+ * text it installs, run here against a scratch tree with stand-ins for the guest's tools.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { DESKTOP_HOOK, DESKTOP_PACKAGES } from '../../src/helper/images/desktop';
+import { BASE_CONFIGURE, CUSTOMIZE_HOOK, INITRAMFS } from '../../src/helper/images/hooks';
+import { recipeHash } from '../../src/helper/images/recipe';
+import { DEBIAN_12_DESKTOP_RECIPE, DEBIAN_12_RECIPE, recipeByName, RECIPE_NAMES } from '../../src/helper/images/recipes';
+import { RECIPES } from '../../src/helper/images';
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'devvm-desktop-recipe-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** A bin dir of stand-in commands: each logs "name args" to log and runs its body. */
+function stubs(dir: string, log: string, bodies: Record<string, string>): string {
+  mkdirSync(dir, { recursive: true });
+  for (const [name, body] of Object.entries(bodies)) {
+    const f = path.join(dir, name);
+    writeFileSync(f, `#!/bin/sh\necho "${name} $*" >> ${JSON.stringify(log)}\n${body}\n`);
+    chmodSync(f, 0o755);
+  }
+  return dir;
+}
+
+const sh = (args: string[], env: NodeJS.ProcessEnv = {}, input = '') => spawnSync('/bin/sh', args, { encoding: 'utf8', env: { PATH: '/usr/bin:/bin', ...env }, input, timeout: 20_000 });
+
+test('both recipes are known by name; the desktop one has its own hash', () => {
+  assert.deepEqual(RECIPE_NAMES, ['debian-12', 'debian-12-desktop']);
+  assert.deepEqual([...RECIPES], ['debian-12', 'debian-12-desktop']);
+  assert.equal(recipeByName('debian-12'), DEBIAN_12_RECIPE);
+  assert.equal(recipeByName('debian-12-desktop'), DEBIAN_12_DESKTOP_RECIPE);
+  assert.equal(recipeByName('debian-12-Desktop'), undefined);
+  assert.equal(recipeByName('toString'), undefined);
+  assert.notEqual(recipeHash(DEBIAN_12_DESKTOP_RECIPE), recipeHash(DEBIAN_12_RECIPE));
+});
+
+test('the desktop recipe is debian-12 plus packages and a hook part, nothing else', () => {
+  const { name, packages, customizeHook, ...rest } = DEBIAN_12_DESKTOP_RECIPE;
+  const { name: n0, packages: p0, customizeHook: h0, ...rest0 } = DEBIAN_12_RECIPE;
+  assert.equal(name, 'debian-12-desktop');
+  assert.equal(n0, 'debian-12');
+  assert.deepEqual(rest, rest0);
+  // debian-12's packages first, in their order, then the desktop's
+  assert.deepEqual(packages, [...p0, ...DESKTOP_PACKAGES]);
+  for (const p of ['xserver-xorg-core', 'xserver-xorg-input-libinput', 'xinit', 'x11-xserver-utils']) assert.ok(packages.includes(p), p);
+  // the plain hook is the two parts; the desktop part sits before the one initramfs run
+  assert.equal(h0, CUSTOMIZE_HOOK);
+  assert.equal(CUSTOMIZE_HOOK, BASE_CONFIGURE + INITRAMFS);
+  assert.equal(customizeHook, BASE_CONFIGURE + DESKTOP_HOOK + INITRAMFS);
+  // the lean recipe has none of it
+  assert.ok(!DEBIAN_12_RECIPE.packages.some((p) => /xserver|xinit|x11|twm|xterm/.test(p)));
+  assert.doesNotMatch(DEBIAN_12_RECIPE.customizeHook, /xorg|startx|xrandr/);
+});
+
+test('the hooks are valid shell', () => {
+  for (const hook of [DEBIAN_12_RECIPE.customizeHook, DEBIAN_12_DESKTOP_RECIPE.customizeHook, DEBIAN_12_RECIPE.essentialHook]) {
+    const r = sh(['-n', '-c', hook]);
+    assert.equal(r.status, 0, r.stderr);
+  }
+});
+
+// The desktop part run for real on a scratch tree, chroot standing in for the guest's tools.
+const tree = path.join(tmp, 'root');
+const hookLog = path.join(tmp, 'hook.log');
+mkdirSync(path.join(tree, 'etc/profile.d'), { recursive: true });
+const ran = sh(['-c', `set -eu\nR="$1"\n${DESKTOP_HOOK}`, 'hook', tree], { PATH: `${stubs(path.join(tmp, 'hookbin'), hookLog, { chroot: '' })}:/usr/bin:/bin` });
+const guestFile = (p: string) => readFileSync(path.join(tree, p), 'utf8');
+
+test('the desktop hook writes the X config, the session, the watcher and the login hook', () => {
+  assert.equal(ran.status, 0, ran.stderr);
+  assert.match(ran.stdout, /^devvm: configuring the desktop$/m);
+  const xorg = guestFile('etc/X11/xorg.conf.d/20-devvm.conf');
+  assert.match(xorg, /Driver "modesetting"/);
+  assert.match(xorg, /Option "AccelMethod" "none"/);
+  assert.match(xorg, /Option "BlankTime" "0"/);
+  for (const f of ['usr/local/lib/devvm/display-follow', 'usr/local/lib/devvm/session']) {
+    assert.equal(statSync(path.join(tree, f)).mode & 0o777, 0o755, f);
+    assert.match(guestFile(f), /^#!\/bin\/sh\n/, f);
+  }
+  for (const f of ['usr/local/lib/devvm/display-follow', 'usr/local/lib/devvm/session', 'etc/profile.d/devvm-desktop.sh']) {
+    const r = sh(['-n', path.join(tree, f)]);
+    assert.equal(r.status, 0, `${f}: ${r.stderr}`);
+  }
+  // the profile snippet keeps its shell expansions for the guest (not expanded by the hook)
+  assert.match(guestFile('etc/profile.d/devvm-desktop.sh'), /\[ -z "\$\{DISPLAY:-\}" \]/);
+  assert.match(guestFile('usr/local/lib/devvm/session'), /exec twm -f \/usr\/local\/lib\/devvm\/twmrc/);
+  assert.match(readFileSync(hookLog, 'utf8'), /^chroot .* update-alternatives --quiet --install \/usr\/bin\/x-session-manager x-session-manager \/usr\/local\/lib\/devvm\/session 10$/m);
+});
+
+test('display-follow applies the preferred mode at start and on every drm change event, and ends when X is gone', () => {
+  const log = path.join(tmp, 'follow.log');
+  writeFileSync(log, '');
+  const events = [
+    'monitor will print the received events for:',
+    'UDEV - the event which udev sends out after rule processing',
+    '',
+    'UDEV  [123.456789] change   /devices/pci0000:00/0000:00:01.0/virtio0/drm/card0 (drm)',
+    'UDEV  [124.000001] add      /devices/virtual/drm/ttm (drm)',
+    'UDEV  [125.100000] change   /devices/pci0000:00/0000:00:01.0/virtio0/drm/card0 (drm)',
+  ].join('\\n');
+  const bin = stubs(path.join(tmp, 'followbin'), log, {
+    xrandr: 'exit 0',
+    udevadm: `[ "$1 $2 $3" = "monitor --udev --subsystem-match=drm" ] || exit 9\nprintf '${events}\\n'`,
+  });
+  const r = sh([path.join(tree, 'usr/local/lib/devvm/display-follow')], { PATH: `${bin}:/usr/bin:/bin` });
+  assert.equal(r.status, 0, r.stderr);
+  const calls = readFileSync(log, 'utf8').trim().split('\n');
+  assert.deepEqual(calls, ['xrandr --auto', 'udevadm monitor --udev --subsystem-match=drm', 'xrandr --auto', 'xrandr --auto']);
+
+  // X gone: the first xrandr that cannot reach it ends the watcher without reading on
+  writeFileSync(log, '');
+  const gone = stubs(path.join(tmp, 'gonebin'), log, { xrandr: 'exit 1', udevadm: `printf '${events}\\n'` });
+  const g = sh([path.join(tree, 'usr/local/lib/devvm/display-follow')], { PATH: `${gone}:/usr/bin:/bin` });
+  assert.equal(g.status, 0, g.stderr);
+  assert.deepEqual(readFileSync(log, 'utf8').trim().split('\n'), ['xrandr --auto', 'xrandr --current']);
+});
+
+test('the login hook starts X only for a user on tty1 with a display device', () => {
+  const log = path.join(tmp, 'profile.log');
+  const run = (ttyName: string, uid: string, display?: string) => {
+    writeFileSync(log, '');
+    const bin = stubs(path.join(tmp, `profilebin-${ttyName.replace(/\W/g, '')}-${uid}`), log, {
+      tty: `echo ${ttyName}`,
+      id: `echo ${uid}`,
+      startx: 'exit 0',
+      udevadm: 'exit 0',
+    });
+    const r = sh(['-c', `. ${path.join(tree, 'etc/profile.d/devvm-desktop.sh')}`], { PATH: `${bin}:/usr/bin:/bin`, ...(display ? { DISPLAY: display } : {}) });
+    assert.equal(r.status, 0, r.stderr);
+    return readFileSync(log, 'utf8');
+  };
+  const hasCard = (() => {
+    try {
+      statSync('/dev/dri/card0');
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  // not the first console, root, or already inside X: nothing at all
+  for (const [t, u, d] of [['/dev/ttyS0', '1000'], ['/dev/pts/0', '1000'], ['/dev/tty1', '0'], ['/dev/tty1', '1000', ':0']] as const) {
+    assert.doesNotMatch(run(t, u, d), /startx|udevadm/, `${t} uid ${u} DISPLAY ${d}`);
+  }
+  const onTty1 = run('/dev/tty1', '1000');
+  if (hasCard) assert.match(onTty1, /^startx $/m);
+  else assert.match(onTty1, /^udevadm settle --timeout=15$/m), assert.doesNotMatch(onTty1, /startx/, 'no display device, no X');
+});
