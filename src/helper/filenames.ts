@@ -48,6 +48,10 @@ export class VmFiles {
   get qmp() { return path.join(this.dir, 'qmp.sock'); }
   get serial() { return path.join(this.dir, 'serial.sock'); }
   get serialLog() { return path.join(this.dir, 'serial.log'); }
+  /** QEMU's VNC server for the display (made 0600; the directory is 0700 too). */
+  get vnc() { return path.join(this.dir, 'vnc.sock'); }
+  /** Where QEMU writes a screenshot for the helper to read (removed right after). */
+  get screendump() { return path.join(this.dir, 'screendump.png'); }
   get qemuLog() { return path.join(this.dir, 'qemu.log'); }
   get pid() { return path.join(this.dir, 'pid'); }
   /** Devices the running QEMU was started with. */

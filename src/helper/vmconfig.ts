@@ -1,3 +1,5 @@
+import type { DisplaySize } from '../shared/display';
+
 /** vm.json: what a VM is. Runtime state is never stored here; it is derived (see vms.ts). */
 export interface VmConfig {
   version: 1;
@@ -10,6 +12,8 @@ export interface VmConfig {
   cpus: number;
   memoryMiB: number;
   diskGiB: number;
+  /** A screen (virtio-vga + VNC on vnc.sock) that follows the Display tab ('auto') or keeps a size; absent: none. */
+  display?: DisplaySize;
   sshPort: number;
   mac: string;
   instanceId: string;
@@ -44,6 +48,8 @@ export interface RamState {
   savedAt: string;
   /** Whether the first-boot seed was attached: the restore needs the same devices. */
   seed: boolean;
+  /** Whether the machine had a display, for the refusal's message (the fingerprint covers it). */
+  display?: boolean;
   /** Hash of what the state depends on (QEMU version, accelerator, CPUs, memory, image, device layout). */
   fingerprint: string;
   /** A login over SSH had worked in the saved run: after a restore, sshd answering is enough. */

@@ -27,6 +27,7 @@ import type { VmConfig } from './vmconfig';
 import { admit, instanceFiles, poolOverlay, type VmContext } from './vm/context';
 import { Builder, realProvisioner, type Provisioner } from './vm/create';
 import { removeAttachKeys } from './tlspsk';
+import { Displays } from './vm/display';
 import { Devices, publicDisk, type AttachedRecord, type UsbRecord } from './vm/devices';
 import { Exports } from './vm/exports';
 import { LayerView } from './vm/layerview';
@@ -64,6 +65,7 @@ export class Vms extends EventEmitter {
   private readonly builder: Builder;
   private readonly power: Power;
   private readonly making: Making;
+  private readonly displays: Displays;
 
   constructor(
     private readonly home: Home,
@@ -106,6 +108,7 @@ export class Vms extends EventEmitter {
       writeSshConfig: () => this.writeSshConfig(),
       usedPorts,
     });
+    this.displays = new Displays(this.ctx);
     this.making = new Making(this.ctx, { builder: this.builder, power: this.power, snaps: this.snaps, writeSshConfig: () => this.writeSshConfig() });
   }
 
@@ -137,6 +140,7 @@ export class Vms extends EventEmitter {
     }
     const c = this.store.read(name);
     const s: VmSummary = { name, state: this.state(name), image: c.image, user: c.user, sshHost: sshHostAlias(name), sshPort: c.ssh ? c.sshPort : null, cpus: c.cpus, memoryMiB: c.memoryMiB };
+    if (c.display) s.display = c.display;
     const error = s.state === 'error' ? c.crashed?.reason : c.provisionError;
     if (error) s.error = error;
     return s;
@@ -477,22 +481,21 @@ export class Vms extends EventEmitter {
 
   // ---- the machine and its display (vm/display.ts) -------------------------
 
-  set(name: string, p: Omit<SetParams, 'name'>): Promise<VmSummary> {
-    void p;
-    return Promise.reject(new DevvmError('not-supported', `devvm set is not there yet (${name})`));
+  async set(name: string, p: Omit<SetParams, 'name'>): Promise<VmSummary> {
+    await this.displays.set(name, p);
+    return this.summary(name);
   }
 
   display(name: string): Promise<DisplayInfo> {
-    return Promise.reject(new DevvmError('not-supported', `no display yet (${name})`));
+    return this.displays.info(name);
   }
 
   displayResize(name: string, size: Size): Promise<DisplayResizeResult> {
-    void size;
-    return Promise.reject(new DevvmError('not-supported', `no display yet (${name})`));
+    return this.displays.resize(name, size);
   }
 
   screenshot(name: string): Promise<Screenshot> {
-    return Promise.reject(new DevvmError('not-supported', `no display yet (${name})`));
+    return this.displays.screenshot(name);
   }
 
   /** For helper shutdown in tests: leave VMs running unless asked. */

@@ -32,11 +32,16 @@ function within(s: Size): boolean {
   return s.width >= DISPLAY_MIN.width && s.height >= DISPLAY_MIN.height && s.width <= DISPLAY_MAX.width && s.height <= DISPLAY_MAX.height;
 }
 
-/** "WxH" within the limits, or "auto" (CLI --display-size, RPC `displaySize`). */
+/** "auto", or a size within the limits as "WxH" (the CLI) or {width, height} (RPC `displaySize`). */
 export function displaySize(value: unknown): DisplaySize {
   if (value === 'auto') return 'auto';
+  let s: Size | null = null;
   const m = typeof value === 'string' ? /^([1-9][0-9]{2,4})x([1-9][0-9]{2,4})$/.exec(value) : null;
-  const s = m ? { width: Number(m[1]), height: Number(m[2]) } : null;
+  if (m) s = { width: Number(m[1]), height: Number(m[2]) };
+  else if (typeof value === 'object' && value !== null && Object.keys(value).sort().join() === 'height,width') {
+    const { width, height } = value as Record<string, unknown>;
+    if (Number.isInteger(width) && Number.isInteger(height)) s = { width: width as number, height: height as number };
+  }
   if (!s || !within(s)) {
     throw new DevvmError('invalid-argument', `invalid display size ${preview(value)}`, `use "auto" or WIDTHxHEIGHT from ${sizeText(DISPLAY_MIN)} to ${sizeText(DISPLAY_MAX)}, like 1280x800`);
   }

@@ -21,12 +21,12 @@ mkdirSync(dir);
 after(() => rmSync(root, { recursive: true, force: true }));
 
 const driver = new QemuDriver(process.env.DEVVM_QEMU || 'qemu-system-x86_64', async () => ({ name: 'tcg', reason: 'test' }));
-const files: InstanceFiles = { control: path.join(dir, 'qmp.sock'), serialSocket: path.join(dir, 'serial.sock'), serialLog: path.join(dir, 'serial.log'), pidFile: path.join(dir, 'pid'), log: path.join(dir, 'qemu.log') };
+const files: InstanceFiles = { control: path.join(dir, 'qmp.sock'), serialSocket: path.join(dir, 'serial.sock'), serialLog: path.join(dir, 'serial.log'), pidFile: path.join(dir, 'pid'), log: path.join(dir, 'qemu.log'), displaySocket: path.join(dir, 'vnc.sock'), screendump: path.join(dir, 'screendump.png') };
 const img = (n: string) => path.join(dir, n);
 
 async function launch(): Promise<Instance> {
   return driver.launch({
-    name: 'blank', cpus: 1, memoryMiB: 64, kernel: null, initrd: null, seed: null, sshPort: null, mac: '52:54:00:00:00:01', files, incoming: false,
+    name: 'blank', cpus: 1, memoryMiB: 64, kernel: null, initrd: null, seed: null, sshPort: null, mac: '52:54:00:00:00:01', display: null, files, incoming: false,
     disks: { base: { file: img('base.qcow2'), format: 'qcow2' }, cache: img('cache.qcow2'), layers: [{ id: 'l000000000001', file: img('l1.qcow2') }] },
   });
 }
@@ -102,7 +102,7 @@ test('a launch aborted while QEMU comes up kills it', async () => {
   ac.abort();
   await assert.rejects(
     driver.launch({
-      name: 'blank', cpus: 1, memoryMiB: 64, kernel: null, initrd: null, seed: null, sshPort: null, mac: '52:54:00:00:00:01', files, incoming: false, signal: ac.signal,
+      name: 'blank', cpus: 1, memoryMiB: 64, kernel: null, initrd: null, seed: null, sshPort: null, mac: '52:54:00:00:00:01', display: null, files, incoming: false, signal: ac.signal,
       disks: { base: { file: img('base.qcow2'), format: 'qcow2' }, cache: img('cache.qcow2'), layers: [{ id: 'l000000000001', file: img('l1.qcow2') }] },
     }),
     /cancelled/,

@@ -39,6 +39,10 @@ const answers: Record<string, unknown> = {
   'helper/ping': { pid: 1, version: '0', home: '/h', startedAt: '', sshConfig: '/h/ssh_config' },
   'helper/doctor': { accelerator: { name: 'tcg', reason: 'r' }, nativeAddon: { loaded: true, detail: 'd' }, checks: [] },
   'ssh/include': { changed: true, file: '/home/u/.ssh/config', backup: null },
+  'vm/set': { ...vm, state: 'stopped', display: 'auto' },
+  'vm/display': { name: 'web', state: 'running', display: 'auto', socket: '/h/vms/web/vnc.sock', size: { width: 1024, height: 640 }, bootSize: { width: 1920, height: 1200 }, limits: {} },
+  'vm/displayResize': { requested: { width: 1024, height: 640 }, size: { width: 1024, height: 640 }, applied: true, ms: 20 },
+  'vm/screenshot': { png: '', width: 1024, height: 640 },
 };
 
 type Expect = Array<[string, unknown?]>;
@@ -60,6 +64,15 @@ const ok: Array<[string[], Expect]> = [
     [['vm/create', { name: 'web', image: 'd', user: 'alice', fullName: 'Alice E', password: 'secret', sshKeys: ['ssh-ed25519 AAAAC3Nza alice@host', 'ssh-rsa AAAA k'], autologin: true, ssh: false, cpus: 4, memoryMiB: 4096, diskGiB: 30, start: true, waitSsh: true, progressToken: T }]]],
   // A negative number reaches the helper's range check (exit 1 there), not parseArgs.
   [['create', 'web', '--image', 'd', '--user', 'a', '--cpus', '-1'], [['vm/create', { name: 'web', image: 'd', user: 'a', sshKeys: [], autologin: false, ssh: true, cpus: -1, start: false, waitSsh: false, progressToken: T }]]],
+  [['create', 'web', '--image', 'd', '--user', 'a', '--display'], [['vm/create', { name: 'web', image: 'd', user: 'a', sshKeys: [], autologin: false, ssh: true, display: true, start: false, waitSsh: false, progressToken: T }]]],
+  [['create', 'web', '--image', 'd', '--user', 'a', '--display-size', '1280x800'],
+    [['vm/create', { name: 'web', image: 'd', user: 'a', sshKeys: [], autologin: false, ssh: true, displaySize: { width: 1280, height: 800 }, start: false, waitSsh: false, progressToken: T }]]],
+  [['set', 'web', '--display', 'on'], [['vm/set', { name: 'web', display: true }]]],
+  [['set', 'web', '--display', 'off'], [['vm/set', { name: 'web', display: false }]]],
+  [['set', 'web', '--display-size', 'auto'], [['vm/set', { name: 'web', displaySize: 'auto' }]]],
+  [['display', 'web'], [['vm/display', { name: 'web' }]]],
+  [['display', 'web', '--size', '1024x640'], [['vm/displayResize', { name: 'web', width: 1024, height: 640 }], ['vm/display', { name: 'web' }]]],
+  [['screenshot', 'web', path.join(os.tmpdir(), `devvm-cli-shot-${process.pid}.png`)], [['vm/screenshot', { name: 'web' }]]],
   [['start', 'web'], [['vm/start', { name: 'web', waitSsh: false, discardState: false, progressToken: T }]]],
   [['start', 'web', '--wait-ssh', '--timeout', '60', '--discard-state'], [['vm/start', { name: 'web', waitSsh: true, timeoutSec: 60, discardState: true, progressToken: T }]]],
   [['resume', 'web'], [['vm/list'], ['vm/start', { name: 'web', waitSsh: false, discardState: false, progressToken: T }]]],
@@ -128,6 +141,9 @@ const usage: Array<[string[], RegExp]> = [
   [['create', 'web'], /--image is required/],
   [['create', 'web', '--image', 'd', '--user', 'a', '--password-stdin', '--password-file', pw], /either --password-stdin or --password-file/],
   [['create', 'web', '--image', 'd', '--user', 'a', '--cpus', 'two'], /--cpus must be a whole number, got "two"/],
+  [['set', 'web', '--display', 'yes'], /--display must be on or off, got "yes"/],
+  [['display', 'web', '--size', 'auto'], /--size takes WIDTHxHEIGHT/],
+  [['screenshot', 'web', 'shot.jpg'], /give a FILE.png/],
   [['create', 'web', '--image', 'd', '--user', 'a', '--memory', '1.5'], /--memory must be a whole number/],
   [['start', 'web', '--timeout', 'soon'], /--timeout must be a whole number/],
   [['image'], /missing image command/],

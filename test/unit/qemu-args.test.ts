@@ -13,6 +13,7 @@ const spec: QemuSpec = {
   seed: '/vm/seed.iso',
   sshPort: 40022,
   mac: '52:54:00:12:34:56',
+  display: null,
   qmpSocket: '/vm/qmp.sock',
   serialSocket: '/vm/serial.sock',
   serialLog: '/vm/serial.log',

@@ -6,7 +6,8 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { DeviceOps, Driver, ExitInfo, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps } from '../../src/helper/driver/driver';
+import type { DeviceOps, Driver, ExitInfo, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps, DisplayOps } from '../../src/helper/driver/driver';
+import type { Size } from '../../src/shared/display';
 import { Home } from '../../src/helper/filenames';
 import { Images } from '../../src/helper/images';
 import { run } from '../../src/helper/proc';
@@ -43,9 +44,11 @@ export class FakeInstance implements Instance {
   readonly ram: RamStateOps;
   readonly layers: LayerOps;
   readonly devices: DeviceOps | null = null;
+  readonly display: DisplayOps | null;
 
   constructor(readonly spec: LaunchSpec, private readonly driver: FakeDriver) {
     this.top = spec.disks.layers.at(-1)!.id;
+    this.display = spec.display ? fakeDisplay(spec.display, driver) : null;
     this.paused = spec.incoming;
     this.ram = {
       save: async (file) => writeFileSync(file, driver.ramContent()),
@@ -93,9 +96,37 @@ export class FakeInstance implements Instance {
   detach(): void {}
 }
 
+/** A screen that takes every size up to `driver.displayLimit` after `driver.resizeMs`, and records what it was asked. */
+function fakeDisplay(boot: Size, driver: FakeDriver): DisplayOps {
+  let now = { ...boot };
+  return {
+    size: async () => now,
+    resize: async (want) => {
+      driver.resizes.push(want);
+      await new Promise((r) => setTimeout(r, driver.resizeMs));
+      const fits = want.width <= driver.displayLimit.width && want.height <= driver.displayLimit.height;
+      if (fits) now = { ...want };
+      return { size: now, applied: fits };
+    },
+    // The 24 bytes of a PNG that pngSize() reads.
+    screenshot: async () => {
+      const b = Buffer.alloc(24);
+      b.writeUInt32BE(0x89504e47, 0);
+      b.write('IHDR', 12, 'latin1');
+      b.writeUInt32BE(now.width, 16);
+      b.writeUInt32BE(now.height, 20);
+      return b;
+    },
+  };
+}
+
 export class FakeDriver implements Driver {
   readonly name = 'fake';
-  readonly features = { ramState: true, liveLayerSwitch: true, hotplugDisks: false, usbPassthrough: false };
+  readonly features = { ramState: true, liveLayerSwitch: true, hotplugDisks: false, usbPassthrough: false, display: true };
+  /** Sizes the fake screens were asked for, in order. */
+  readonly resizes: Size[] = [];
+  resizeMs = 5;
+  displayLimit: Size = { width: 1920, height: 1200 };
   /** Set to hold launches (they still end when the start is aborted). */
   launchGate: Gate | null = null;
   stopGate: Gate | null = null;

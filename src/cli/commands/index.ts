@@ -5,6 +5,7 @@
 import type { Command } from '../command';
 import { UsageError } from '../args';
 import { diskCommands } from './disk';
+import { displayCommands } from './display';
 import { doctorCommands } from './doctor';
 import { helperCommands } from './helper';
 import { imageCommands } from './image';
@@ -17,6 +18,7 @@ export const COMMANDS: readonly Command[] = [
   ...imageCommands,
   ...vmCommands,
   ...sshCommands.filter((c) => c.name === 'ssh'),
+  ...displayCommands,
   ...snapshotCommands,
   ...diskCommands,
   ...usbCommands,

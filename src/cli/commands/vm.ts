@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { DevvmError } from '../../shared/errors';
+import { displaySize } from '../../shared/display';
 import { bytes, layerRow, table, vmStateLine } from '../../shared/format';
 import { refusal } from '../../shared/lifecycle';
 import { Rpc } from '../../shared/rpc';
@@ -9,6 +10,7 @@ import type { VmSummary } from '../../shared/types';
 import * as v from '../../shared/validate';
 import { int, str, UsageError, type Values } from '../args';
 import type { Command } from '../command';
+import { displayText } from './display';
 
 function readPassword(values: Values): string | undefined {
   let raw: string;
@@ -42,13 +44,14 @@ const startOptions = { 'wait-ssh': { type: 'boolean' }, timeout: { type: 'string
 export const vmCommands: Command[] = [
   {
     name: 'create',
-    usage: 'NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]\n[--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]\n[--start] [--wait-ssh]',
+    usage: 'NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]\n[--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]\n[--display] [--display-size WxH|auto] [--start] [--wait-ssh]',
     summary: 'a new VM on a base image (one small overlay)',
     options: {
       image: { type: 'string' }, user: { type: 'string' }, 'full-name': { type: 'string' },
       'password-stdin': { type: 'boolean' }, 'password-file': { type: 'string' },
       'ssh-key': { type: 'string', multiple: true }, autologin: { type: 'boolean' }, 'no-ssh': { type: 'boolean' },
       cpus: { type: 'string' }, memory: { type: 'string' }, disk: { type: 'string' },
+      display: { type: 'boolean' }, 'display-size': { type: 'string' },
       start: { type: 'boolean' }, 'wait-ssh': { type: 'boolean' },
     },
     positionals: 1,
@@ -67,6 +70,8 @@ export const vmCommands: Command[] = [
         cpus: int('--cpus', values.cpus),
         memoryMiB: int('--memory', values.memory),
         diskGiB: int('--disk', values.disk),
+        ...(values.display ? { display: true } : {}),
+        ...(typeof values['display-size'] === 'string' ? { displaySize: displaySize(values['display-size']) } : {}),
         start: Boolean(values.start || values['wait-ssh']),
         waitSsh: Boolean(values['wait-ssh']),
       }));
@@ -149,6 +154,7 @@ export const vmCommands: Command[] = [
         `  image ${i.image}, user ${i.user} (${i.fullName}), ${i.cpus} vCPU, ${i.memoryMiB} MiB, disk ${i.diskGiB} GiB`,
         `  ssh ${i.ssh ? `${i.sshHost} -> 127.0.0.1:${i.sshPort}` : 'disabled'}, autologin ${i.autologin ? 'on' : 'off'}, first setup ${i.provisioned ? 'done' : 'pending'}`,
         `  ${i.pid ? `qemu pid ${i.pid} (${i.accelerator})` : 'not running'}; files in ${i.dir}`,
+        `  display ${displayText(i.display)}${i.display ? ` (devvm display ${i.name})` : ''}`,
         `  serial console log: ${i.serialLog}`,
         `  layers (top first, ${bytes(i.layers.reduce((a, l) => a + l.actualSize, 0))} on disk):`,
         table(i.layers.map((l) => layerRow(l, '    '))),

@@ -6,6 +6,7 @@
  * feature flag is false; the manager refuses it with the one `not-supported` code
  * (`unsupported()`), so a second driver needs no change to the manager.
  */
+import type { DisplaySize, Size } from '../../shared/display';
 import { DevvmError } from '../../shared/errors';
 
 export interface DriverFeatures {
@@ -17,6 +18,8 @@ export interface DriverFeatures {
   hotplugDisks: boolean;
   /** Pass host USB devices through. */
   usbPassthrough: boolean;
+  /** A screen the guest can resize, readable by a VNC client, with screenshots. */
+  display: boolean;
 }
 
 /** The disk chain, bottom to top: base (read-only), per-VM cache, pool layers (last one writable). */
@@ -34,6 +37,10 @@ export interface InstanceFiles {
   serialLog: string;
   pidFile: string;
   log: string;
+  /** The display's VNC server (a unix socket), for VMs with a display. */
+  displaySocket: string;
+  /** Where the engine writes a screenshot for the helper to read. */
+  screendump: string;
 }
 
 export interface LaunchSpec {
@@ -47,6 +54,8 @@ export interface LaunchSpec {
   /** null: SSH disabled, nothing forwarded. */
   sshPort: number | null;
   mac: string;
+  /** A screen at this size (its VNC server on `files.displaySocket`), or none. */
+  display: Size | null;
   files: InstanceFiles;
   /** Start paused, waiting for a RAM state (`RamStateOps.load`). */
   incoming: boolean;
@@ -119,11 +128,21 @@ export interface DeviceOps {
   detachUsb(id: string, gone: boolean): Promise<void>;
 }
 
-/** A running VM as the driver sees it; a part the driver lacks is null. */
+export interface DisplayOps {
+  /** The guest's framebuffer size now. */
+  size(): Promise<Size>;
+  /** Asks the guest for `want`; resolves with what it shows once it switched, or after `timeoutMs` with what it kept. */
+  resize(want: Size, timeoutMs: number): Promise<{ size: Size; applied: boolean }>;
+  /** The screen as PNG bytes. */
+  screenshot(): Promise<Buffer>;
+}
+
+/** A running VM as the driver sees it; a part the driver lacks (or this VM lacks: a display) is null. */
 export interface Instance extends Lifecycle {
   readonly ram: RamStateOps | null;
   readonly layers: LayerOps | null;
   readonly devices: DeviceOps | null;
+  readonly display: DisplayOps | null;
 }
 
 /** What a saved RAM state depends on from the VM's side; the driver adds its own (version, accelerator, device layout). */
@@ -134,6 +153,8 @@ export interface FingerprintParts {
   kernel: string | null;
   seed: boolean;
   ssh: boolean;
+  /** The screen is a device: a state saved with one only restores with the same one. */
+  display: DisplaySize | null;
 }
 
 export interface Driver {

@@ -4,7 +4,8 @@
  * a running VM goes through the Instance below.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import type { Size } from '../../shared/display';
 import { DevvmError } from '../../shared/errors';
 import type { AccelChoice } from '../accel';
 import { loadNative } from '../native';
@@ -12,22 +13,101 @@ import { protocolNode } from '../nbd';
 import { run } from '../proc';
 import { HOTPLUG_PORTS, MACHINE_LAYOUT, qemuArgs } from '../qemu/args';
 import { livePid, Machine } from '../qemu/machine';
+import type { Qmp } from '../qemu/qmp';
 import { loadRamState, saveRamState } from '../qemu/ramstate';
-import type { DeviceOps, DiskAttachSpec, Driver, ExitInfo, FingerprintParts, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps } from './driver';
+import { VncClient } from '../qemu/vnc';
+import type { DeviceOps, DiskAttachSpec, DisplayOps, Driver, ExitInfo, FingerprintParts, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps } from './driver';
 
 const machineFiles = (f: InstanceFiles) => ({ qmpSocket: f.control, pidFile: f.pidFile, qemuLog: f.log });
+
+/** The screen: sizes through an RFB connection of our own (qemu/vnc.ts), pictures through QMP screendump. */
+class QemuDisplay implements DisplayOps {
+  private client: Promise<VncClient> | null = null;
+  private dumping: Promise<unknown> = Promise.resolve();
+  /** The last size asked for: the guest gets it again when it changes mode on its own. */
+  private wanted: Size | null = null;
+  private reappliedAt = 0;
+
+  constructor(
+    private readonly qmp: Qmp,
+    private readonly files: InstanceFiles,
+  ) {}
+
+  private async vnc(): Promise<VncClient> {
+    const c = await (this.client ??= VncClient.connect(this.files.displaySocket).then(
+      (c) => {
+        c.onGuestResize((s) => this.guestResized(c, s));
+        return c;
+      },
+      (e: unknown) => {
+        this.client = null;
+        throw e;
+      },
+    ));
+    if (c.alive) return c;
+    this.client = null;
+    return this.vnc();
+  }
+
+  async size(): Promise<Size> {
+    return (await this.vnc()).current;
+  }
+
+  async resize(want: Size, timeoutMs: number): Promise<{ size: Size; applied: boolean }> {
+    this.wanted = want;
+    return (await this.vnc()).resize(want, timeoutMs);
+  }
+
+  /**
+   * A size asked for before the guest's driver was up (it boots in VGA text mode), or
+   * lost to a reboot, is asked for again when the guest next sets a mode: at most once a
+   * second, so a guest that cannot take it is never pestered.
+   */
+  private guestResized(c: VncClient, s: Size): void {
+    const w = this.wanted;
+    if (!w || (w.width === s.width && w.height === s.height) || Date.now() - this.reappliedAt < 1000) return;
+    this.reappliedAt = Date.now();
+    void c.resize(w, 2000).catch(() => {});
+  }
+
+  screenshot(): Promise<Buffer> {
+    // One at a time: they share the file QEMU writes.
+    const next = this.dumping.then(async () => {
+      const file = this.files.screendump;
+      rmSync(file, { force: true });
+      try {
+        await this.qmp.execute('screendump', { filename: file, format: 'png' });
+        return readFileSync(file);
+      } finally {
+        rmSync(file, { force: true });
+      }
+    });
+    this.dumping = next.catch(() => {});
+    return next;
+  }
+
+  close(): void {
+    void this.client?.then((c) => c.close()).catch(() => {});
+    this.client = null;
+  }
+}
 
 class QemuInstance implements Instance {
   private detached = false;
   readonly ram: RamStateOps;
   readonly layers: LayerOps;
   readonly devices: DeviceOps;
+  readonly display: QemuDisplay | null;
 
   constructor(
     private readonly m: Machine,
     readonly accelerator: string | null,
+    files: InstanceFiles,
+    hasDisplay: boolean,
   ) {
     const qmp = m.qmp;
+    this.display = hasDisplay ? new QemuDisplay(qmp, files) : null;
+    m.once('exit', () => this.display?.close());
     this.ram = {
       save: (file) => saveRamState(qmp, file),
       load: (file) => loadRamState(qmp, file),
@@ -110,6 +190,7 @@ class QemuInstance implements Instance {
 
   detach(): void {
     this.detached = true;
+    this.display?.close();
     this.m.qmp.close();
   }
 }
@@ -190,7 +271,7 @@ async function detachDisk(m: Machine, id: string, timeoutMs = 30_000): Promise<v
 
 export class QemuDriver implements Driver {
   readonly name = 'qemu';
-  readonly features = { ramState: true, liveLayerSwitch: true, hotplugDisks: true, usbPassthrough: true };
+  readonly features = { ramState: true, liveLayerSwitch: true, hotplugDisks: true, usbPassthrough: true, display: true };
   private accel: AccelChoice | null = null;
   private version: Promise<string> | null = null;
 
@@ -212,18 +293,31 @@ export class QemuDriver implements Driver {
       seed: s.seed,
       sshPort: s.sshPort,
       mac: s.mac,
+      display: s.display,
+      vncSocket: s.files.displaySocket,
       qmpSocket: s.files.control,
       serialSocket: s.files.serialSocket,
       serialLog: s.files.serialLog,
       pidFile: s.files.pidFile,
       incoming: s.incoming,
     });
-    return new QemuInstance(await Machine.launch(this.binary, args, machineFiles(s.files), s.signal), this.accel.name);
+    if (s.display) rmSync(s.files.displaySocket, { force: true });
+    const m = await Machine.launch(this.binary, args, machineFiles(s.files), s.signal);
+    if (s.display) {
+      try {
+        // QEMU made it under the helper's 077 umask; 0600 exactly, as every socket of ours.
+        chmodSync(s.files.displaySocket, 0o600);
+      } catch (e) {
+        await m.stop(true, 0);
+        throw new DevvmError('process-failed', `QEMU did not open its VNC socket: ${(e as Error).message}`, `see ${s.files.log}`);
+      }
+    }
+    return new QemuInstance(m, this.accel.name, s.files, s.display !== null);
   }
 
   async attach(files: InstanceFiles): Promise<Instance | null> {
     const m = await Machine.attach(machineFiles(files));
-    return m ? new QemuInstance(m, this.accel?.name ?? null) : null;
+    return m ? new QemuInstance(m, this.accel?.name ?? null, files, existsSync(files.displaySocket)) : null;
   }
 
   reap(files: InstanceFiles): string | null {
@@ -244,7 +338,8 @@ export class QemuDriver implements Driver {
     this.version ??= run(this.binary, ['--version']).then((r) => r.stdout.trim().split('\n')[0] ?? '');
     this.accel ??= await this.accelerator();
     // Key order is part of the hash: kept as it was, so states saved before still restore.
-    const parts = { qemu: await this.version, accel: this.accel.name, cpus: p.cpus, memoryMiB: p.memoryMiB, image: p.image, kernel: p.kernel, seed: p.seed, ssh: p.ssh, layout: MACHINE_LAYOUT };
+    // A display is added only when there is one, so states saved without keep their hash.
+    const parts = { qemu: await this.version, accel: this.accel.name, cpus: p.cpus, memoryMiB: p.memoryMiB, image: p.image, kernel: p.kernel, seed: p.seed, ssh: p.ssh, layout: MACHINE_LAYOUT, ...(p.display ? { display: p.display } : {}) };
     return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
   }
 }

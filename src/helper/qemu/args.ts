@@ -25,6 +25,8 @@ export type QemuSpec = Omit<LaunchSpec, 'files' | 'incoming' | 'signal'> & {
   serialSocket: string;
   serialLog: string;
   pidFile: string;
+  /** With `display`: where QEMU's VNC server listens. */
+  vncSocket?: string;
   /** Start paused, waiting for a RAM state over QMP (`migrate-incoming`). */
   incoming?: boolean;
 };
@@ -96,6 +98,17 @@ export function qemuArgs(s: QemuSpec): string[] {
     '-device', 'qemu-xhci,id=xhci,addr=0x6',
   );
   HOTPLUG_PORTS.forEach((id, i) => args.push('-device', `pcie-root-port,id=${id},chassis=${i + 1},addr=${(0x10 + i).toString(16)}`));
+  if (s.display) {
+    if (!s.vncSocket) throw new Error('a display needs a VNC socket');
+    // virtio-vga: the guest takes the size a VNC client asks for (SetDesktopSize); its first
+    // mode is the boot size. A tablet gives the VNC pointer absolute coordinates. VNC only
+    // on a unix socket in the VM's 0700 directory, never a TCP port.
+    args.push(
+      '-device', `virtio-vga,id=video0,addr=0x1,xres=${s.display.width},yres=${s.display.height}`,
+      '-device', 'usb-tablet,id=tablet0,bus=xhci.0',
+      '-vnc', `unix:${optValue(s.vncSocket)}`,
+    );
+  }
   if (s.incoming) args.push('-incoming', 'defer');
   return args;
 }

@@ -58,8 +58,10 @@ class Reader {
 
 export class VncClient {
   private size: Size;
-  private listeners: Array<(s: Size | null) => void> = [];
+  private listeners: Array<(s: Size | null, reply?: boolean) => void> = [];
   private closed = false;
+  private pending = 0;
+  private guestListeners: Array<(s: Size) => void> = [];
 
   private constructor(
     private readonly sock: net.Socket,
@@ -124,6 +126,8 @@ export class VncClient {
           const n = (await this.reader.take(3)).readUInt16BE(1);
           for (let i = 0; i < n; i++) {
             const r = await this.reader.take(12);
+            // ExtendedDesktopSize's x is why: 0 the guest changed, 1 the answer to our own request.
+            const reply = r.readInt32BE(8) === ENC_EXTENDED_DESKTOP_SIZE && r.readUInt16BE(0) === 1;
             const width = r.readUInt16BE(4);
             const height = r.readUInt16BE(6);
             const encoding = r.readInt32BE(8);
@@ -133,7 +137,7 @@ export class VncClient {
             } else if (encoding !== ENC_DESKTOP_SIZE) {
               throw new Error(`unexpected rectangle encoding ${encoding}`);
             }
-            this.announce({ width, height });
+            this.announce({ width, height }, reply);
           }
         } else if (type === 1) {
           const n = (await this.reader.take(5)).readUInt16BE(3);
@@ -152,17 +156,24 @@ export class VncClient {
     }
   }
 
-  private announce(s: Size): void {
+  private announce(s: Size, reply: boolean): void {
     this.size = s;
-    for (const l of this.listeners) l(s);
+    for (const l of this.listeners) l(s, reply);
+    if (!reply && this.pending === 0) for (const l of this.guestListeners) l(s);
+  }
+
+  /** The guest changed its mode on its own (its driver loaded, it rebooted), not because we asked. */
+  onGuestResize(l: (s: Size) => void): void {
+    this.guestListeners.push(l);
   }
 
   /**
    * Asks for `want` and resolves with the size the guest then shows: `want` once it
-   * switched, or the size it kept when nothing changed within `timeoutMs` (a text
+   * switched; another size it announced instead (after a short settle, in case it passes
+   * through one); or, when nothing changed within `timeoutMs`, the size it kept (a text
    * console cannot grow beyond the framebuffer it booted with).
    */
-  async resize(want: Size, timeoutMs: number): Promise<{ size: Size; applied: boolean }> {
+  async resize(want: Size, timeoutMs: number, settleMs = 300): Promise<{ size: Size; applied: boolean }> {
     if (this.size.width === want.width && this.size.height === want.height) return { size: this.current, applied: true };
     const msg = Buffer.alloc(8 + 16);
     msg.writeUInt8(251, 0);
@@ -172,17 +183,23 @@ export class VncClient {
     msg.writeUInt32BE(0, 8); // screen id
     msg.writeUInt16BE(want.width, 16);
     msg.writeUInt16BE(want.height, 18);
+    this.pending++;
     return new Promise((resolve) => {
+      let timer = setTimeout(() => done(false), timeoutMs);
       const done = (applied: boolean) => {
         clearTimeout(timer);
+        this.pending--;
         this.listeners = this.listeners.filter((l) => l !== onSize);
         resolve({ size: this.current, applied });
       };
-      const onSize = (s: Size | null) => {
-        if (s === null) done(false);
-        else if (s.width === want.width && s.height === want.height) done(true);
+      const onSize = (s: Size | null, reply?: boolean) => {
+        if (s === null) return done(false);
+        if (s.width === want.width && s.height === want.height) return done(true);
+        // QEMU's immediate answer ("forwarded to the guest") carries the old size: not the guest's answer.
+        if (reply) return;
+        clearTimeout(timer);
+        timer = setTimeout(() => done(false), settleMs);
       };
-      const timer = setTimeout(() => done(false), timeoutMs);
       this.listeners.push(onSize);
       this.sock.write(msg);
     });

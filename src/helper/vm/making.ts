@@ -10,7 +10,9 @@ import type { CreateParams } from '../../shared/rpc';
 import * as v from '../../shared/validate';
 import type { Progress } from '../images';
 import { log } from '../log';
+import { requireFeature } from '../driver/driver';
 import { admit, GiB, poolOverlay, type VmContext } from './context';
+import { displayOf } from './display';
 import type { Builder } from './create';
 import type { Power } from './power';
 import { findSnapshot, type Snapshots } from './snapshots';
@@ -46,6 +48,7 @@ export class Making {
     const cpus = v.cpus(p.cpus ?? 2);
     const memoryMiB = v.memoryMiB(p.memoryMiB ?? 2048, Math.floor(os.totalmem() / 1024 / 1024));
     const diskGiB = v.diskGiB(p.diskGiB ?? 20);
+    if (displayOf(p).display) requireFeature(this.ctx.driver, 'display', 'show a display');
     this.assertNameFree(name);
     // Held from before the base is checked until the VM exists: `image delete` is refused meanwhile.
     const release = this.ctx.images.hold(imageName);
@@ -67,7 +70,7 @@ export class Making {
         await this.buildVm(
           name,
           { image: imageName, img, parent: null, diskGiB },
-          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB }),
+          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB, ...displayOf(p) }),
           async (cfg, clientKey) => ({ hostname: name, instanceId: cfg.instanceId, user, fullName, passwordHash: await hashing, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey, ...sshKeys] }),
           progress,
         );

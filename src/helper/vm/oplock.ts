@@ -9,7 +9,7 @@ import { busy } from '../../shared/lifecycle';
 import { VM_STATES, type VmState } from '../../shared/types';
 import type { Instance } from '../driver/driver';
 
-export type OpLabel = 'snapshotting' | 'restoring' | 'cloning' | 'attaching' | 'exporting';
+export type OpLabel = 'snapshotting' | 'restoring' | 'cloning' | 'attaching' | 'exporting' | 'configuring';
 export type Phase = VmState | OpLabel;
 
 export function isState(p: Phase): p is VmState {

@@ -5,6 +5,7 @@
  * kills what it launched and fails with the way out.
  */
 import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { bootSize } from '../../shared/display';
 import { DevvmError } from '../../shared/errors';
 import { need, requireFeature, type Instance } from '../driver/driver';
 import type { Progress } from '../images';
@@ -82,7 +83,11 @@ export class Power {
     } else if (saved) {
       requireFeature(this.driver, 'ramState', 'restore a saved RAM state');
       if ((await this.fingerprint(cfg, saved.seed)) !== saved.fingerprint) {
-        throw new DevvmError('invalid-state', `the saved state of VM "${name}" does not fit its current configuration (QEMU, image, CPUs, memory or accelerator changed)`, 'start it with --discard-state to cold boot; the saved state is kept until then');
+        if ((saved.display ?? false) !== (cfg.display !== undefined)) {
+          const was = saved.display ? 'with a display' : 'without a display';
+          throw new DevvmError('invalid-state', `the saved state of VM "${name}" was saved ${was}; the VM now has ${cfg.display ? 'one' : 'none'}`, `set it back (devvm set ${name} --display ${saved.display ? 'on' : 'off'}), or start it with --discard-state to cold boot`);
+        }
+        throw new DevvmError('invalid-state', `the saved state of VM "${name}" does not fit its current configuration (QEMU, image, CPUs, memory, display or accelerator changed)`, 'start it with --discard-state to cold boot; the saved state is kept until then');
       }
     }
     if (!saved) this.d.dropUsedSeed(name);
@@ -95,7 +100,7 @@ export class Power {
     const inst = await this.driver
       .launch({
         name, cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, disks: { base: { file: img.file, format: img.format }, cache: f.cache, layers },
-        kernel: img.kernel, initrd: img.initrd, seed, sshPort: cfg.ssh ? cfg.sshPort : null, mac: cfg.mac, files: instanceFiles(f), incoming: saved !== null, signal: op.signal,
+        kernel: img.kernel, initrd: img.initrd, seed, sshPort: cfg.ssh ? cfg.sshPort : null, mac: cfg.mac, display: cfg.display ? bootSize(cfg.display) : null, files: instanceFiles(f), incoming: saved !== null, signal: op.signal,
       })
       .catch((e: unknown) => {
         throw op.signal.aborted ? this.cancelled(name) : e;
@@ -134,12 +139,13 @@ export class Power {
   /** The record of a RAM state saved now from the running VM. */
   async ramStateNow(name: string, savedAt: string): Promise<RamState> {
     const { seed, sshReady } = launchRecord(this.ctx, name);
-    return { savedAt, seed, fingerprint: await this.fingerprint(this.config(name), seed), sshReady };
+    const cfg = this.config(name);
+    return { savedAt, seed, fingerprint: await this.fingerprint(cfg, seed), sshReady, ...(cfg.display ? { display: true } : {}) };
   }
 
   private fingerprint(cfg: VmConfig, seed: boolean): Promise<string> {
     const img = this.images.get(cfg.image);
-    return this.driver.fingerprint({ cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, image: img.sha256, kernel: img.kernel, seed, ssh: cfg.ssh });
+    return this.driver.fingerprint({ cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, image: img.sha256, kernel: img.kernel, seed, ssh: cfg.ssh, display: cfg.display ?? null });
   }
 
   /** Saves RAM and device state and ends the process (lock held, state checked). */
