@@ -8,11 +8,13 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writ
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
+import { parse } from 'yaml';
 import { DESKTOP_HOOK, DESKTOP_PACKAGES } from '../../src/helper/images/desktop';
 import { BASE_CONFIGURE, CUSTOMIZE_HOOK, INITRAMFS } from '../../src/helper/images/hooks';
 import { recipeHash } from '../../src/helper/images/recipe';
 import { DEBIAN_12_DESKTOP_RECIPE, DEBIAN_12_RECIPE, recipeByName, RECIPE_NAMES } from '../../src/helper/images/recipes';
 import { RECIPES } from '../../src/helper/images';
+import { renderUserData } from '../../src/helper/provision';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'devvm-desktop-recipe-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -150,4 +152,41 @@ test('the login hook starts X only for a user on tty1 with a display device', ()
   const onTty1 = run('/dev/tty1', '1000');
   if (hasCard) assert.match(onTty1, /^startx $/m);
   else assert.match(onTty1, /^udevadm settle --timeout=15$/m), assert.doesNotMatch(onTty1, /startx/, 'no display device, no X');
+});
+
+test('tty1 logs in the user whose serial autologin the seed sets up (the drop-in provision.ts writes), and no one without it', () => {
+  const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq0kdUxVqrV2C9ONKmuyfwf8fSBK1Fi5NiXhz8QjX6l alice@laptop';
+  const userData = (autologin: boolean) =>
+    parse(
+      renderUserData({
+        hostname: 'dev', instanceId: 'devvm-1', user: 'alice_2', fullName: 'Alice', passwordHash: null, autologin, ssh: true, authorizedKeys: [key],
+        hostKey: { privateKey: '-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n', publicKey: key },
+      }),
+      { version: '1.1' },
+    ) as { write_files?: Array<{ path: string; content: string }> };
+  const dropin = path.join(tmp, 'autologin.conf');
+  const agettyLog = path.join(tmp, 'agetty.log');
+  const agetty = stubs(path.join(tmp, 'agettybin'), agettyLog, { agetty: '' });
+  // The script as installed, with its two absolute paths pointed at the scratch files.
+  const script = path.join(tmp, 'tty1-getty');
+  writeFileSync(
+    script,
+    guestFile('usr/local/lib/devvm/tty1-getty').replaceAll('/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf', dropin).replaceAll('/sbin/agetty', path.join(agetty, 'agetty')),
+  );
+  const login = (content: string | null) => {
+    writeFileSync(agettyLog, '');
+    rmSync(dropin, { force: true });
+    if (content !== null) writeFileSync(dropin, content);
+    const r = sh([script], { TERM: 'linux' });
+    assert.equal(r.status, 0, r.stderr);
+    return readFileSync(agettyLog, 'utf8').trim();
+  };
+  const written = userData(true).write_files?.find((f) => f.path === '/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf');
+  assert.ok(written, 'provision writes the serial autologin drop-in');
+  assert.equal(login(written.content), 'agetty --noclear --autologin alice_2 - linux');
+  assert.equal(userData(false).write_files?.some((f) => f.path.includes('autologin')) ?? false, false);
+  assert.equal(login(null), 'agetty -o -p -- \\u --noclear - linux');
+  // anything else in the file names no user: a plain prompt
+  assert.equal(login('[Service]\nExecStart=-/sbin/agetty --autologin "$(reboot)" - $TERM\n'), 'agetty -o -p -- \\u --noclear - linux');
+  assert.match(guestFile('etc/systemd/system/getty@tty1.service.d/devvm-autologin.conf'), /^\[Service\]\nExecStart=\nExecStart=-\/usr\/local\/lib\/devvm\/tty1-getty\n$/);
 });

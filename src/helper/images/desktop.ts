@@ -94,6 +94,27 @@ EOF
 chmod 755 "$R/usr/local/lib/devvm/session"
 chroot "$R" update-alternatives --quiet --install /usr/bin/x-session-manager x-session-manager /usr/local/lib/devvm/session 10
 
+# The first console logs in the user "create --autologin" logs in on the serial console
+# (the seed's drop-in for serial-getty@ttyS0 names them, see provision.ts), so the session
+# starts by itself; without that drop-in tty1 shows a login prompt as usual.
+cat > "$R/usr/local/lib/devvm/tty1-getty" <<'EOF'
+#!/bin/sh
+# getty@tty1's command: agetty, with --autologin for the serial console's autologin user if any.
+user=$(sed -n 's/^ExecStart=-\\/sbin\\/agetty --autologin \\([a-z_][a-z0-9_-]*\\) .*/\\1/p' /etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf 2>/dev/null | head -n 1)
+if [ -n "$user" ]; then
+  exec /sbin/agetty --noclear --autologin "$user" - "$TERM"
+fi
+# as getty@.service runs it (-p: keep the environment, the user name from the prompt)
+exec /sbin/agetty -o '-p -- \\u' --noclear - "$TERM"
+EOF
+chmod 755 "$R/usr/local/lib/devvm/tty1-getty"
+mkdir -p "$R/etc/systemd/system/getty@tty1.service.d"
+cat > "$R/etc/systemd/system/getty@tty1.service.d/devvm-autologin.conf" <<'EOF'
+[Service]
+ExecStart=
+ExecStart=-/usr/local/lib/devvm/tty1-getty
+EOF
+
 cat > "$R/etc/profile.d/devvm-desktop.sh" <<'EOF'
 # devvm: a login on the first console (the one "create --autologin" logs the user in on)
 # starts the graphical session; when it ends, this shell carries on. Nothing happens for
