@@ -51,7 +51,7 @@ function pngSize(file: string): string {
 test('the autologin user lands in the X session on tty1, X runs as that user in software', async () => {
   const up = await waitFor('the X session', 600_000, () => {
     const x = sb.ssh(VM, ['pgrep', '-u', USER, '-x', 'Xorg']);
-    return x.code === 0 && guestMode();
+    return (x.code === 0 && guestMode()) || undefined;
   });
   console.log(`# start to X session up: ${((Date.now() - startedAt) / 1000).toFixed(1)} s (first boot, cloud-init included); mode ${up.output}`);
   assert.equal(up.output, '1920x1200', 'X came up at the boot size');
@@ -83,12 +83,13 @@ for (const size of ['1280x720', '2048x1152']) {
     const out = sb.json<{ resize: { requested: { width: number; height: number }; size: { width: number; height: number }; applied: boolean; ms: number } }>(['display', VM, '--size', size]);
     const cliMs = Date.now() - t0;
     const got = `${out.resize.size.width}x${out.resize.size.height}`;
+    console.log(`# resize to ${size}: helper ${out.resize.ms} ms (applied ${out.resize.applied}, size ${got}), CLI ${cliMs} ms`);
     const mode = await waitFor(`the guest's xrandr to show ${size}`, 10_000, () => {
       const m = guestMode();
-      return m && m.screen === size && m.output === size && m;
+      return (m && m.screen === size && m.output === size && m) || undefined;
     });
     const seenMs = Date.now() - t0;
-    console.log(`# resize to ${size}: helper ${out.resize.ms} ms (applied ${out.resize.applied}, size ${got}), CLI ${cliMs} ms, seen in the guest's xrandr after ${seenMs} ms`);
+    console.log(`# ${size} seen in the guest's xrandr ${seenMs} ms after the request`);
     assert.equal(out.resize.applied, true, `the helper saw the guest take ${size} within its wait (it shows ${got})`);
     assert.equal(got, size);
     assert.deepEqual(mode, { screen: size, output: size });

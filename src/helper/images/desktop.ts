@@ -44,14 +44,27 @@ mkdir -p "$R/usr/local/lib/devvm"
 cat > "$R/usr/local/lib/devvm/display-follow" <<'EOF'
 #!/bin/sh
 # Runs in the X session. The host resizes the display by changing the preferred mode of
-# virtio-gpu's connector (udev reports a drm "change"); X lists the new mode but keeps the
-# old one until a client sets it: xrandr --auto does, growing the screen when needed.
-# Ends at the first event after the X server has gone.
-fit() {
-  xrandr --auto >/dev/null 2>&1 || xrandr --current >/dev/null 2>&1 || exit 0
+# virtio-gpu's connector (the kernel reports a drm "change" uevent); X lists the new mode
+# but keeps the old one until a client sets it: "xrandr --output NAME --auto" does,
+# growing the screen when needed (a bare "xrandr --auto" leaves an enabled output's mode
+# as it is). The kernel's event, not udev's, and the output names kept from the last
+# listing: each saves about 0.4 s under emulation. Ends at the first event after the X
+# server has gone.
+list() {
+  screen=$(xrandr --current 2>/dev/null) || exit 0
+  outputs=$(printf '%s\\n' "$screen" | sed -n 's/^\\([^ ]*\\) connected.*/\\1/p')
 }
-fit
-udevadm monitor --udev --subsystem-match=drm 2>/dev/null | while read -r line; do
+apply() {
+  set --
+  for o in $outputs; do set -- "$@" --output "$o" --auto; done
+  [ $# -gt 0 ] && xrandr "$@" >/dev/null 2>&1
+}
+fit() {
+  apply || { list; apply; }
+}
+list
+apply
+udevadm monitor --kernel --subsystem-match=drm 2>/dev/null | while read -r line; do
   case "$line" in
     *" change "*) fit ;;
   esac
@@ -61,6 +74,8 @@ chmod 755 "$R/usr/local/lib/devvm/display-follow"
 
 cat > "$R/usr/local/lib/devvm/twmrc" <<'EOF'
 # devvm: new windows are placed, not dragged out by hand; click the desktop for the menu.
+# Every font is the server's built-in "fixed": the image has no core font packages, and
+# twm exits when one it wants (IconManagerFont defaults to "variable") is missing.
 RandomPlacement
 NoGrabServer
 DecorateTransients
@@ -68,6 +83,7 @@ TitleFont "fixed"
 MenuFont "fixed"
 IconFont "fixed"
 ResizeFont "fixed"
+IconManagerFont "fixed"
 Color { BorderColor "gray40" TitleBackground "gray20" TitleForeground "white" MenuBackground "gray90" MenuForeground "black" MenuTitleBackground "gray20" MenuTitleForeground "white" }
 Button1 = : root : f.menu "devvm"
 Button3 = : root : f.menu "devvm"
