@@ -55,11 +55,14 @@ test('the autologin user lands in the X session on tty1, X runs as that user in 
   });
   console.log(`# start to X session up: ${((Date.now() - startedAt) / 1000).toFixed(1)} s (first boot, cloud-init included); mode ${up.output}`);
   assert.equal(up.output, '1920x1200', 'X came up at the boot size');
-  // The session is devvm's: twm and the display watcher, on vt1, without glamor.
-  const ps = sb.ssh(VM, ['ps', '-u', USER, '-o', 'args=']);
-  assert.match(ps.stdout, /twm -f \/usr\/local\/lib\/devvm\/twmrc/);
-  assert.match(ps.stdout, /udevadm monitor --udev --subsystem-match=drm/);
-  assert.match(ps.stdout, /Xorg .*vt1/);
+  // The session is devvm's: twm and the display watcher, on vt1, without glamor. Xsession
+  // takes a while under emulation after the server is up.
+  const ps = await waitFor('twm and the display watcher', 120_000, () => {
+    const out = sb.ssh(VM, ['ps', '-u', USER, '-o', 'args=']).stdout;
+    return /^twm -f \/usr\/local\/lib\/devvm\/twmrc$/m.test(out) && /^udevadm monitor --kernel --udev --subsystem-match=drm$/m.test(out) && out;
+  });
+  console.log(`# start to the whole session (twm, watcher): ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
+  assert.match(ps, /Xorg .*vt1/);
   const log = sb.ssh(VM, ['cat', `/home/${USER}/.local/share/xorg/Xorg.0.log`]).stdout;
   assert.match(log, /modeset\(0\)/);
   assert.doesNotMatch(log, /glamor initialized/i);

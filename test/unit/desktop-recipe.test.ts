@@ -94,7 +94,7 @@ test('the desktop hook writes the X config, the session, the watcher and the log
   // twm exits on a font the server lacks; the image has only the built-in "fixed" (seen on the guest: "unable to open fontset \"variable\"")
   const twmrc = guestFile('usr/local/lib/devvm/twmrc');
   for (const f of ['TitleFont', 'MenuFont', 'IconFont', 'ResizeFont', 'IconManagerFont']) assert.match(twmrc, new RegExp(`^${f} "fixed"$`, 'm'), f);
-  assert.match(guestFile('usr/local/lib/devvm/session'), /exec twm -f \/usr\/local\/lib\/devvm\/twmrc/);
+  assert.match(guestFile('usr/local/lib/devvm/session'), /^twm -f \/usr\/local\/lib\/devvm\/twmrc$/m);
   assert.match(readFileSync(hookLog, 'utf8'), /^chroot .* update-alternatives --quiet --install \/usr\/bin\/x-session-manager x-session-manager \/usr\/local\/lib\/devvm\/session 10$/m);
 });
 
@@ -103,10 +103,11 @@ test('display-follow applies the preferred mode at start and on every drm change
   const events = [
     'monitor will print the received events for:',
     'KERNEL - the kernel uevent',
+    'UDEV - the event which udev sends out after rule processing',
     '',
     'KERNEL[123.456789] change   /devices/pci0000:00/0000:00:01.0/drm/card0 (drm)',
+    'UDEV  [123.800000] change   /devices/pci0000:00/0000:00:01.0/drm/card0 (drm)',
     'KERNEL[124.000001] add      /devices/virtual/drm/ttm (drm)',
-    'KERNEL[125.100000] change   /devices/pci0000:00/0000:00:01.0/drm/card0 (drm)',
   ].join('\\n');
   // two outputs, one of them connected, as xrandr --current prints them
   const current = `[ "$1" = --current ] && printf 'Screen 0: minimum 320 x 200, current 1920 x 1200, maximum 8192 x 8192\\nVirtual-1 connected primary 1920x1200+0+0 (normal) 0mm x 0mm\\n   1280x720      75.00 +\\n   1920x1200     75.00*\\nVirtual-2 disconnected (normal)\\n' && exit 0`;
@@ -114,19 +115,20 @@ test('display-follow applies the preferred mode at start and on every drm change
     writeFileSync(log, '');
     const bin = stubs(path.join(tmp, name), log, {
       xrandr,
-      udevadm: `[ "$*" = "monitor --kernel --subsystem-match=drm" ] || exit 9\nprintf '${events}\\n'`,
+      udevadm: `[ "$*" = "monitor --kernel --udev --subsystem-match=drm" ] || exit 9\nprintf '${events}\\n'`,
     });
     const r = sh([path.join(tree, 'usr/local/lib/devvm/display-follow')], { PATH: `${bin}:/usr/bin:/bin` });
     assert.equal(r.status, 0, r.stderr);
     return readFileSync(log, 'utf8').trim().split('\n');
   };
   // A bare "xrandr --auto" keeps an enabled output's mode (seen on the guest): each connected
-  // output is named; listed once, then only the one xrandr per event.
+  // output is named; listed once, then one xrandr per event, the kernel's and udev's (a probe
+  // at the kernel's event alone sometimes still found the old mode on the guest).
   const auto = 'xrandr --output Virtual-1 --auto';
-  assert.deepEqual(follow('followbin', `${current}\nexit 0`), ['xrandr --current', auto, 'udevadm monitor --kernel --subsystem-match=drm', auto, auto]);
+  assert.deepEqual(follow('followbin', `${current}\nexit 0`), ['xrandr --current', auto, 'udevadm monitor --kernel --udev --subsystem-match=drm', auto, auto]);
   // the output's xrandr failing at an event (outputs changed) lists them again
   const flaky = `${current}\necho x >> ${tmp}/applies; [ "$(wc -l < ${tmp}/applies)" -ne 2 ]`;
-  assert.deepEqual(follow('flakybin', flaky), ['xrandr --current', auto, 'udevadm monitor --kernel --subsystem-match=drm', auto, 'xrandr --current', auto, auto]);
+  assert.deepEqual(follow('flakybin', flaky), ['xrandr --current', auto, 'udevadm monitor --kernel --udev --subsystem-match=drm', auto, 'xrandr --current', auto, auto]);
   // X gone: the first xrandr that cannot reach it ends the watcher without reading on
   assert.deepEqual(follow('gonebin', 'exit 1'), ['xrandr --current']);
 });
@@ -197,4 +199,34 @@ test('tty1 logs in the user whose serial autologin the seed sets up (the drop-in
   // anything else in the file names no user: a plain prompt
   assert.equal(login('[Service]\nExecStart=-/sbin/agetty --autologin "$(reboot)" - $TERM\n'), 'agetty -o -p -- \\u --noclear - linux');
   assert.match(guestFile('etc/systemd/system/getty@tty1.service.d/devvm-autologin.conf'), /^\[Service\]\nExecStart=\nExecStart=-\/usr\/local\/lib\/devvm\/tty1-getty\n$/);
+});
+
+test('the session ends its display watcher (not an X client) and the watcher children when twm ends', () => {
+  const log = path.join(tmp, 'session.log');
+  writeFileSync(log, '');
+  const pids = path.join(tmp, 'follower.pids');
+  // A stand-in watcher shaped like the real one: a shell with a pipeline of children.
+  const follower = path.join(tmp, 'follower');
+  writeFileSync(follower, `#!/bin/sh\necho $$ > ${pids}\nsleep 317 | cat\n`);
+  chmodSync(follower, 0o755);
+  const bin = stubs(path.join(tmp, 'sessionbin'), log, { xsetroot: '', xterm: '', twm: 'sleep 0.5' });
+  const session = path.join(tmp, 'session');
+  writeFileSync(session, guestFile('usr/local/lib/devvm/session').replaceAll('/usr/local/lib/devvm/display-follow', follower));
+  const r = sh([session], { PATH: `${bin}:/usr/bin:/bin` });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(readFileSync(log, 'utf8'), /^twm -f \/usr\/local\/lib\/devvm\/twmrc$/m);
+  const pid = Number(readFileSync(pids, 'utf8'));
+  const alive = spawnSync('pgrep', ['-f', '^sleep 317$'], { encoding: 'utf8' }).stdout.trim();
+  // gone, or a zombie waiting for whoever inherited it
+  const gone = () => {
+    try {
+      const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) === 'Z';
+    } catch {
+      return true;
+    }
+  };
+  for (let i = 0; i < 40 && !gone(); i++) spawnSync('sleep', ['0.05']);
+  assert.ok(gone(), 'the watcher is gone');
+  assert.equal(alive, '', 'its children are gone');
 });

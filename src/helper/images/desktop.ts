@@ -47,9 +47,12 @@ cat > "$R/usr/local/lib/devvm/display-follow" <<'EOF'
 # virtio-gpu's connector (the kernel reports a drm "change" uevent); X lists the new mode
 # but keeps the old one until a client sets it: "xrandr --output NAME --auto" does,
 # growing the screen when needed (a bare "xrandr --auto" leaves an enabled output's mode
-# as it is). The kernel's event, not udev's, and the output names kept from the last
-# listing: each saves about 0.4 s under emulation. Ends at the first event after the X
-# server has gone.
+# as it is). The output names are kept from the last listing (about 0.4 s less per resize
+# under emulation). Each change is applied twice: at the kernel's event, the fast path,
+# and at udev's for the same change 0.2-0.4 s later, because a probe right at the
+# kernel's event sometimes still found the old mode (seen on the first resize after X
+# started) and nothing reports the change again. Ends at the first event after the X
+# server has gone; the session also ends it.
 list() {
   screen=$(xrandr --current 2>/dev/null) || exit 0
   outputs=$(printf '%s\\n' "$screen" | sed -n 's/^\\([^ ]*\\) connected.*/\\1/p')
@@ -64,7 +67,7 @@ fit() {
 }
 list
 apply
-udevadm monitor --kernel --subsystem-match=drm 2>/dev/null | while read -r line; do
+udevadm monitor --kernel --udev --subsystem-match=drm 2>/dev/null | while read -r line; do
   case "$line" in
     *" change "*) fit ;;
   esac
@@ -103,9 +106,14 @@ cat > "$R/usr/local/lib/devvm/session" <<'EOF'
 # devvm's default X session: the display watcher, a terminal, and twm (the session ends
 # when twm does).
 /usr/local/lib/devvm/display-follow &
+follow=$!
 xsetroot -solid '#2e3440' 2>/dev/null
 xterm -fa Monospace -fs 11 -geometry 100x30+24+24 &
-exec twm -f /usr/local/lib/devvm/twmrc
+twm -f /usr/local/lib/devvm/twmrc
+# The watcher is no X client, so X going away does not end it: it and its udevadm would
+# otherwise wait for the next event, and then act on the next session's X.
+pkill -P "$follow" 2>/dev/null
+kill "$follow" 2>/dev/null
 EOF
 chmod 755 "$R/usr/local/lib/devvm/session"
 chroot "$R" update-alternatives --quiet --install /usr/bin/x-session-manager x-session-manager /usr/local/lib/devvm/session 10
