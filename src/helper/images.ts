@@ -14,7 +14,9 @@ import * as v from '../shared/validate';
 import { jsonFilename, openChain, openRegular, readQcow2Header, refuseUnsafeQcow2, shown, type OpenedFile } from './diskformat';
 import type { Home } from './filenames';
 import { imgInfo } from './layers';
-import { buildDebian12 } from './images/debian';
+import { buildImage } from './images/build';
+import type { DebianRecipe } from './images/recipe';
+import { recipeByName, RECIPE_NAMES } from './images/recipes';
 import { parseNbdUri, sourceReachable } from './nbd';
 import { run } from './proc';
 import { fsyncDirAsync, fsyncPathAsync, readJson, writeJsonAtomic } from './store';
@@ -23,7 +25,8 @@ export type ImageMeta = Omit<ImageInfo, 'usedBy' | 'actualSize'>;
 
 export type Progress = (message: string, fraction?: number) => void;
 
-export const RECIPES = ['debian-12'] as const;
+/** The recipes `image build` knows (see images/recipes.ts). */
+export const RECIPES: readonly string[] = RECIPE_NAMES;
 
 /** Official cloud images `image pull` knows; they boot through firmware and their own GRUB. */
 const PULL_SOURCES: Record<string, { base: string; file: string }> = {
@@ -92,7 +95,7 @@ export class Images {
     v.imageName(name);
     const f = this.home.image(name);
     if (!existsSync(f.meta)) {
-      throw new DevvmError('not-found', `no image named "${name}"`, name === 'debian-12' ? 'run "devvm image build debian-12"' : 'see "devvm image list"');
+      throw new DevvmError('not-found', `no image named "${name}"`, RECIPES.includes(name) ? `run "devvm image build ${name}"` : 'see "devvm image list"');
     }
     return readJson<ImageMeta>(f.meta);
   }
@@ -118,15 +121,14 @@ export class Images {
   }
 
   async build(recipe: string, name: string | undefined, progress: Progress, signal?: AbortSignal): Promise<ImageMeta> {
-    if (!(RECIPES as readonly string[]).includes(recipe)) {
-      throw new DevvmError('invalid-argument', `unknown image recipe "${recipe}"`, `available: ${RECIPES.join(', ')}`);
-    }
+    const known = recipeByName(recipe);
+    if (!known) throw new DevvmError('invalid-argument', `unknown image recipe "${recipe}"`, `available: ${RECIPES.join(', ')}`);
     const target = v.imageName(name ?? recipe);
-    return this.reserveAfter(target, () => this.buildNow(recipe, target, progress, signal));
+    return this.reserveAfter(target, () => this.buildNow(known, target, progress, signal));
   }
 
-  private async buildNow(recipe: string, target: string, progress: Progress, signal?: AbortSignal): Promise<ImageMeta> {
-    const built = await buildDebian12({ cacheRoot: this.cacheRoot, signal, onProgress: progress });
+  private async buildNow(recipe: DebianRecipe, target: string, progress: Progress, signal?: AbortSignal): Promise<ImageMeta> {
+    const built = await buildImage(recipe, { cacheRoot: this.cacheRoot, signal, onProgress: progress });
     // The checksum of a cached build is computed once and kept beside it.
     const shaFile = path.join(built.dir, 'disk.sha256');
     let sha = existsSync(shaFile) ? readFileSync(shaFile, 'utf8').trim() : '';
@@ -135,7 +137,7 @@ export class Images {
       sha = await sha256File(built.disk);
       writeFileSync(shaFile, `${sha}\n`);
     }
-    return this.register(target, { disk: built.disk, format: 'qcow2', kernel: built.kernel, initrd: built.initrd, sha256: sha, source: `recipe:${recipe}#${built.recipeHash}`, how: 'link' });
+    return this.register(target, { disk: built.disk, format: 'qcow2', kernel: built.kernel, initrd: built.initrd, sha256: sha, source: `recipe:${recipe.name}#${built.recipeHash}`, how: 'link' });
   }
 
   /**

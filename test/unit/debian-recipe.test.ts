@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DevvmError } from '../../src/shared/errors';
-import { canonicalJson, DEBIAN_12_RECIPE, debianSources, MmdebstrapProgress, parseAptSources, recipeHash } from '../../src/helper/images/debian';
+import { MmdebstrapProgress } from '../../src/helper/images/progress';
+import { canonicalJson, recipeHash } from '../../src/helper/images/recipe';
+import { DEBIAN_12_RECIPE } from '../../src/helper/images/recipes';
+import { debianSources, parseAptSources } from '../../src/helper/images/sources';
 
 const clone = () => structuredClone(DEBIAN_12_RECIPE);
 
@@ -12,6 +15,12 @@ test('recipe hash: 16 hex chars, stable across calls and key order', () => {
   const reordered = Object.fromEntries(Object.entries(clone()).reverse()) as typeof DEBIAN_12_RECIPE;
   assert.equal(recipeHash(reordered), h);
   assert.equal(canonicalJson({ b: 1, a: [2, { d: 3, c: 4 }] }), '{"a":[2,{"c":4,"d":3}],"b":1}');
+});
+
+test('the plain debian-12 recipe is pinned: its hash names every cached build, and the desktop recipe must not change it', () => {
+  // Changing this on purpose rebuilds every user's debian-12 image: only with a reason
+  // (last: the consoles follow the display's size, issue 11).
+  assert.equal(recipeHash(DEBIAN_12_RECIPE), 'b7d26912bddde8dc');
 });
 
 test('recipe hash: changes with everything that shapes the image', () => {

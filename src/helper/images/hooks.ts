@@ -1,0 +1,170 @@
+/**
+ * The shell hooks mmdebstrap runs while building the Debian images. Lines the hooks print
+ * starting with "devvm: " are progress messages (see MmdebstrapProgress). The plain
+ * recipe's customize hook is BASE_CONFIGURE followed by INITRAMFS; recipes that add
+ * to the guest put their part between the two (before the one initramfs run).
+ */
+
+// Keep update-initramfs from running for the kernel's postinst and again for every
+// trigger while packages install (about 27 s each under mmdebstrap); the customize hook
+// runs it once at the end.
+export const ESSENTIAL_HOOK = `set -eu
+chroot "$1" dpkg-divert --quiet --local --rename --divert /usr/sbin/update-initramfs.devvm --add /usr/sbin/update-initramfs
+ln -s /bin/true "$1/usr/sbin/update-initramfs"
+`;
+
+/**
+ * The customize hook's first part. It runs as (namespace) root with the tree at $1, in
+ * both build modes.
+ */
+export const BASE_CONFIGURE = `set -eu
+R="$1"
+
+echo "devvm: configuring the image"
+# Root is the whole virtio disk: no partition table, no bootloader (direct kernel boot).
+echo '/dev/vda / ext4 defaults 0 1' > "$R/etc/fstab"
+
+# Every ethernet NIC gets DHCP when it appears, whatever its name: virtio-net's name
+# follows its PCI slot (enp0s2, or enp0s3 while the seed disk sits before it on q35; ens3
+# on pc). Only allow-hotplug, no "auto": with an "auto" interface ifupdown-pre.service
+# runs "udevadm settle", which held network.target (and so sshd) back by up to 10 s.
+# A pattern alone ("allow-hotplug /en*=x") is not enough: udev's "ifup enp0s2" would not
+# find a stanza; the mapping script names one.
+cat > "$R/etc/network/interfaces" <<'EOF'
+source /etc/network/interfaces.d/*
+
+allow-hotplug /en*
+mapping en*
+    script /usr/local/lib/devvm/ifmap
+
+iface devvm-dhcp inet dhcp
+EOF
+mkdir -p "$R/usr/local/lib/devvm"
+cat > "$R/usr/local/lib/devvm/ifmap" <<'EOF'
+#!/bin/sh
+# ifupdown mapping: a NIC with its own stanza in interfaces.d keeps it, any other gets DHCP.
+if grep -qsE "^[[:space:]]*iface[[:space:]]+$1[[:space:]]" /etc/network/interfaces.d/*; then
+  echo "$1"
+else
+  echo devvm-dhcp
+fi
+EOF
+chmod 755 "$R/usr/local/lib/devvm/ifmap"
+# network-online.target then waits for a lease (cloud-init's final stage wants it).
+mkdir -p "$R/etc/systemd/system/network-online.target.wants"
+ln -sf /lib/systemd/system/ifupdown-wait-online.service "$R/etc/systemd/system/network-online.target.wants/ifupdown-wait-online.service"
+
+cat > "$R/etc/cloud/cloud.cfg.d/90-devvm.cfg" <<'EOF'
+# devvm attaches a NoCloud seed (label cidata) for first setup only. No cloud metadata
+# services are probed. The second entry only makes ds-identify look for the seed instead
+# of trusting a lone NoCloud: with the usual [NoCloud, None], a boot without the seed
+# falls back to DataSourceNone, a "new instance" that regenerates the host keys (the
+# pinned one stops working) and creates a "debian" user. This way cloud-init stays
+# disabled on boots without a seed (faster too), and a seed with a new instance-id
+# (a clone) provisions again. ConfigDrive is local only (a disk labelled config-2).
+datasource_list: [NoCloud, ConfigDrive]
+# The network is the DHCP fallback above, on every boot. cloud-init's own rendering adds
+# an "auto" stanza (see above) and a udev rule pinning the first boot's NIC name.
+network: {config: disabled}
+# The image has only the C.UTF-8 locale; anything else makes the locale module fail.
+locale: C.UTF-8
+# Debian's lists minus modules that cannot apply here (no GRUB with direct kernel boot,
+# no snap, ubuntu or cloud-vendor agents, no keys-to-console: the host made the key);
+# grub-dpkg alone cost 2.3 s of first boot.
+cloud_init_modules: [migrator, seed_random, bootcmd, write-files, growpart, resizefs, disk_setup, mounts, set_hostname, update_hostname, update_etc_hosts, ca-certs, rsyslog, users-groups, ssh]
+cloud_config_modules: [ssh-import-id, keyboard, locale, set-passwords, apt-pipelining, apt-configure, ntp, timezone, runcmd]
+cloud_final_modules: [package-update-upgrade-install, write-files-deferred, scripts-vendor, scripts-per-once, scripts-per-boot, scripts-per-instance, scripts-user, ssh-authkey-fingerprints, install-hotplug, phone-home, final-message, power-state-change]
+EOF
+echo 'LANG=C.UTF-8' > "$R/etc/default/locale"
+
+# Per-VM identity comes at first boot: hostname and host keys from cloud-init, the
+# machine id from systemd (an empty file means "generate one").
+echo localhost > "$R/etc/hostname"
+: > "$R/etc/machine-id"
+rm -f "$R/var/lib/dbus/machine-id" "$R"/etc/ssh/ssh_host_*
+# mmdebstrap copies the build host's resolv.conf; dhclient writes the guest's own.
+rm -f "$R/etc/resolv.conf"
+
+# No host key in the image: cloud-init installs the VM's. Without a seed, make some so
+# sshd can still start.
+mkdir -p "$R/etc/systemd/system/ssh.service.d"
+cat > "$R/etc/systemd/system/ssh.service.d/devvm-hostkeys.conf" <<'EOF'
+[Service]
+ExecStartPre=
+ExecStartPre=/bin/sh -c 'ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A'
+ExecStartPre=/usr/sbin/sshd -t
+EOF
+
+# A login prompt on the serial console even when the kernel's console= points elsewhere.
+mkdir -p "$R/etc/systemd/system/getty.target.wants"
+ln -sf /lib/systemd/system/serial-getty@.service "$R/etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service"
+
+# Periodic maintenance a dev VM does not need, which otherwise competes with the user for
+# an emulated CPU right after boot. Masked, not disabled: systemd's first-boot preset
+# (empty machine-id) would enable disabled units again.
+# Drivers for emulated chipset parts a dev VM never uses: every module udev loads at boot
+# costs time under emulation. Blacklisting only stops autoloading; kvm_intel/kvm_amd
+# (nested virtualization) still load with modprobe.
+cat > "$R/etc/modprobe.d/devvm.conf" <<'EOF'
+blacklist iTCO_wdt
+blacklist iTCO_vendor_support
+blacklist lpc_ich
+blacklist i2c_i801
+blacklist pcspkr
+blacklist serio_raw
+blacklist kvm_intel
+blacklist kvm_amd
+EOF
+
+# The text consoles follow the display's size. When the host asks for a new size (the
+# Display tab, devvm display --size) the virtio GPU changes its preferred mode and the
+# kernel switches the screen to it, but the consoles keep the rows and columns of the
+# framebuffer they booted with and draw past the new edge. On the DRM change event they
+# are resized to the mode (8x16 glyphs, the kernel's font), or to the whole framebuffer
+# when the mode is larger than it (the kernel then shows the framebuffer's size).
+cat > "$R/etc/udev/rules.d/90-devvm-console-size.rules" <<'EOF'
+ACTION=="change", SUBSYSTEM=="drm", KERNEL=="card[0-9]*", RUN+="/usr/local/lib/devvm/console-size"
+EOF
+cat > "$R/usr/local/lib/devvm/console-size" <<'EOF'
+#!/bin/sh
+read -r mode < /sys/class/drm/card0-Virtual-1/modes 2>/dev/null || exit 0
+IFS=, read -r fw fh < /sys/class/graphics/fb0/virtual_size 2>/dev/null || exit 0
+w=\${mode%%x*}; h=\${mode#*x}; h=\${h%%[!0-9]*}
+if [ "$w" -gt "$fw" ] || [ "$h" -gt "$fh" ]; then w=$fw; h=$fh; fi
+for t in /dev/tty[1-6]; do stty -F "$t" cols $((w / 8)) rows $((h / 16)) 2>/dev/null || :; done
+EOF
+chmod 755 "$R/usr/local/lib/devvm/console-size"
+
+for u in apt-daily.timer apt-daily.service apt-daily-upgrade.timer apt-daily-upgrade.service \\
+    dpkg-db-backup.timer dpkg-db-backup.service man-db.timer man-db.service \\
+    e2scrub_all.timer e2scrub_all.service e2scrub_reap.service; do
+  ln -sf /dev/null "$R/etc/systemd/system/$u"
+done
+
+# The kernel boots from a copy next to the disk, so the modules on the disk must stay the
+# ones built for it: an upgraded or autoremoved kernel package would leave the running
+# kernel without modules (no USB storage, no new filesystems). A newer kernel comes with
+# a new image.
+chroot "$R" apt-mark hold linux-image-amd64 "linux-image-$(ls "$R/lib/modules")" >/dev/null
+
+# The initramfs only has to find ext4 on a virtio disk. Debian's MODULES=most made it
+# 30 MB, 2-4 s of unpacking per boot under emulation; the list keeps virtio-scsi, NVMe
+# and AHCI too. FSTYPE because the fsck hook probes the root device, which a chroot does
+# not have, and then leaves fsck out ("fsck not present, so skipping root file system").
+cat > "$R/etc/initramfs-tools/conf.d/devvm" <<'EOF'
+MODULES=list
+FSTYPE=ext4
+EOF
+printf '%s\\n' virtio_pci virtio_blk virtio_scsi sd_mod nvme ahci ext4 >> "$R/etc/initramfs-tools/modules"
+
+`;
+
+/** Runs update-initramfs once, after everything else (see ESSENTIAL_HOOK). */
+export const INITRAMFS = `echo "devvm: generating the initramfs"
+rm -f "$R/usr/sbin/update-initramfs"
+chroot "$R" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
+chroot "$R" update-initramfs -c -k all
+`;
+
+/** The plain debian-12 customize hook: the tree at $1 configured as a devvm guest. */
+export const CUSTOMIZE_HOOK = BASE_CONFIGURE + INITRAMFS;
