@@ -15,8 +15,8 @@ export const FORMATS = ['qcow2', 'raw'] as const;
 function builder(sub: 'build' | 'pull'): Command {
   return {
     name: `image ${sub}`,
-    usage: 'debian-12 [--name N]',
-    summary: sub === 'build' ? 'build a base image from Debian packages' : 'download the official cloud image (checksum verified)',
+    usage: sub === 'build' ? 'debian-12|debian-12-desktop [--name N]' : 'debian-12 [--name N]',
+    summary: sub === 'build' ? 'build a base image from Debian packages\n(-desktop: with an X session that follows the display)' : 'download the official cloud image (checksum verified)',
     options: { name: { type: 'string' } },
     positionals: 1,
     async run(ctx, { values, positionals }) {

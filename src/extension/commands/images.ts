@@ -28,6 +28,7 @@ async function buildImage(cx: Cx): Promise<void> {
   const recipe = await vscode.window.showQuickPick(
     [
       { label: 'Debian 12 (build locally)', description: 'from Debian packages with mmdebstrap; minutes, cached', recipe: 'debian-12', pull: false },
+      { label: 'Debian 12 with a desktop (build locally)', description: 'a small X session that follows the Display tab; create the VM with a display and autologin', recipe: 'debian-12-desktop', pull: false },
       { label: 'Debian 12 (download)', description: 'the official cloud image, checksum verified', recipe: 'debian-12', pull: true },
     ],
     { placeHolder: 'Image to build' },
