@@ -27,6 +27,7 @@ const answers: Record<string, unknown> = {
   'vm/start': vm, 'vm/stop': { ...vm, state: 'stopped' }, 'vm/suspend': { ...vm, state: 'suspended' },
   'vm/restore': vm, 'vm/clone': { ...vm, name: 'copy' },
   'vm/snapshot': { name: 's1', layer: 'l1', ram: false, createdAt: '' },
+  'vm/wake': { configFile: '/h/ssh_config', host: 'devvm-web', user: 'alice', port: 2222 },
   'vm/sshTarget': { configFile: '/h/ssh_config', host: 'devvm-web', user: 'alice', port: 2222 },
   'layer/tree': [],
   'disk/attach': { id: 'xd1', source: '/f', bus: 'virtio', readOnly: false },
@@ -70,6 +71,12 @@ const ok: Array<[string[], Expect]> = [
   [['set', 'web', '--display', 'on'], [['vm/set', { name: 'web', display: true }]]],
   [['set', 'web', '--display', 'off'], [['vm/set', { name: 'web', display: false }]]],
   [['set', 'web', '--display-size', 'auto'], [['vm/set', { name: 'web', displaySize: 'auto' }]]],
+  [['set', 'web', '--idle-suspend', '30'], [['vm/set', { name: 'web', idleSuspend: 30 }]]],
+  [['set', 'web', '--idle-suspend', 'off', '--autostart', 'on'], [['vm/set', { name: 'web', idleSuspend: 'off', autostart: true }]]],
+  [['set', 'web', '--idle-suspend', 'default', '--autostart', 'off'], [['vm/set', { name: 'web', idleSuspend: 'default', autostart: false }]]],
+  [['create', 'web', '--image', 'd', '--user', 'a', '--idle-suspend', '15', '--autostart'],
+    [['vm/create', { name: 'web', image: 'd', user: 'a', sshKeys: [], autologin: false, ssh: true, idleSuspend: 15, autostart: true, start: false, waitSsh: false, progressToken: T }]]],
+  [['ssh-proxy', 'web'], [['vm/wake', { name: 'web', progressToken: T }]]],
   [['display', 'web'], [['vm/display', { name: 'web' }]]],
   [['display', 'web', '--size', '1024x640'], [['vm/displayResize', { name: 'web', width: 1024, height: 640 }], ['vm/display', { name: 'web' }]]],
   [['screenshot', 'web', path.join(os.tmpdir(), `devvm-cli-shot-${process.pid}.png`)], [['vm/screenshot', { name: 'web' }]]],
@@ -132,6 +139,12 @@ test('ssh runs ssh -F <the helper\'s config file> <host>, and -- CMD... untouche
   assert.deepEqual((await cli(['ssh', 'web', '--', 'uname', '-a', '--json'], answers)).session.execs, [['ssh', ['-F', '/h/ssh_config', 'devvm-web', '--', 'uname', '-a', '--json']]]);
 });
 
+test('ssh-proxy relays to the port the helper names, after it woke the VM', async () => {
+  const r = await cli(['ssh-proxy', 'web'], answers);
+  assert.deepEqual(r.session.relays, [['127.0.0.1', 2222]]);
+  assert.equal(r.stdout, '', 'nothing of its own on stdout: that is the SSH stream');
+});
+
 const usage: Array<[string[], RegExp]> = [
   [[], /^$/],
   [['frobnicate'], /unknown command "frobnicate"/],
@@ -143,6 +156,11 @@ const usage: Array<[string[], RegExp]> = [
   [['create', 'web', '--image', 'd', '--user', 'a', '--cpus', 'two'], /--cpus must be a whole number, got "two"/],
   [['set', 'web', '--display', 'yes'], /--display must be on or off, got "yes"/],
   [['display', 'web', '--size', 'auto'], /--size takes WIDTHxHEIGHT/],
+  [['set', 'web', '--idle-suspend', '0'], /--idle-suspend must be minutes/],
+  [['set', 'web', '--idle-suspend', 'soon'], /--idle-suspend must be minutes/],
+  [['set', 'web', '--autostart', 'yes'], /--autostart must be on or off/],
+  [['create', 'web', '--image', 'd', '--user', 'a', '--idle-suspend', 'default'], /--idle-suspend must be minutes \(1-10080\) or off/],
+  [['ssh-proxy'], /missing argument/],
   [['screenshot', 'web', 'shot.jpg'], /give a FILE.png/],
   [['create', 'web', '--image', 'd', '--user', 'a', '--memory', '1.5'], /--memory must be a whole number/],
   [['start', 'web', '--timeout', 'soon'], /--timeout must be a whole number/],
