@@ -3,12 +3,13 @@
  * and params, exactly), or a usage error with exit 2 and no RPC call at all.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { COMMANDS } from '../../src/cli/commands';
-import { cli } from './cli-fake';
+import { cli, FakeSession } from './cli-fake';
+import { run } from '../../src/cli/run';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'devvm-cli-args-'));
 const pw = path.join(tmp, 'pw');
@@ -16,6 +17,8 @@ writeFileSync(pw, 'secret\n');
 const pub = path.join(tmp, 'id.pub');
 writeFileSync(pub, 'ssh-ed25519 AAAAC3Nza alice@host\n');
 const abs = (p: string) => path.resolve(p);
+// helper install writes the unit under XDG_CONFIG_HOME: here, not the user's.
+process.env.XDG_CONFIG_HOME = path.join(tmp, 'config');
 const T = '<token>';
 
 const vm = { name: 'web', state: 'running', image: 'debian-12', user: 'alice', sshHost: 'devvm-web', sshPort: 2222, cpus: 2, memoryMiB: 2048 };
@@ -118,6 +121,8 @@ const ok: Array<[string[], Expect]> = [
   [['doctor'], [['helper/doctor']]],
   [['helper', 'status'], [['helper/ping']]],
   [['helper', 'stop', '--stop-vms'], [['helper/shutdown', { stopVms: true }]]],
+  [['helper', 'install'], []],
+  [['helper', 'uninstall'], []],
 ];
 
 for (const [argv, expected] of ok) {
@@ -143,6 +148,32 @@ test('ssh-proxy relays to the port the helper names, after it woke the VM', asyn
   const r = await cli(['ssh-proxy', 'web'], answers);
   assert.deepEqual(r.session.relays, [['127.0.0.1', 2222]]);
   assert.equal(r.stdout, '', 'nothing of its own on stdout: that is the SSH stream');
+});
+
+test('helper install writes the user unit and enables it through systemctl --user; uninstall disables and removes it', async () => {
+  const unit = path.join(tmp, 'config', 'systemd', 'user', 'devvm-helper.service');
+  const i = await cli(['helper', 'install'], answers);
+  assert.equal(i.code, 0, i.stderr);
+  assert.deepEqual(i.session.execs, [['systemctl', ['--user', 'daemon-reload']], ['systemctl', ['--user', 'enable', 'devvm-helper.service']]]);
+  assert.match(readFileSync(unit, 'utf8'), /^ExecStart=".*" ".*helper\.js"$/m);
+  assert.match(i.session.texts[0]!, /enabled it/);
+  const u = await cli(['helper', 'uninstall'], answers);
+  assert.deepEqual(u.session.execs, [['systemctl', ['--user', 'disable', 'devvm-helper.service']], ['systemctl', ['--user', 'daemon-reload']]]);
+  assert.ok(!existsSync(unit));
+  assert.match((await cli(['helper', 'uninstall'], answers)).session.texts[0]!, /nothing to remove/);
+});
+
+test('helper install without a user bus: the unit is written and the output says it is not enabled', async () => {
+  const s = new FakeSession(answers);
+  s.exec = async (file, args) => (s.execs.push([file, args]), 1);
+  let out = '';
+  assert.equal(await run(['helper', 'install', '--json'], s, { stdout: (t) => (out += t), stderr: () => {} }), 0);
+  assert.equal(s.execs.length, 1, 'no enable after daemon-reload failed');
+  assert.equal((s.printed[0] as { enabled: boolean }).enabled, false);
+  const t = new FakeSession(answers);
+  t.exec = async () => 1;
+  await run(['helper', 'install'], t, { stdout: () => {}, stderr: () => {} });
+  assert.match(t.texts[0]!, /did not enable it: systemctl --user does not work here/);
 });
 
 const usage: Array<[string[], RegExp]> = [
