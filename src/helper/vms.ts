@@ -39,7 +39,7 @@ import { Making } from './vm/making';
 import { Power } from './vm/power';
 import { VmStore } from './vm/store';
 import { IdleWatch, procTables } from './vm/idle';
-import { applySettings, idleLimit } from './vm/settings';
+import { applySettings, autostart, idleLimit } from './vm/settings';
 import { wake } from './vm/wake';
 
 export interface VmsOptions {
@@ -240,13 +240,8 @@ export class Vms extends EventEmitter {
   }
 
   /** At helper start: VMs marked autostart that are not running are started (a suspended one resumes). */
-  async autostart(): Promise<void> {
-    for (const c of this.configs().filter((x) => x.autostart)) {
-      const state = this.state(c.name);
-      if (state !== 'stopped' && state !== 'suspended' && state !== 'error') continue;
-      log.info(`${c.name}: autostart (${state})`);
-      await this.start(c.name, {}, () => {}).catch((e: Error) => log.warn(`${c.name}: autostart failed: ${e.message}`));
-    }
+  autostart(): Promise<void> {
+    return autostart(this.ctx, this.configs(), (n) => this.start(n, {}, () => {}));
   }
 
   layerTree(): Promise<LayerNode[]> {

@@ -1,17 +1,21 @@
 /** vm/wake.ts with a fake VM manager: what ssh-proxy's request does in each state. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { DevvmError } from '../../src/shared/errors';
 import { Home } from '../../src/helper/filenames';
 import type { VmContext } from '../../src/helper/vm/context';
 import { wake } from '../../src/helper/vm/wake';
 import type { VmState } from '../../src/shared/types';
 
+const roots: string[] = [];
+after(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
+
 function fake(o: { state: VmState; ssh?: boolean; sshReady?: boolean; held?: { phase: string; done: Promise<void> } }) {
-  const home = new Home(mkdtempSync(path.join(os.tmpdir(), 'devvm-wake-')));
+  const home = new Home(mkdtempSync(path.join(os.tmpdir(), 'devvm-waketest-')));
+  roots.push(home.root);
   mkdirSync(home.vm('web').dir, { recursive: true });
   if (o.sshReady) writeFileSync(home.vm('web').launch, JSON.stringify({ seed: false, sshReady: true }));
   const w = { state: o.state, held: o.held as { phase: string; done: Promise<void> } | undefined, calls: [] as string[], busyOnce: false };

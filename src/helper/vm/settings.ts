@@ -38,3 +38,13 @@ export async function applySettings(ctx: VmContext, displays: Displays, name: st
   log.info(`${name}: ${Object.entries(fields).map(([k, v]) => `${k} ${v ?? 'default'}`).join(', ')}`);
   ctx.changed(name);
 }
+
+/** VMs marked autostart that are stopped, suspended or crashed are started (resumed), one at a time. */
+export async function autostart(ctx: VmContext, configs: VmConfig[], start: (name: string) => Promise<unknown>): Promise<void> {
+  for (const c of configs.filter((x) => x.autostart)) {
+    const state = ctx.state(c.name);
+    if (state !== 'stopped' && state !== 'suspended' && state !== 'error') continue;
+    log.info(`${c.name}: autostart (${state})`);
+    await start(c.name).catch((e: Error) => log.warn(`${c.name}: autostart failed: ${e.message}`));
+  }
+}
