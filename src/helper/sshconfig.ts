@@ -110,6 +110,9 @@ export function renderSshConfig(entries: SshHostEntry[]): string {
         '  LogLevel ERROR',
         // Wakes a stopped or suspended VM, then relays: ssh, devvm ssh and Remote-SSH alike.
         ...(e.proxy ? [`  ProxyCommand ${proxyCommand(e.proxy)}`] : []),
+        // ssh's ConnectTimeout also bounds the wait for the greeting, i.e. a boot through the
+        // proxy; Remote-SSH prefers a host's own value to its 15 s (vscode-remote-release#9894).
+        ...(e.proxy ? ['  ConnectTimeout 900'] : []),
         '',
       ].join('\n');
     });

@@ -60,7 +60,7 @@ export const helperCommands: Command[] = [
   {
     name: 'helper uninstall',
     usage: '',
-    summary: 'remove the systemd user unit (a running helper keeps running)',
+    summary: 'remove that unit (a running helper keeps running)',
     positionals: 0,
     async run(ctx) {
       const file = unitFile();
