@@ -82,6 +82,9 @@ export class RpcSession implements Session {
         process.stdin.pipe(sock);
         sock.pipe(process.stdout);
       });
+      // ssh went away (EPIPE): end the connection too.
+      process.stdout.on('error', () => sock.destroy());
+      process.stdin.on('error', () => sock.destroy());
       sock.on('error', (e) => {
         if (!connected) reject(new DevvmError('process-failed', `cannot connect to ${host}:${port}: ${e.message}`, 'the VM runs but its SSH port does not answer; see "devvm info"'));
       });
