@@ -232,6 +232,8 @@ export class Vms extends EventEmitter {
   /** ssh-proxy: the VM runs and SSH answers when this resolves (vm/wake.ts). */
   async wake(name: string, progress: Progress): Promise<SshTarget> {
     await wake(this.ctx, { start: (n, pr) => this.start(n, { waitSsh: true }, pr), waitSsh: (n, pr) => this.waitSsh(n, 900, pr) }, name, progress);
+    // The proxy connects next: an idle suspend must not fall in between.
+    this.idle.touch(name);
     return this.sshTarget(name);
   }
 

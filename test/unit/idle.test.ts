@@ -133,3 +133,13 @@ test('settings: minutes, off, default; the VM\'s own wins over the helper\'s def
   assert.equal(idleText(30), 'suspends after 30 min idle');
   assert.equal(idleText(undefined), 'never suspends when idle');
 });
+
+test('touch (ssh-proxy just woke the VM) restarts the idle time, so no suspend falls between the wake and the connection', async () => {
+  const { w, watch, run } = world({ limitMin: 1 });
+  await run(60_000);
+  watch.touch('web');
+  await run(115_000);
+  assert.deepEqual(w.suspends, []);
+  await run(125_000);
+  assert.equal(w.suspends.length, 1);
+});

@@ -129,6 +129,11 @@ export class IdleWatch {
     }
   }
 
+  /** A session is about to begin (ssh-proxy woke the VM and connects next): idle time starts again. */
+  touch(name: string): void {
+    this.lastActive.set(name, this.d.now());
+  }
+
   /** Idle milliseconds so far (null: not watched or in a session at the last look). */
   idleMs(name: string): number | null {
     const since = this.lastActive.get(name);
