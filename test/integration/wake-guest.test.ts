@@ -21,9 +21,9 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const figures: Record<string, number | number[]> = {};
 
 /** `ssh devvm-NAME true` as a user types it: no ConnectTimeout (it would bound the boot). */
-function sshTrue(): { code: number; stderr: string; ms: number } {
+function sshTrue(extra: string[] = []): { code: number; stderr: string; ms: number } {
   const t0 = performance.now();
-  const r = spawnSync('ssh', ['-F', config, '-o', 'BatchMode=yes', `devvm-${VM}`, 'true'], { encoding: 'utf8', timeout: 600_000, env: { ...process.env, DEVVM_HOME: '/nonexistent-other-home' } });
+  const r = spawnSync('ssh', ['-F', config, '-o', 'BatchMode=yes', ...extra, `devvm-${VM}`, 'true'], { encoding: 'utf8', timeout: 600_000, env: { ...process.env, DEVVM_HOME: '/nonexistent-other-home' } });
   return { code: r.status ?? -1, stderr: r.stderr, ms: Math.round(performance.now() - t0) };
 }
 
@@ -50,6 +50,14 @@ test('a running VM: the Host block relays through devvm ssh-proxy, whatever DEVV
   }
   figures.sshRunningMsRuns = ms;
   figures.sshRunningMs = median(ms);
+  // The same without the proxy (ssh to the port itself): what ssh-proxy costs on a running VM.
+  const direct: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = sshTrue(['-o', 'ProxyCommand=none']);
+    assert.equal(r.code, 0, r.stderr);
+    direct.push(r.ms);
+  }
+  figures.sshDirectMs = median(direct);
 });
 
 test('ssh to a suspended VM resumes it and succeeds (wakeOnSshMs)', () => {
