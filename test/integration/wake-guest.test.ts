@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { debianImage, Sandbox, waitFor } from './harness';
@@ -35,7 +35,6 @@ before(async () => {
 });
 
 after(() => {
-  writeFileSync(path.join(path.dirname(sb.home), `devvm-wake-figures-${process.pid}.json`), JSON.stringify(figures));
   console.log(`wake figures: ${JSON.stringify(figures)}`);
   sb.cleanup();
 });
