@@ -19,6 +19,8 @@ export interface Context {
   untilClosed(): Promise<{ closed: Promise<void> }>;
   /** Closes the connection to the helper, runs a program on this terminal, resolves with its exit code. */
   exec(file: string, args: string[]): Promise<number>;
+  /** Closes the connection to the helper, relays stdin/stdout to a TCP port until either side ends (ssh-proxy). */
+  relay(host: string, port: number): Promise<number>;
 }
 
 export interface Args extends Parsed {

@@ -1,10 +1,12 @@
 /** The CLI's connection to the helper (started on demand), its progress line and its output. */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { MessageConnection, RequestType, RequestType0 } from 'vscode-jsonrpc/node';
 import { connect, fromRpcError } from '../shared/client';
+import { DevvmError } from '../shared/errors';
 import { Notify, type RpcErrorData } from '../shared/rpc';
 import { ProgressLine } from './progress';
 import type { Session } from './run';
@@ -65,6 +67,33 @@ export class RpcSession implements Session {
       const child = spawn(file, args, { stdio: 'inherit' });
       child.on('error', () => resolve(127));
       child.on('exit', (code, sig) => resolve(code ?? (sig ? 128 + (os.constants.signals[sig] ?? 0) : 1)));
+    });
+  }
+
+  relay(host: string, port: number): Promise<number> {
+    this.close();
+    return new Promise((resolve, reject) => {
+      const sock = net.connect({ host, port });
+      let connected = false;
+      sock.setNoDelay(true);
+      sock.on('connect', () => {
+        connected = true;
+        // ssh closing our stdin half-closes the connection; sshd's end ends our stdout.
+        process.stdin.pipe(sock);
+        sock.pipe(process.stdout);
+      });
+      // ssh went away (EPIPE): end the connection too.
+      process.stdout.on('error', () => sock.destroy());
+      process.stdin.on('error', () => sock.destroy());
+      sock.on('error', (e) => {
+        if (!connected) reject(new DevvmError('process-failed', `cannot connect to ${host}:${port}: ${e.message}`, 'the VM runs but its SSH port does not answer; see "devvm info"'));
+      });
+      sock.on('close', () => {
+        // stdin would keep the process alive after the connection is gone.
+        process.stdin.unpipe(sock);
+        process.stdin.destroy();
+        if (connected) resolve(0);
+      });
     });
   }
 

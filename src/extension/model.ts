@@ -4,6 +4,7 @@
  */
 import { bytes as formatBytes, date as formatDate, memory as formatMemory } from '../shared/format';
 import { asDevvmError } from '../shared/errors';
+import { idleText } from '../shared/idle';
 import { parseNbdUri } from '../shared/nbduri';
 import type { AttachedDisk, HostUsbDevice, ImageInfo, LayerInfo, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
 import { groupContextValue, vmContextValue } from './menus';
@@ -83,6 +84,11 @@ export function vmItem(s: VmSummary): ItemSpec {
     `CPUs: ${s.cpus}, memory: ${formatMemory(s.memoryMiB)}  `,
     s.sshPort ? `SSH: \`ssh ${s.sshHost}\` (127.0.0.1:${s.sshPort})` : 'SSH: disabled',
   ];
+  const power = [s.idleSuspendMin ? idleText(s.idleSuspendMin) : '', s.autostart ? 'starts with the helper' : ''].filter(Boolean);
+  if (power.length) {
+    lines[lines.length - 1] += '  ';
+    lines.push(`Power: ${power.join(', ')}`);
+  }
   if (s.state === 'deleting') lines.push('', '$(trash) Being deleted: its folder goes once the helper is done. Until then only Show Logs applies.');
   if (s.error) lines.push('', `$(error) ${md(s.error)}`);
   return {

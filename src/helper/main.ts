@@ -3,7 +3,8 @@
  * Started detached by the CLI or the extension; survives them; re-attaches to running
  * VMs after its own restart.
  */
-import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import net from 'node:net';
 import { chooseAccelerator, type AccelChoice } from './accel';
 import { Home } from './filenames';
@@ -16,6 +17,7 @@ import { socketUeventSource, UEVENT_SOCKET_ENV } from './usb/socketsource';
 import { SYSFS_USB_DEVICES } from './usb/sysfs';
 import { Vms } from './vms';
 import { asDevvmError } from '../shared/errors';
+import { idleDefault } from '../shared/idle';
 import { ensurePrivateHome } from '../shared/homecheck';
 import { cacheDir, devvmHome } from '../shared/paths';
 
@@ -51,10 +53,20 @@ async function main(): Promise<void> {
   // We hold the lock: whatever is in tmp was left by a helper that died mid-operation.
   const swept = images.sweepTmp();
   if (swept.length) log.info(`removed ${swept.length} stale temporary entries: ${swept.join(', ')}`);
+  // ssh's ProxyCommand runs the CLI beside this bundle (dist/cli.js) with this node.
+  const cli = path.join(__dirname, 'cli.js');
+  let idleDefaultMin: number | null = null;
+  try {
+    idleDefaultMin = idleDefault(process.env.DEVVM_IDLE_SUSPEND);
+  } catch (e) {
+    log.warn(`DEVVM_IDLE_SUSPEND ignored: ${(e as Error).message}`);
+  }
   const vms = new Vms(home, images, {
     qemuBinary,
     accelerator,
     stopTimeoutMs: Number(process.env.DEVVM_STOP_TIMEOUT_MS) || 90000,
+    cliRunner: existsSync(cli) ? { node: process.execPath, cli, home: home.root, electron: Boolean(process.versions.electron) } : undefined,
+    idleDefaultMin,
   });
   await vms.reattach();
   // Probe now, in the background, so the first start does not wait for it.
@@ -114,6 +126,8 @@ async function main(): Promise<void> {
   process.on('uncaughtException', (e) => log.error(`uncaught: ${e.stack ?? e}`));
   process.on('unhandledRejection', (e) => log.error(`unhandled rejection: ${(e as Error)?.stack ?? e}`));
   log.info(`helper ${process.pid} listening on ${home.socket}`);
+  vms.idle.start();
+  void vms.autostart();
 }
 
 main().catch((e) => {

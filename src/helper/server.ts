@@ -113,6 +113,7 @@ export class Server {
       vmStop: (p) => vms.stop(p.name, p.force ?? false),
       vmDelete: (p) => vms.delete(p.name, p.force ?? false),
       vmSshTarget: (p) => vms.sshTarget(p.name),
+      vmWake: (p, { progress }) => vms.wake(p.name, progress),
       vmSnapshot: (p, { progress }) => vms.snapshot(p.name, p.snapshot, p.ram ?? false, progress),
       vmRestore: (p, { progress }) => vms.restore(p.name, p.snapshot, progress),
       vmSnapshotDelete: (p) => vms.deleteSnapshot(p.name, p.snapshot),

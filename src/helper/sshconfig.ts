@@ -14,6 +14,11 @@ export interface SshHostEntry {
   user: string;
   identityFile: string;
   knownHostsFile: string;
+  /**
+   * The command ssh runs instead of connecting itself (devvm ssh-proxy: wakes the VM, then
+   * relays to its port), as an argument array; absent: ssh connects to the port directly.
+   */
+  proxy?: string[];
 }
 
 export const sshHostAlias = (vm: string) => `devvm-${vm}`;
@@ -42,6 +47,48 @@ function q(value: string, kind: ArgKind): string {
   return `"${v.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
+/**
+ * One word for the shell ssh runs a ProxyCommand with ($SHELL -c "exec ..."): single
+ * quotes, with ' and \ written outside them as \' and \\, which sh, bash, zsh and fish all
+ * read the same (fish takes those two escapes even inside single quotes, so they never go
+ * there). ssh takes the rest of the line verbatim and expands only % tokens: % is doubled.
+ */
+export function shellWord(value: string): string {
+  // ${ is inert here: single quotes, and ProxyCommand expands no variables.
+  if (/[\r\n\0]/.test(value)) throw new DevvmError('invalid-argument', `argument not usable in ssh_config: ${JSON.stringify(value)} contains a line break`, 'use a DEVVM_HOME and install path without it');
+  const v = value.replace(/%/g, '%%');
+  if (v === '') return "''";
+  if (/^[A-Za-z0-9_.\/@:+,=%-]+$/.test(v)) return v;
+  return v
+    .split(/(['\\])/)
+    .map((part) => (part === "'" || part === '\\' ? `\\${part}` : part === '' ? '' : `'${part}'`))
+    .join('');
+}
+
+/** A ProxyCommand line's value from an argument array. */
+export function proxyCommand(argv: readonly string[]): string {
+  if (argv.length === 0) throw new DevvmError('invalid-argument', 'empty ProxyCommand');
+  return argv.map(shellWord).join(' ');
+}
+
+/** How the helper runs devvm's CLI: this node (or Electron as node) and dist/cli.js. */
+export interface CliRunner {
+  node: string;
+  cli: string;
+  home: string;
+  /** The helper runs on Electron (started by the extension): the CLI needs ELECTRON_RUN_AS_NODE too. */
+  electron: boolean;
+}
+
+/**
+ * `devvm ssh-proxy VM` for the helper of `home`, whatever DEVVM_HOME the ssh caller has.
+ * null when env(1) would take the node or cli path for an assignment (it contains "=").
+ */
+export function sshProxyArgv(r: CliRunner, vm: string): string[] | null {
+  if (r.node.includes('=') || r.cli.includes('=')) return null;
+  return ['/usr/bin/env', `DEVVM_HOME=${r.home}`, ...(r.electron ? ['ELECTRON_RUN_AS_NODE=1'] : []), r.node, r.cli, 'ssh-proxy', vm];
+}
+
 export function renderSshConfig(entries: SshHostEntry[]): string {
   const blocks = entries
     .slice()
@@ -61,6 +108,11 @@ export function renderSshConfig(entries: SshHostEntry[]): string {
         '  StrictHostKeyChecking yes',
         '  CheckHostIP no',
         '  LogLevel ERROR',
+        // Wakes a stopped or suspended VM, then relays: ssh, devvm ssh and Remote-SSH alike.
+        ...(e.proxy ? [`  ProxyCommand ${proxyCommand(e.proxy)}`] : []),
+        // ssh's ConnectTimeout also bounds the wait for the greeting, i.e. a boot through the
+        // proxy; Remote-SSH prefers a host's own value to its 15 s (vscode-remote-release#9894).
+        ...(e.proxy ? ['  ConnectTimeout 900'] : []),
         '',
       ].join('\n');
     });

@@ -15,6 +15,10 @@ export interface VmConfig {
   /** A screen (virtio-vga + VNC on vnc.sock) that follows the Display tab ('auto') or keeps a size; absent: none. */
   display?: DisplaySize;
   sshPort: number;
+  /** Minutes without an SSH session or console before an idle suspend, or "off"; absent: the helper's default. */
+  idleSuspend?: number | 'off';
+  /** Started (or resumed) when the helper starts. */
+  autostart?: boolean;
   mac: string;
   instanceId: string;
   createdAt: string;

@@ -22,7 +22,7 @@ import type { Images, Progress } from './images';
 import { LayerPool } from './layerpool';
 import { layerInfo } from './layers';
 import { log } from './log';
-import { sshHostAlias, writeSshConfig } from './sshconfig';
+import { sshHostAlias, sshProxyArgv, writeSshConfig, type CliRunner } from './sshconfig';
 import type { VmConfig } from './vmconfig';
 import { admit, instanceFiles, poolOverlay, type VmContext } from './vm/context';
 import { Builder, realProvisioner, type Provisioner } from './vm/create';
@@ -38,6 +38,9 @@ import { waitSsh } from './vm/sshready';
 import { Making } from './vm/making';
 import { Power } from './vm/power';
 import { VmStore } from './vm/store';
+import { IdleWatch, procTables } from './vm/idle';
+import { applySettings, autostart, idleLimit } from './vm/settings';
+import { wake } from './vm/wake';
 
 export interface VmsOptions {
   qemuBinary: string;
@@ -48,6 +51,10 @@ export interface VmsOptions {
   driver?: Driver;
   /** ssh-keygen, openssl, genisoimage; unit tests pass a fake. */
   provisioner?: Provisioner;
+  /** How ssh runs devvm's CLI for the Host blocks' ProxyCommand (wake on SSH); absent: none. */
+  cliRunner?: CliRunner;
+  /** Idle suspend minutes for VMs without their own setting (DEVVM_IDLE_SUSPEND); null: off. */
+  idleDefaultMin?: number | null;
 }
 
 export class Vms extends EventEmitter {
@@ -66,6 +73,7 @@ export class Vms extends EventEmitter {
   private readonly power: Power;
   private readonly making: Making;
   private readonly displays: Displays;
+  readonly idle: IdleWatch;
 
   constructor(
     private readonly home: Home,
@@ -109,6 +117,20 @@ export class Vms extends EventEmitter {
       usedPorts,
     });
     this.displays = new Displays(this.ctx);
+    this.idle = new IdleWatch({
+      now: () => Date.now(),
+      vms: () =>
+        this.runningNames()
+          .filter((n) => !this.locks.get(n))
+          .map((n) => {
+            const c = this.config(n);
+            const f = home.vm(n);
+            return { name: n, limitMin: idleLimit(c, this.idleDefault), sshPort: c.ssh ? c.sshPort : null, consoles: [f.serial, f.vnc], ownClients: this.displays.ownClients(n) };
+          }),
+      ...procTables,
+      suspend: (n) => this.suspend(n, () => {}),
+      log: (m) => log.info(m),
+    });
     this.making = new Making(this.ctx, { builder: this.builder, power: this.power, snaps: this.snaps, writeSshConfig: () => this.writeSshConfig() });
   }
 
@@ -141,6 +163,9 @@ export class Vms extends EventEmitter {
     const c = this.store.read(name);
     const s: VmSummary = { name, state: this.state(name), image: c.image, user: c.user, sshHost: sshHostAlias(name), sshPort: c.ssh ? c.sshPort : null, cpus: c.cpus, memoryMiB: c.memoryMiB };
     if (c.display) s.display = c.display;
+    const idle = idleLimit(c, this.idleDefault);
+    if (idle) s.idleSuspendMin = idle;
+    if (c.autostart) s.autostart = true;
     const error = s.state === 'error' ? c.crashed?.reason : c.provisionError;
     if (error) s.error = error;
     return s;
@@ -202,6 +227,23 @@ export class Vms extends EventEmitter {
     const c = this.config(name);
     if (!c.ssh) throw new DevvmError('invalid-state', `SSH is disabled for VM "${name}"`, 'it was created with --no-ssh; use the serial console');
     return { configFile: this.home.sshConfig, host: sshHostAlias(name), user: c.user, port: c.sshPort };
+  }
+
+  /** ssh-proxy: the VM runs and SSH answers when this resolves (vm/wake.ts). */
+  async wake(name: string, progress: Progress): Promise<SshTarget> {
+    await wake(this.ctx, { start: (n, pr) => this.start(n, { waitSsh: true }, pr), waitSsh: (n, pr) => this.waitSsh(n, 900, pr) }, name, progress);
+    // The proxy connects next: an idle suspend must not fall in between.
+    this.idle.touch(name);
+    return this.sshTarget(name);
+  }
+
+  private get idleDefault(): number | null {
+    return this.opts.idleDefaultMin ?? null;
+  }
+
+  /** At helper start: VMs marked autostart that are not running are started (a suspended one resumes). */
+  autostart(): Promise<void> {
+    return autostart(this.ctx, this.configs(), (n) => this.start(n, {}, () => {}));
   }
 
   layerTree(): Promise<LayerNode[]> {
@@ -317,7 +359,10 @@ export class Vms extends EventEmitter {
   writeSshConfig(): void {
     const entries = this.configs()
       .filter((c) => c.ssh)
-      .map((c) => ({ vm: c.name, port: c.sshPort, user: c.user, identityFile: this.home.privateKey, knownHostsFile: this.home.knownHosts(c.name) }));
+      .map((c) => {
+        const proxy = this.opts.cliRunner ? sshProxyArgv(this.opts.cliRunner, c.name) : null;
+        return { vm: c.name, port: c.sshPort, user: c.user, identityFile: this.home.privateKey, knownHostsFile: this.home.knownHosts(c.name), ...(proxy ? { proxy } : {}) };
+      });
     writeSshConfig(this.home.sshConfig, entries);
   }
 
@@ -483,7 +528,7 @@ export class Vms extends EventEmitter {
   // ---- the machine and its display (vm/display.ts) -------------------------
 
   async set(name: string, p: Omit<SetParams, 'name'>): Promise<VmSummary> {
-    await this.displays.set(name, p);
+    await applySettings(this.ctx, this.displays, name, p);
     return this.summary(name);
   }
 
@@ -502,6 +547,7 @@ export class Vms extends EventEmitter {
   /** For helper shutdown in tests: leave VMs running unless asked. */
   async shutdown(stopVms: boolean): Promise<void> {
     this.watch.stopAll();
+    this.idle.stop();
     for (const [name, inst] of this.instances) {
       this.instances.delete(name);
       if (stopVms) await inst.stop(true, 0);

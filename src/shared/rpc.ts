@@ -5,6 +5,7 @@
  */
 import { NotificationType, NotificationType0, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import { displaySize } from './display';
+import { idleSetting } from './idle';
 import * as S from './schema';
 import * as v from './validate';
 import type { AttachedDisk, DisplayInfo, DisplayResizeResult, DoctorReport, HelperInfo, HostUsbDevice, ImageInfo, LayerNode, NbdExport, Screenshot, SnapshotInfo, VmInfo, VmSummary } from './types';
@@ -47,12 +48,19 @@ export const Params = {
     display: S.optional(S.bool),
     /** "auto" (default: follows the Display tab) or "WxH"; implies `display`. */
     displaySize: S.optional(S.rule(displaySize)),
+    /** Suspend after this many minutes without an SSH session or console client; "off"; default: the helper's. */
+    idleSuspend: S.optional(S.rule(idleSetting)),
+    /** Started (or resumed) whenever the helper starts. */
+    autostart: S.optional(S.bool),
   }),
   /** Changes a stopped VM's machine (a suspended one keeps the machine its saved state needs). */
   set: S.object({
     name: vm,
     display: S.optional(S.bool),
     displaySize: S.optional(S.rule(displaySize)),
+    /** Settings any VM may change in any state (no machine change): idle suspend and autostart. */
+    idleSuspend: S.optional(S.rule(idleSetting)),
+    autostart: S.optional(S.bool),
   }),
   /** The Display tab's size in CSS pixels; the helper fits it to the limits (shared/display.ts). */
   displayResize: S.object({ name: vm, width: S.int(1, 65535), height: S.int(1, 65535) }),
@@ -65,6 +73,8 @@ export const Params = {
     /** A suspended VM resumes from its saved RAM state unless this is set (then it cold boots). */
     discardState: S.optional(S.bool),
   }),
+  /** ssh-proxy: make the VM run (boot or resume) until SSH answers. */
+  wake: S.object({ ...withProgress, name: vm }),
   stop: S.object({ ...withProgress, name: vm, force: S.optional(S.bool) }),
   suspend: S.object({ ...withProgress, name: vm }),
   delete: S.object({ name: vm, force: S.optional(S.bool) }),
@@ -187,6 +197,8 @@ export const Rpc = {
   vmSuspend: request<VmSummary>()('vm/suspend', Params.suspend),
   vmDelete: request<void>()('vm/delete', Params.delete),
   vmSshTarget: request<SshTarget>()('vm/sshTarget', Params.name),
+  /** Boots or resumes the VM if needed and waits until SSH answers (a running one answers at once). */
+  vmWake: request<SshTarget>()('vm/wake', Params.wake),
   vmSnapshot: request<SnapshotInfo & { pauseMs: number }>()('vm/snapshot', Params.snapshot),
   vmRestore: request<VmSummary>()('vm/restore', Params.restore),
   vmSnapshotDelete: request<void>()('vm/snapshotDelete', Params.snapshotDelete),

@@ -18,6 +18,10 @@ export interface VmSummary {
   error?: string;
   /** Present when the VM has a display: it follows the Display tab ('auto') or keeps one size. */
   display?: DisplaySize;
+  /** Minutes without an SSH session or console client after which it is suspended (its own setting or the default); absent: never. */
+  idleSuspendMin?: number;
+  /** Started or resumed when the helper starts. */
+  autostart?: boolean;
 }
 
 export type LayerRole = 'overlay' | 'snapshot' | 'cache' | 'base';

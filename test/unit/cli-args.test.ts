@@ -3,12 +3,13 @@
  * and params, exactly), or a usage error with exit 2 and no RPC call at all.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { COMMANDS } from '../../src/cli/commands';
-import { cli } from './cli-fake';
+import { cli, FakeSession } from './cli-fake';
+import { run } from '../../src/cli/run';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'devvm-cli-args-'));
 const pw = path.join(tmp, 'pw');
@@ -16,6 +17,8 @@ writeFileSync(pw, 'secret\n');
 const pub = path.join(tmp, 'id.pub');
 writeFileSync(pub, 'ssh-ed25519 AAAAC3Nza alice@host\n');
 const abs = (p: string) => path.resolve(p);
+// helper install writes the unit under XDG_CONFIG_HOME: here, not the user's.
+process.env.XDG_CONFIG_HOME = path.join(tmp, 'config');
 const T = '<token>';
 
 const vm = { name: 'web', state: 'running', image: 'debian-12', user: 'alice', sshHost: 'devvm-web', sshPort: 2222, cpus: 2, memoryMiB: 2048 };
@@ -27,6 +30,7 @@ const answers: Record<string, unknown> = {
   'vm/start': vm, 'vm/stop': { ...vm, state: 'stopped' }, 'vm/suspend': { ...vm, state: 'suspended' },
   'vm/restore': vm, 'vm/clone': { ...vm, name: 'copy' },
   'vm/snapshot': { name: 's1', layer: 'l1', ram: false, createdAt: '' },
+  'vm/wake': { configFile: '/h/ssh_config', host: 'devvm-web', user: 'alice', port: 2222 },
   'vm/sshTarget': { configFile: '/h/ssh_config', host: 'devvm-web', user: 'alice', port: 2222 },
   'layer/tree': [],
   'disk/attach': { id: 'xd1', source: '/f', bus: 'virtio', readOnly: false },
@@ -70,6 +74,12 @@ const ok: Array<[string[], Expect]> = [
   [['set', 'web', '--display', 'on'], [['vm/set', { name: 'web', display: true }]]],
   [['set', 'web', '--display', 'off'], [['vm/set', { name: 'web', display: false }]]],
   [['set', 'web', '--display-size', 'auto'], [['vm/set', { name: 'web', displaySize: 'auto' }]]],
+  [['set', 'web', '--idle-suspend', '30'], [['vm/set', { name: 'web', idleSuspend: 30 }]]],
+  [['set', 'web', '--idle-suspend', 'off', '--autostart', 'on'], [['vm/set', { name: 'web', idleSuspend: 'off', autostart: true }]]],
+  [['set', 'web', '--idle-suspend', 'default', '--autostart', 'off'], [['vm/set', { name: 'web', idleSuspend: 'default', autostart: false }]]],
+  [['create', 'web', '--image', 'd', '--user', 'a', '--idle-suspend', '15', '--autostart'],
+    [['vm/create', { name: 'web', image: 'd', user: 'a', sshKeys: [], autologin: false, ssh: true, idleSuspend: 15, autostart: true, start: false, waitSsh: false, progressToken: T }]]],
+  [['ssh-proxy', 'web'], [['vm/wake', { name: 'web', progressToken: T }]]],
   [['display', 'web'], [['vm/display', { name: 'web' }]]],
   [['display', 'web', '--size', '1024x640'], [['vm/displayResize', { name: 'web', width: 1024, height: 640 }], ['vm/display', { name: 'web' }]]],
   [['screenshot', 'web', path.join(os.tmpdir(), `devvm-cli-shot-${process.pid}.png`)], [['vm/screenshot', { name: 'web' }]]],
@@ -111,6 +121,8 @@ const ok: Array<[string[], Expect]> = [
   [['doctor'], [['helper/doctor']]],
   [['helper', 'status'], [['helper/ping']]],
   [['helper', 'stop', '--stop-vms'], [['helper/shutdown', { stopVms: true }]]],
+  [['helper', 'install'], []],
+  [['helper', 'uninstall'], []],
 ];
 
 for (const [argv, expected] of ok) {
@@ -132,6 +144,38 @@ test('ssh runs ssh -F <the helper\'s config file> <host>, and -- CMD... untouche
   assert.deepEqual((await cli(['ssh', 'web', '--', 'uname', '-a', '--json'], answers)).session.execs, [['ssh', ['-F', '/h/ssh_config', 'devvm-web', '--', 'uname', '-a', '--json']]]);
 });
 
+test('ssh-proxy relays to the port the helper names, after it woke the VM', async () => {
+  const r = await cli(['ssh-proxy', 'web'], answers);
+  assert.deepEqual(r.session.relays, [['127.0.0.1', 2222]]);
+  assert.equal(r.stdout, '', 'nothing of its own on stdout: that is the SSH stream');
+});
+
+test('helper install writes the user unit and enables it through systemctl --user; uninstall disables and removes it', async () => {
+  const unit = path.join(tmp, 'config', 'systemd', 'user', 'devvm-helper.service');
+  const i = await cli(['helper', 'install'], answers);
+  assert.equal(i.code, 0, i.stderr);
+  assert.deepEqual(i.session.execs, [['systemctl', ['--user', 'daemon-reload']], ['systemctl', ['--user', 'enable', 'devvm-helper.service']]]);
+  assert.match(readFileSync(unit, 'utf8'), /^ExecStart=".*" ".*helper\.js"$/m);
+  assert.match(i.session.texts[0]!, /enabled it/);
+  const u = await cli(['helper', 'uninstall'], answers);
+  assert.deepEqual(u.session.execs, [['systemctl', ['--user', 'disable', 'devvm-helper.service']], ['systemctl', ['--user', 'daemon-reload']]]);
+  assert.ok(!existsSync(unit));
+  assert.match((await cli(['helper', 'uninstall'], answers)).session.texts[0]!, /nothing to remove/);
+});
+
+test('helper install without a user bus: the unit is written and the output says it is not enabled', async () => {
+  const s = new FakeSession(answers);
+  s.exec = async (file, args) => (s.execs.push([file, args]), 1);
+  let out = '';
+  assert.equal(await run(['helper', 'install', '--json'], s, { stdout: (t) => (out += t), stderr: () => {} }), 0);
+  assert.equal(s.execs.length, 1, 'no enable after daemon-reload failed');
+  assert.equal((s.printed[0] as { enabled: boolean }).enabled, false);
+  const t = new FakeSession(answers);
+  t.exec = async () => 1;
+  await run(['helper', 'install'], t, { stdout: () => {}, stderr: () => {} });
+  assert.match(t.texts[0]!, /did not enable it: systemctl --user does not work here/);
+});
+
 const usage: Array<[string[], RegExp]> = [
   [[], /^$/],
   [['frobnicate'], /unknown command "frobnicate"/],
@@ -143,6 +187,11 @@ const usage: Array<[string[], RegExp]> = [
   [['create', 'web', '--image', 'd', '--user', 'a', '--cpus', 'two'], /--cpus must be a whole number, got "two"/],
   [['set', 'web', '--display', 'yes'], /--display must be on or off, got "yes"/],
   [['display', 'web', '--size', 'auto'], /--size takes WIDTHxHEIGHT/],
+  [['set', 'web', '--idle-suspend', '0'], /--idle-suspend must be minutes/],
+  [['set', 'web', '--idle-suspend', 'soon'], /--idle-suspend must be minutes/],
+  [['set', 'web', '--autostart', 'yes'], /--autostart must be on or off/],
+  [['create', 'web', '--image', 'd', '--user', 'a', '--idle-suspend', 'default'], /--idle-suspend must be minutes \(1-10080\) or off/],
+  [['ssh-proxy'], /missing argument/],
   [['screenshot', 'web', 'shot.jpg'], /give a FILE.png/],
   [['create', 'web', '--image', 'd', '--user', 'a', '--memory', '1.5'], /--memory must be a whole number/],
   [['start', 'web', '--timeout', 'soon'], /--timeout must be a whole number/],

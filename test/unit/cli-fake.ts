@@ -15,6 +15,7 @@ export class FakeSession implements Session {
   printed: unknown[] = [];
   texts: string[] = [];
   execs: Array<[string, string[]]> = [];
+  relays: Array<[string, number]> = [];
   closed = false;
 
   /** method -> result (or a function of the params); a DevvmError result is thrown. */
@@ -47,6 +48,11 @@ export class FakeSession implements Session {
 
   async exec(file: string, args: string[]): Promise<number> {
     this.execs.push([file, args]);
+    return 0;
+  }
+
+  async relay(host: string, port: number): Promise<number> {
+    this.relays.push([host, port]);
     return 0;
   }
 

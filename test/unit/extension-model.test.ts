@@ -274,3 +274,10 @@ test('Remote-SSH: exact folder URI, extension per product, connected VM from the
   assert.equal(vmFromRemoteAuthority('ssh-remote+otherhost'), undefined);
   assert.equal(vmFromRemoteAuthority(undefined), undefined);
 });
+
+test('the tooltip says when a VM suspends when idle and whether it starts with the helper', () => {
+  const base = { name: 'web', state: 'running' as const, image: 'd', user: 'u', sshHost: 'devvm-web', sshPort: 2222, cpus: 2, memoryMiB: 2048 };
+  assert.match(vmItem({ ...base, idleSuspendMin: 30 }).tooltip, /Power: suspends after 30 min idle$/);
+  assert.match(vmItem({ ...base, idleSuspendMin: 5, autostart: true }).tooltip, /Power: suspends after 5 min idle, starts with the helper$/);
+  assert.ok(!vmItem(base).tooltip.includes('Power:'));
+});

@@ -6,7 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { ensureInclude, renderSshConfig } from '../../src/helper/sshconfig';
+import { ensureInclude, proxyCommand, renderSshConfig, sshProxyArgv } from '../../src/helper/sshconfig';
 
 test('one pinned Host block per VM', () => {
   const text = renderSshConfig([
@@ -125,4 +125,37 @@ test('a DEVVM_HOME with % and spaces: ssh reads the right key, known_hosts and I
   const gi = spawnSync('ssh', ['-G', '-F', user, 'devvm-x'], { encoding: 'utf8' });
   assert.equal(gi.status, 0, gi.stderr);
   assert.ok(gi.stdout.includes('\nport 40022\n'), gi.stdout);
+});
+
+test('ProxyCommand: an argument array that ssh and the shell hand over intact, spaces, quotes, % and backslashes included', { skip: spawnSync('ssh', ['-V']).error ? 'no ssh' : false }, async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'devvm-ssh-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const odd = path.join(dir, `inst all "q" it's 100%h \\x \${HOME} $(id) #c`);
+  mkdirSync(odd);
+  const script = path.join(odd, 'proxy.js');
+  const out = path.join(dir, 'argv.json');
+  // Records its arguments, then closes: ssh gives up, having run us.
+  writeFileSync(script, `require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(process.argv.slice(2)));\n`);
+  const args = ['ssh-proxy', 'x', '', 'a b', "it's", 'back\\slash', '100%', '%h', '${HOME}', '$HOME', '"dq"', '`id`', '; exit 1', 'tab\there', '*'];
+  const proxy = [process.execPath, script, ...args];
+  const cfg = path.join(dir, 'ssh_config');
+  writeFileSync(cfg, renderSshConfig([{ vm: 'x', port: 40022, user: 'alice', identityFile: '/dev/null', knownHostsFile: '/dev/null', proxy }]));
+  assert.match(readFileSync(cfg, 'utf8'), /\n  ProxyCommand .*proxy\.js/);
+  for (const shell of ['/bin/sh', '/bin/bash', '/usr/bin/zsh', '/usr/bin/fish'].filter((s) => existsSync(s))) {
+    rmSync(out, { force: true });
+    spawnSync('ssh', ['-F', cfg, '-o', 'BatchMode=yes', 'devvm-x', 'true'], { env: { ...process.env, SHELL: shell }, encoding: 'utf8', timeout: 30_000 });
+    assert.ok(existsSync(out), `${shell}: the proxy ran`);
+    assert.deepEqual(JSON.parse(readFileSync(out, 'utf8')), args, shell);
+  }
+  assert.throws(() => proxyCommand(['/a\nb']), /line break/);
+});
+
+test('the proxy argv names this helper\'s home, Electron runs as node, and a path env(1) would misread is refused', () => {
+  const r = { node: '/usr/bin/node', cli: '/opt/devvm/dist/cli.js', home: '/h', electron: false };
+  assert.deepEqual(sshProxyArgv(r, 'web'), ['/usr/bin/env', 'DEVVM_HOME=/h', '/usr/bin/node', '/opt/devvm/dist/cli.js', 'ssh-proxy', 'web']);
+  assert.deepEqual(sshProxyArgv({ ...r, electron: true }, 'web')?.slice(0, 3), ['/usr/bin/env', 'DEVVM_HOME=/h', 'ELECTRON_RUN_AS_NODE=1']);
+  assert.equal(sshProxyArgv({ ...r, cli: '/opt/a=b/cli.js' }, 'web'), null);
+  assert.equal(proxyCommand(['/usr/bin/env', 'DEVVM_HOME=/my home', 'x']), "/usr/bin/env 'DEVVM_HOME=/my home' x");
+  // Without a proxy the block is as before: ssh connects to the port itself.
+  assert.ok(!renderSshConfig([{ vm: 'x', port: 1, user: 'u', identityFile: '/i', knownHostsFile: '/k' }]).includes('ProxyCommand'));
 });

@@ -1,11 +1,10 @@
-/** A VM's screen from a terminal: turn it on or off, look at it, resize it, attach a VNC viewer. */
+/** A VM's screen from a terminal: look at it, resize it, attach a VNC viewer (turning it on or off: set.ts). */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { displaySize, sizeText, type DisplaySize, type Size } from '../../shared/display';
 import { Rpc } from '../../shared/rpc';
-import { vmStateLine } from '../../shared/format';
 import type { DisplayInfo } from '../../shared/types';
-import { choice, str, UsageError } from '../args';
+import { str, UsageError } from '../args';
 import type { Command } from '../command';
 
 /** "follows the view (boots at 1920x1200)" or "1280x800" or "none". */
@@ -37,19 +36,6 @@ function size(s: string | undefined): Size | undefined {
 }
 
 export const displayCommands: Command[] = [
-  {
-    name: 'set',
-    usage: 'NAME [--display on|off] [--display-size WxH|auto]',
-    summary: 'change a stopped VM: its display (auto: follows the\nDisplay tab; WxH: stays at that size)',
-    options: { display: { type: 'string' }, 'display-size': { type: 'string' } },
-    positionals: 1,
-    async run(ctx, { values, positionals }) {
-      const on = choice('--display', values.display, ['on', 'off'] as const);
-      const ds = str(values['display-size']);
-      const s = await ctx.call(Rpc.vmSet, { name: positionals[0]!, ...(on ? { display: on === 'on' } : {}), ...(ds !== undefined ? { displaySize: displaySize(ds) } : {}) });
-      ctx.print(s, () => `${vmStateLine(s)}; display ${displayText(s.display)}`);
-    },
-  },
   {
     name: 'display',
     usage: 'NAME [--size WxH]',

@@ -9,6 +9,7 @@ import { displayCommands } from './display';
 import { doctorCommands } from './doctor';
 import { helperCommands } from './helper';
 import { imageCommands } from './image';
+import { setCommands } from './set';
 import { sshCommands } from './ssh';
 import { snapshotCommands } from './snapshot';
 import { usbCommands } from './usb';
@@ -18,6 +19,7 @@ export const COMMANDS: readonly Command[] = [
   ...imageCommands,
   ...vmCommands,
   ...sshCommands.filter((c) => c.name === 'ssh'),
+  ...setCommands,
   ...displayCommands,
   ...snapshotCommands,
   ...diskCommands,

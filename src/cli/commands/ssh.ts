@@ -23,6 +23,16 @@ export const sshCommands: Command[] = [
     },
   },
   {
+    name: 'ssh-proxy',
+    usage: 'NAME',
+    summary: "ssh's ProxyCommand in devvm's ssh_config: starts or\nresumes the VM, then relays to its SSH port",
+    positionals: 1,
+    async run(ctx, { positionals }) {
+      const t = await ctx.call(Rpc.vmWake, ctx.withToken({ name: positionals[0]! }));
+      return ctx.relay('127.0.0.1', t.port);
+    },
+  },
+  {
     name: 'ssh-config',
     usage: '[--include [--user-config FILE]]',
     summary: "devvm's ssh_config; --include adds it to ~/.ssh/config",

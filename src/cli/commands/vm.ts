@@ -11,6 +11,8 @@ import * as v from '../../shared/validate';
 import { int, str, UsageError, type Values } from '../args';
 import type { Command } from '../command';
 import { displayText } from './display';
+import { idleArg } from './set';
+import { idleText } from '../../shared/idle';
 
 function readPassword(values: Values): string | undefined {
   let raw: string;
@@ -44,7 +46,7 @@ const startOptions = { 'wait-ssh': { type: 'boolean' }, timeout: { type: 'string
 export const vmCommands: Command[] = [
   {
     name: 'create',
-    usage: 'NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]\n[--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]\n[--display] [--display-size WxH|auto] [--start] [--wait-ssh]',
+    usage: 'NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]\n[--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]\n[--display] [--display-size WxH|auto] [--idle-suspend MIN|off] [--autostart]\n[--start] [--wait-ssh]',
     summary: 'a new VM on a base image (one small overlay)',
     options: {
       image: { type: 'string' }, user: { type: 'string' }, 'full-name': { type: 'string' },
@@ -52,12 +54,14 @@ export const vmCommands: Command[] = [
       'ssh-key': { type: 'string', multiple: true }, autologin: { type: 'boolean' }, 'no-ssh': { type: 'boolean' },
       cpus: { type: 'string' }, memory: { type: 'string' }, disk: { type: 'string' },
       display: { type: 'boolean' }, 'display-size': { type: 'string' },
+      'idle-suspend': { type: 'string' }, autostart: { type: 'boolean' },
       start: { type: 'boolean' }, 'wait-ssh': { type: 'boolean' },
     },
     positionals: 1,
     async run(ctx, { values, positionals }) {
       if (!values.image) throw new UsageError('--image is required');
       if (values['password-stdin'] && values['password-file']) throw new UsageError('use either --password-stdin or --password-file');
+      const idle = idleArg(values['idle-suspend'], false);
       const s = await ctx.call(Rpc.vmCreate, ctx.withToken({
         name: positionals[0]!,
         image: values.image as string,
@@ -72,6 +76,8 @@ export const vmCommands: Command[] = [
         diskGiB: int('--disk', values.disk),
         ...(values.display ? { display: true } : {}),
         ...(typeof values['display-size'] === 'string' ? { displaySize: displaySize(values['display-size']) } : {}),
+        ...(idle !== undefined ? { idleSuspend: idle } : {}),
+        ...(values.autostart ? { autostart: true } : {}),
         start: Boolean(values.start || values['wait-ssh']),
         waitSsh: Boolean(values['wait-ssh']),
       }));
@@ -155,6 +161,7 @@ export const vmCommands: Command[] = [
         `  ssh ${i.ssh ? `${i.sshHost} -> 127.0.0.1:${i.sshPort}` : 'disabled'}, autologin ${i.autologin ? 'on' : 'off'}, first setup ${i.provisioned ? 'done' : 'pending'}`,
         `  ${i.pid ? `qemu pid ${i.pid} (${i.accelerator})` : 'not running'}; files in ${i.dir}`,
         `  display ${displayText(i.display)}${i.display ? ` (devvm display ${i.name})` : ''}`,
+        `  ${idleText(i.idleSuspendMin)}, autostart ${i.autostart ? 'on' : 'off'} (devvm set ${i.name} --idle-suspend MIN|off --autostart on|off)`,
         `  serial console log: ${i.serialLog}`,
         `  layers (top first, ${bytes(i.layers.reduce((a, l) => a + l.actualSize, 0))} on disk):`,
         table(i.layers.map((l) => layerRow(l, '    '))),

@@ -48,6 +48,8 @@ export class Displays {
   private readonly lanes = new Map<string, Lane>();
   /** The size each VM was last asked for: a new QEMU (a start, a resume) boots at its boot size and is asked again. */
   private readonly wanted = new Map<string, Size>();
+  /** VMs whose instance the driver has an RFB connection to (made by the first size, resize or reassert). */
+  private readonly connected = new Set<string>();
 
   constructor(private readonly ctx: VmContext) {}
 
@@ -67,7 +69,10 @@ export class Displays {
     const display = cfg.display ?? null;
     const inst = state === 'running' && display ? this.ctx.instance(name) : undefined;
     let size: Size | null = null;
-    if (inst?.display) size = await inst.display.size().catch(() => null);
+    if (inst?.display) {
+      this.connected.add(name);
+      size = await inst.display.size().catch(() => null);
+    }
     return {
       name,
       state,
@@ -82,6 +87,7 @@ export class Displays {
   /** Fits `view` (CSS pixels) to the limits and asks the guest for it; see the lane above. */
   async resize(name: string, view: Size): Promise<DisplayResizeResult> {
     const ops = this.ops(name, 'display');
+    this.connected.add(name);
     const cfg = this.ctx.store.read(name);
     if (cfg.display !== 'auto') throw new DevvmError('invalid-state', `VM "${name}" keeps its display at ${cfg.display!.width}x${cfg.display!.height}`, `make it follow the view: devvm set ${name} --display-size auto (while stopped)`);
     const requested = guestSizeFor(view);
@@ -132,8 +138,15 @@ export class Displays {
    * QEMU starts at the boot size); a booting one gets it when its driver sets a mode.
    */
   adopted(name: string, inst: Instance): void {
+    this.connected.delete(name);
     const w = this.wanted.get(name);
+    if (w && inst.display && this.ctx.store.read(name).display === 'auto') this.connected.add(name);
     if (w && inst.display && this.ctx.store.read(name).display === 'auto') void inst.display.reassert(w).catch(() => {});
+  }
+
+  /** The helper's own connections to the VM's VNC server (idle counting subtracts them). */
+  ownClients(name: string): number {
+    return this.connected.has(name) ? 1 : 0;
   }
 
   async screenshot(name: string): Promise<Screenshot> {

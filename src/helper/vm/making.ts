@@ -7,6 +7,7 @@ import { mkdirSync, existsSync, statfsSync } from 'node:fs';
 import os from 'node:os';
 import { DevvmError } from '../../shared/errors';
 import type { CreateParams } from '../../shared/rpc';
+import { settingsOf } from './settings';
 import * as v from '../../shared/validate';
 import type { Progress } from '../images';
 import { log } from '../log';
@@ -70,7 +71,7 @@ export class Making {
         await this.buildVm(
           name,
           { image: imageName, img, parent: null, diskGiB },
-          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB, ...displayOf(p) }),
+          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB, ...displayOf(p), ...settingsOf(p) }),
           async (cfg, clientKey) => ({ hostname: name, instanceId: cfg.instanceId, user, fullName, passwordHash: await hashing, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey, ...sshKeys] }),
           progress,
         );

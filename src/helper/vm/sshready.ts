@@ -66,7 +66,8 @@ export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, 
       // sshd answers before logins are allowed (systemd-user-sessions).
       if (launchRecord(ctx, name).sshReady) return;
       try {
-        await run('ssh', ['-F', ctx.home.sshConfig, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', sshHostAlias(name), 'true'], { timeoutMs: 30000 });
+        // ProxyCommand=none: the Host block's proxy (ssh-proxy) would wait for this very check.
+        await run('ssh', ['-F', ctx.home.sshConfig, '-o', 'ProxyCommand=none', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', sshHostAlias(name), 'true'], { timeoutMs: 30000 });
         if (ctx.instance(name)?.alive) writeJsonAtomic(f.launch, { ...launchRecord(ctx, name), sshReady: true } satisfies LaunchRecord);
         return;
       } catch (e) {
