@@ -10,6 +10,7 @@ import type { VmSummary } from '../../shared/types';
 import * as v from '../../shared/validate';
 import { int, str, UsageError, type Values } from '../args';
 import type { Command } from '../command';
+import { agentText } from '../../shared/agent';
 import { displayText } from './display';
 
 function readPassword(values: Values): string | undefined {
@@ -155,6 +156,7 @@ export const vmCommands: Command[] = [
         `  ssh ${i.ssh ? `${i.sshHost} -> 127.0.0.1:${i.sshPort}` : 'disabled'}, autologin ${i.autologin ? 'on' : 'off'}, first setup ${i.provisioned ? 'done' : 'pending'}`,
         `  ${i.pid ? `qemu pid ${i.pid} (${i.accelerator})` : 'not running'}; files in ${i.dir}`,
         `  display ${displayText(i.display)}${i.display ? ` (devvm display ${i.name})` : ''}`,
+        ...(i.agent ? [`  agent: ${agentText(i.agent)}`] : []),
         `  serial console log: ${i.serialLog}`,
         `  layers (top first, ${bytes(i.layers.reduce((a, l) => a + l.actualSize, 0))} on disk):`,
         table(i.layers.map((l) => layerRow(l, '    '))),

@@ -41,6 +41,8 @@ export interface InstanceFiles {
   displaySocket: string;
   /** Where the engine writes a screenshot for the helper to read. */
   screendump: string;
+  /** The guest agent's channel (a unix socket the engine serves, 0600). */
+  agentSocket: string;
 }
 
 export interface LaunchSpec {
@@ -143,12 +145,45 @@ export interface DisplayOps {
   screenshot(): Promise<Buffer>;
 }
 
+/** What the guest agent tells about the guest (each null when it does not say). */
+export interface GuestFacts {
+  /** The IPv4 address of the VM's NIC (the one with the VM's MAC). */
+  ip: string | null;
+  /** The OS release's pretty name, e.g. "Debian GNU/Linux 12 (bookworm)". */
+  os: string | null;
+  hostname: string | null;
+  uptimeSec: number | null;
+}
+
+/**
+ * The guest agent (qemu-guest-agent in the guest, over a virtio-serial channel). The guest
+ * may run none, or not yet: every call has a timeout and fails with `timeout` rather
+ * than hang an operation.
+ */
+export interface AgentOps {
+  /** Whether the guest has opened the agent's channel: false while no agent runs there (none, or not started yet). */
+  connected(): Promise<boolean>;
+  /** Resolves once the agent answers (a resync, then guest-ping). */
+  ping(timeoutMs: number): Promise<void>;
+  /** Sets the guest's clock to `timeNs` (ns since the epoch, the host's clock). */
+  setTime(timeNs: number, timeoutMs: number): Promise<void>;
+  /** Freezes the guest's filesystems (writes block until thaw); resolves with how many. */
+  freeze(timeoutMs: number): Promise<number>;
+  thaw(timeoutMs: number): Promise<number>;
+  /** Asks the guest to power off (it answers nothing when it obeys). */
+  shutdown(timeoutMs: number): Promise<void>;
+  /** `mac`: the NIC whose IPv4 address is wanted. */
+  facts(mac: string, timeoutMs: number): Promise<GuestFacts>;
+}
+
 /** A running VM as the driver sees it; a part the driver lacks (or this VM lacks: a display) is null. */
 export interface Instance extends Lifecycle {
   readonly ram: RamStateOps | null;
   readonly layers: LayerOps | null;
   readonly devices: DeviceOps | null;
   readonly display: DisplayOps | null;
+  /** null: no agent channel (a driver without one, or a VM started before devvm had it). */
+  readonly agent: AgentOps | null;
 }
 
 /** What a saved RAM state depends on from the VM's side; the driver adds its own (version, accelerator, device layout). */

@@ -14,9 +14,13 @@ import { run } from '../proc';
 import { HOTPLUG_PORTS, MACHINE_LAYOUT, qemuArgs } from '../qemu/args';
 import { livePid, Machine } from '../qemu/machine';
 import type { Qmp } from '../qemu/qmp';
+import { QgaClient } from '../qemu/qga';
 import { loadRamState, saveRamState } from '../qemu/ramstate';
 import { VncClient } from '../qemu/vnc';
-import type { DeviceOps, DiskAttachSpec, DisplayOps, Driver, ExitInfo, FingerprintParts, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps } from './driver';
+import type { AgentOps, DeviceOps, DiskAttachSpec, DisplayOps, Driver, ExitInfo, FingerprintParts, GuestFacts, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps } from './driver';
+
+/** The chardev id of the agent's channel (qemu/args.ts). */
+const AGENT_CHARDEV = 'qga0';
 
 const machineFiles = (f: InstanceFiles) => ({ qmpSocket: f.control, pidFile: f.pidFile, qemuLog: f.log });
 
@@ -101,21 +105,88 @@ class QemuDisplay implements DisplayOps {
   }
 }
 
+/** The guest agent: commands over its socket (qemu/qga.ts), whether the guest opened its port over QMP. */
+class QemuAgent implements AgentOps {
+  private readonly qga: QgaClient;
+
+  constructor(
+    private readonly qmp: Qmp,
+    socket: string,
+  ) {
+    this.qga = new QgaClient(socket);
+  }
+
+  async connected(): Promise<boolean> {
+    // A virtserialport's chardev is "frontend-open" while a process in the guest holds the port open.
+    const chardevs = await this.qmp.execute<Array<{ label: string; 'frontend-open'?: boolean }>>('query-chardev');
+    return chardevs.find((c) => c.label === AGENT_CHARDEV)?.['frontend-open'] === true;
+  }
+
+  async ping(timeoutMs: number): Promise<void> {
+    await this.qga.execute({ command: 'guest-ping' }, timeoutMs);
+  }
+
+  async setTime(timeNs: number, timeoutMs: number): Promise<void> {
+    await this.qga.execute({ command: 'guest-set-time', args: { time: Math.round(timeNs) } }, timeoutMs);
+  }
+
+  freeze(timeoutMs: number): Promise<number> {
+    return this.qga.execute<number>({ command: 'guest-fsfreeze-freeze' }, timeoutMs);
+  }
+
+  thaw(timeoutMs: number): Promise<number> {
+    return this.qga.execute<number>({ command: 'guest-fsfreeze-thaw' }, timeoutMs);
+  }
+
+  async shutdown(timeoutMs: number): Promise<void> {
+    await this.qga.execute({ command: 'guest-shutdown', args: { mode: 'powerdown' }, noReply: true }, timeoutMs);
+  }
+
+  async facts(mac: string, timeoutMs: number): Promise<GuestFacts> {
+    const deadline = Date.now() + timeoutMs;
+    const left = () => Math.max(1, deadline - Date.now());
+    const ask = <T>(command: string, args?: Record<string, unknown>) => this.qga.execute<T>({ command, ...(args ? { args } : {}) }, left()).catch(() => null);
+    type Nic = { name: string; 'hardware-address'?: string; 'ip-addresses'?: Array<{ 'ip-address-type': string; 'ip-address': string }> };
+    const nics = await ask<Nic[]>('guest-network-get-interfaces');
+    const nic = nics?.find((n) => n['hardware-address']?.toLowerCase() === mac.toLowerCase());
+    const ip = nic?.['ip-addresses']?.find((a) => a['ip-address-type'] === 'ipv4')?.['ip-address'] ?? null;
+    const os = (await ask<{ 'pretty-name'?: string }>('guest-get-osinfo'))?.['pretty-name'] ?? null;
+    const hostname = (await ask<{ 'host-name'?: string }>('guest-get-host-name'))?.['host-name'] ?? null;
+    return { ip, os, hostname, uptimeSec: await this.uptime(ask) };
+  }
+
+  /** /proc/uptime through the agent's file commands (the agent has no uptime command; guest-exec is not used). */
+  private async uptime(ask: <T>(command: string, args?: Record<string, unknown>) => Promise<T | null>): Promise<number | null> {
+    const handle = await ask<number>('guest-file-open', { path: '/proc/uptime', mode: 'r' });
+    if (typeof handle !== 'number') return null;
+    try {
+      const r = await ask<{ 'buf-b64'?: string }>('guest-file-read', { handle, count: 128 });
+      const sec = Number(Buffer.from(r?.['buf-b64'] ?? '', 'base64').toString('latin1').split(' ')[0]);
+      return Number.isFinite(sec) && sec > 0 ? Math.floor(sec) : null;
+    } finally {
+      await ask('guest-file-close', { handle });
+    }
+  }
+}
+
 class QemuInstance implements Instance {
   private detached = false;
   readonly ram: RamStateOps;
   readonly layers: LayerOps;
   readonly devices: DeviceOps;
   readonly display: QemuDisplay | null;
+  readonly agent: QemuAgent | null;
 
   constructor(
     private readonly m: Machine,
     readonly accelerator: string | null,
     files: InstanceFiles,
     hasDisplay: boolean,
+    hasAgent: boolean,
   ) {
     const qmp = m.qmp;
     this.display = hasDisplay ? new QemuDisplay(qmp, files) : null;
+    this.agent = hasAgent ? new QemuAgent(qmp, files.agentSocket) : null;
     m.once('exit', () => this.display?.close());
     this.ram = {
       save: (file) => saveRamState(qmp, file),
@@ -182,7 +253,13 @@ class QemuInstance implements Instance {
   }
 
   stop(force: boolean, gracefulMs: number): Promise<void> {
-    return this.m.stop(force, gracefulMs);
+    const agent = this.agent;
+    // A guest that ignores the ACPI button (or has no handler for it) still powers off cleanly through its agent.
+    return this.m.stop(force, gracefulMs, agent ? async () => {
+      if (!(await agent.connected())) return false;
+      await agent.shutdown(5000);
+      return true;
+    } : undefined);
   }
 
   async pause(): Promise<void> {
@@ -304,6 +381,7 @@ export class QemuDriver implements Driver {
       mac: s.mac,
       display: s.display,
       vncSocket: s.files.displaySocket,
+      agentSocket: s.files.agentSocket,
       qmpSocket: s.files.control,
       serialSocket: s.files.serialSocket,
       serialLog: s.files.serialLog,
@@ -311,22 +389,25 @@ export class QemuDriver implements Driver {
       incoming: s.incoming,
     });
     if (s.display) rmSync(s.files.displaySocket, { force: true });
+    rmSync(s.files.agentSocket, { force: true });
     const m = await Machine.launch(this.binary, args, machineFiles(s.files), s.signal);
-    if (s.display) {
+    // QEMU made them under the helper's 077 umask; 0600 exactly, as every socket of ours.
+    const sockets: Array<[string, string]> = [['guest agent', s.files.agentSocket], ...(s.display ? [['VNC', s.files.displaySocket] as [string, string]] : [])];
+    for (const [what, file] of sockets) {
       try {
-        // QEMU made it under the helper's 077 umask; 0600 exactly, as every socket of ours.
-        chmodSync(s.files.displaySocket, 0o600);
+        chmodSync(file, 0o600);
       } catch (e) {
         await m.stop(true, 0);
-        throw new DevvmError('process-failed', `QEMU did not open its VNC socket: ${(e as Error).message}`, `see ${s.files.log}`);
+        throw new DevvmError('process-failed', `QEMU did not open its ${what} socket: ${(e as Error).message}`, `see ${s.files.log}`);
       }
     }
-    return new QemuInstance(m, this.accel.name, s.files, s.display !== null);
+    return new QemuInstance(m, this.accel.name, s.files, s.display !== null, true);
   }
 
   async attach(files: InstanceFiles): Promise<Instance | null> {
     const m = await Machine.attach(machineFiles(files));
-    return m ? new QemuInstance(m, this.accel?.name ?? null, files, existsSync(files.displaySocket)) : null;
+    // A QEMU an older helper started may have no agent channel.
+    return m ? new QemuInstance(m, this.accel?.name ?? null, files, existsSync(files.displaySocket), existsSync(files.agentSocket)) : null;
   }
 
   reap(files: InstanceFiles): string | null {

@@ -7,12 +7,16 @@ import { existsSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { DevvmError } from '../../shared/errors';
 import type { SnapshotInfo } from '../../shared/types';
 import * as v from '../../shared/validate';
-import { need } from '../driver/driver';
+import { need, type AgentOps, type Instance } from '../driver/driver';
 import type { VmFiles } from '../filenames';
 import type { Progress } from '../images';
 import { log } from '../log';
 import type { RamState, SnapshotRecord } from '../vmconfig';
 import { GiB, poolOverlay, type VmContext } from './context';
+
+/** How long a freeze or thaw may take (qemu-ga syncs every filesystem first). */
+const FREEZE_TIMEOUT_MS = 10_000;
+const PING_TIMEOUT_MS = 2000;
 
 export function snapshotInfo(s: SnapshotRecord): SnapshotInfo {
   return { name: s.name, layer: s.layer, ram: !!s.ram, createdAt: s.createdAt };
@@ -68,14 +72,27 @@ export class Snapshots {
       ctx.store.update(name, (c) => ({ ...c, pending: { newOverlay: next.id, snapshot } }));
       let pauseMs = 0;
       const t0 = performance.now();
+      // Without RAM the new layer starts from whatever the guest had written: its filesystems
+      // are frozen around the switch (when its agent answers), so that is a clean disk.
+      const fs = ram ? null : await this.agentFor(name, inst);
       try {
         if (ram) {
           progress('pausing the guest');
           await inst.pause();
         }
+        let t1 = performance.now();
+        if (fs) {
+          progress("freezing the guest's filesystems");
+          ctx.store.update(name, (c) => ({ ...c, fsFrozen: new Date().toISOString() }));
+          t1 = performance.now();
+          await fs.freeze(FREEZE_TIMEOUT_MS);
+        }
         progress('freezing the disk layer');
-        const t1 = performance.now();
-        await layers.switchTop(old, { id: next.id, file: ctx.pool.file(next.id) });
+        try {
+          await layers.switchTop(old, { id: next.id, file: ctx.pool.file(next.id) });
+        } finally {
+          if (fs) await this.thaw(name, fs);
+        }
         pauseMs = performance.now() - t1;
         if (ram && ramFile) {
           progress('saving RAM');
@@ -90,6 +107,43 @@ export class Snapshots {
     } finally {
       hold.release();
     }
+  }
+
+  /** The running VM's agent when it answers now; null: no freeze (no agent, or it does not answer). */
+  private async agentFor(name: string, inst: Instance): Promise<AgentOps | null> {
+    const agent = inst.agent;
+    if (!agent) return null;
+    try {
+      if (!(await agent.connected())) return null;
+      await agent.ping(PING_TIMEOUT_MS);
+      return agent;
+    } catch (e) {
+      log.info(`${name}: the guest agent does not answer, no filesystem freeze: ${(e as Error).message}`);
+      return null;
+    }
+  }
+
+  /** Thaws and clears the record; a thaw that fails is logged (the agent thaws on its own after a timeout, and the record makes the next helper try again). */
+  async thaw(name: string, agent: AgentOps): Promise<void> {
+    try {
+      await agent.thaw(FREEZE_TIMEOUT_MS);
+      this.ctx.store.update(name, (c) => ({ ...c, fsFrozen: undefined }));
+    } catch (e) {
+      log.warn(`${name}: thawing the guest's filesystems failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** At helper start: filesystems a killed helper left frozen are thawed. */
+  async settleFrozen(name: string): Promise<void> {
+    const cfg = this.ctx.store.read(name);
+    if (!cfg.fsFrozen) return;
+    const agent = this.ctx.instance(name)?.agent;
+    if (agent) {
+      await this.thaw(name, agent);
+      log.info(`${name}: thawed the filesystems a freeze at ${cfg.fsFrozen} left frozen`);
+    }
+    // Not running: a new boot has nothing frozen.
+    if (!this.ctx.instance(name)) this.ctx.store.update(name, (c) => ({ ...c, fsFrozen: undefined }));
   }
 
   /**
