@@ -34,9 +34,11 @@ export function qgaExecute<T = unknown>(socket: string, call: QgaCall, timeoutMs
       settled = true;
       clearTimeout(timer);
       clearTimeout(grace);
+      // Settled once our end is closed: the next call's connection never overlaps this one.
+      const done = () => (err ? reject(err) : resolve(value as T));
+      if (sock.destroyed) return done();
+      sock.once('close', done);
       sock.destroy();
-      if (err) reject(err);
-      else resolve(value as T);
     };
     const timer = setTimeout(
       () => finish(new DevvmError('timeout', `the guest agent did not answer ${call.command} within ${timeoutMs} ms`, 'no agent runs in the guest, or it is not up yet')),
