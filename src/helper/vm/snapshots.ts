@@ -81,16 +81,18 @@ export class Snapshots {
           await inst.pause();
         }
         let t1 = performance.now();
-        if (fs) {
-          progress("freezing the guest's filesystems");
-          ctx.store.update(name, (c) => ({ ...c, fsFrozen: new Date().toISOString() }));
-          t1 = performance.now();
-          await fs.freeze(FREEZE_TIMEOUT_MS);
-        }
-        progress('freezing the disk layer');
         try {
+          if (fs) {
+            progress("freezing the guest's filesystems");
+            ctx.store.update(name, (c) => ({ ...c, fsFrozen: new Date().toISOString() }));
+            t1 = performance.now();
+            // A freeze that fails leaves a crash-consistent layer, as without an agent: not a reason to fail.
+            await fs.freeze(FREEZE_TIMEOUT_MS).catch((e: unknown) => log.warn(`${name}: the guest's filesystems could not be frozen: ${(e as Error).message}`));
+          }
+          progress('freezing the disk layer');
           await layers.switchTop(old, { id: next.id, file: ctx.pool.file(next.id) });
         } finally {
+          // Always: a thaw of filesystems that are not frozen is harmless.
           if (fs) await this.thaw(name, fs);
         }
         pauseMs = performance.now() - t1;
