@@ -58,6 +58,9 @@ export class FakeInstance implements Instance {
     };
     this.layers = {
       top: async () => this.top,
+      prepare: async () => {
+        driver.events.push('prepare');
+      },
       switchTop: async (_current, next) => {
         driver.events.push('switch');
         if (driver.switchFails) throw new Error('switch failed');
@@ -120,6 +123,14 @@ function fakeAgent(driver: FakeDriver): AgentOps {
     thaw: async () => {
       await answer('thaw');
       return 1;
+    },
+    whileFrozen: async (fn) => {
+      await answer('freeze');
+      try {
+        return { value: await fn(), frozen: true, thawed: true, frozenMs: 1 };
+      } finally {
+        driver.events.push('thaw');
+      }
     },
     shutdown: () => answer('shutdown'),
     facts: async () => {

@@ -99,6 +99,8 @@ export interface RamStateOps {
 export interface LayerOps {
   /** The layer id the root disk reads from now. */
   top(): Promise<string | undefined>;
+  /** Opens `next` ahead of a switch, so the switch itself (inside a pause or freeze) is one step. Optional. */
+  prepare?(next: { id: string; file: string }): Promise<void>;
   /** Put `next` (an empty layer file whose backing is `current`) on top, live. */
   switchTop(current: string, next: { id: string; file: string }): Promise<void>;
   /** Forget a layer added for a switch that did not happen. */
@@ -170,10 +172,27 @@ export interface AgentOps {
   /** Freezes the guest's filesystems (writes block until thaw); resolves with how many. */
   freeze(timeoutMs: number): Promise<number>;
   thaw(timeoutMs: number): Promise<number>;
+  /**
+   * Runs `fn` with the guest's filesystems frozen, on one agent connection (one resync:
+   * the guest stalls for as few round trips as can be): freeze, `fn`, thaw, the thaw
+   * always. A freeze that fails does not stop `fn` (`frozen: false`, with why); a thaw
+   * that fails is reported in `thawed: false`. Rejects only with `fn`'s error.
+   */
+  whileFrozen<T>(fn: () => Promise<T>, timeoutMs: number): Promise<FrozenRun<T>>;
   /** Asks the guest to power off (it answers nothing when it obeys). */
   shutdown(timeoutMs: number): Promise<void>;
   /** `mac`: the NIC whose IPv4 address is wanted. */
   facts(mac: string, timeoutMs: number): Promise<GuestFacts>;
+}
+
+export interface FrozenRun<T> {
+  value: T;
+  frozen: boolean;
+  thawed: boolean;
+  /** Why the freeze or the thaw failed. */
+  problem?: string;
+  /** From the freeze's request to the thaw's answer: how long the guest's writers stalled. */
+  frozenMs: number;
 }
 
 /** A running VM as the driver sees it; a part the driver lacks (or this VM lacks: a display) is null. */

@@ -17,7 +17,7 @@ import type { Qmp } from '../qemu/qmp';
 import { QgaClient } from '../qemu/qga';
 import { loadRamState, saveRamState } from '../qemu/ramstate';
 import { VncClient } from '../qemu/vnc';
-import type { AgentOps, DeviceOps, DiskAttachSpec, DisplayOps, Driver, ExitInfo, FingerprintParts, GuestFacts, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps } from './driver';
+import type { AgentOps, DeviceOps, DiskAttachSpec, DisplayOps, Driver, ExitInfo, FingerprintParts, FrozenRun, GuestFacts, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps } from './driver';
 
 /** The chardev id of the agent's channel (qemu/args.ts). */
 const AGENT_CHARDEV = 'qga0';
@@ -138,6 +138,57 @@ class QemuAgent implements AgentOps {
     return this.qga.execute<number>({ command: 'guest-fsfreeze-thaw' }, timeoutMs);
   }
 
+  async whileFrozen<T>(fn: () => Promise<T>, timeoutMs: number): Promise<FrozenRun<T>> {
+    let ran = false;
+    let value!: T;
+    let failure: { e: unknown } | null = null;
+    const run = async () => {
+      ran = true;
+      try {
+        value = await fn();
+      } catch (e) {
+        failure = { e };
+      }
+    };
+    let attempted = false;
+    let frozen = false;
+    let thawed = false;
+    let problem: string | undefined;
+    let frozenMs = 0;
+    try {
+      await this.qga.session(timeoutMs, async (s) => {
+        const t0 = performance.now();
+        attempted = true;
+        try {
+          await s.execute({ command: 'guest-fsfreeze-freeze' }, timeoutMs);
+          frozen = true;
+        } catch (e) {
+          problem = `freeze: ${(e as Error).message}`;
+        }
+        await run();
+        try {
+          await s.execute({ command: 'guest-fsfreeze-thaw' }, timeoutMs);
+          thawed = true;
+        } finally {
+          frozenMs = performance.now() - t0;
+        }
+      });
+    } catch (e) {
+      problem = problem ?? `${ran ? 'thaw' : 'session'}: ${(e as Error).message}`;
+    }
+    if (!ran) await run();
+    if (!attempted) thawed = true; // never asked to freeze: nothing to thaw
+    if (!thawed) {
+      // The session died (a freeze that timed out closes it): thaw over a new one.
+      thawed = await this.thaw(timeoutMs).then(() => true, (e: unknown) => {
+        problem = `${problem ?? ''}; thaw: ${(e as Error).message}`;
+        return false;
+      });
+    }
+    if (failure) throw (failure as { e: unknown }).e;
+    return { value, frozen, thawed, frozenMs, ...(problem ? { problem } : {}) };
+  }
+
   async shutdown(timeoutMs: number): Promise<void> {
     await this.qga.execute({ command: 'guest-shutdown', args: { mode: 'powerdown' }, noReply: true }, timeoutMs);
   }
@@ -192,17 +243,24 @@ class QemuInstance implements Instance {
       save: (file) => saveRamState(qmp, file),
       load: (file) => loadRamState(qmp, file),
     };
+    const prepared = new Set<string>();
     this.layers = {
       top: async () => {
         const blocks = await qmp.execute<Array<{ qdev?: string; inserted?: { 'node-name'?: string } }>>('query-block');
         return blocks.find((b) => b.qdev === 'disk0' || b.qdev?.startsWith('/machine/peripheral/disk0/'))?.inserted?.['node-name'];
       },
-      switchTop: async (current, next) => {
+      prepare: async (next) => {
         // backing: null: the chain below is the running one, attached by blockdev-snapshot.
         await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': next.id, file: { driver: 'file', filename: next.file, discard: 'unmap' }, discard: 'unmap', backing: null });
+        prepared.add(next.id);
+      },
+      switchTop: async (current, next) => {
+        if (!prepared.has(next.id)) await this.layers.prepare!(next);
+        prepared.delete(next.id);
         await qmp.execute('blockdev-snapshot', { node: current, overlay: next.id });
       },
       drop: async (id) => {
+        prepared.delete(id);
         await qmp.execute('blockdev-del', { 'node-name': id });
       },
     };

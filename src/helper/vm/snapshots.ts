@@ -71,31 +71,36 @@ export class Snapshots {
       // Journal first: a helper killed past this point is settled by settlePending on restart.
       ctx.store.update(name, (c) => ({ ...c, pending: { newOverlay: next.id, snapshot } }));
       let pauseMs = 0;
-      const t0 = performance.now();
       // Without RAM the new layer starts from whatever the guest had written: its filesystems
       // are frozen around the switch (when its agent answers), so that is a clean disk.
       const fs = ram ? null : await this.agentFor(name, inst);
+      const top = { id: next.id, file: ctx.pool.file(next.id) };
+      let t0 = performance.now();
       try {
+        // Opened first, so only the switch itself happens while the guest waits.
+        await layers.prepare?.(top);
+        t0 = performance.now();
         if (ram) {
           progress('pausing the guest');
           await inst.pause();
         }
-        let t1 = performance.now();
-        try {
-          if (fs) {
-            progress("freezing the guest's filesystems");
-            ctx.store.update(name, (c) => ({ ...c, fsFrozen: new Date().toISOString() }));
-            t1 = performance.now();
-            // A freeze that fails leaves a crash-consistent layer, as without an agent: not a reason to fail.
-            await fs.freeze(FREEZE_TIMEOUT_MS).catch((e: unknown) => log.warn(`${name}: the guest's filesystems could not be frozen: ${(e as Error).message}`));
-          }
+        const t1 = performance.now();
+        if (fs) {
+          progress("freezing the guest's filesystems around the disk layer switch");
+          ctx.store.update(name, (c) => ({ ...c, fsFrozen: new Date().toISOString() }));
+          const t2 = performance.now();
+          // A freeze that fails leaves a crash-consistent layer, as without an agent: not a reason to fail.
+          const r = await fs.whileFrozen(() => layers.switchTop(old, top).then(() => null, (e: unknown) => e as Error), FREEZE_TIMEOUT_MS);
+          pauseMs = r.frozen ? r.frozenMs : performance.now() - t2;
+          if (r.problem) log.warn(`${name}: ${r.problem}`);
+          if (r.thawed) ctx.store.update(name, (c) => ({ ...c, fsFrozen: undefined }));
+          if (r.value) throw r.value;
+          log.info(`${name}: layer switched ${r.frozen ? `with the guest's filesystems frozen for ${r.frozenMs.toFixed(1)} ms` : 'without a filesystem freeze'}`);
+        } else {
           progress('freezing the disk layer');
-          await layers.switchTop(old, { id: next.id, file: ctx.pool.file(next.id) });
-        } finally {
-          // Always: a thaw of filesystems that are not frozen is harmless.
-          if (fs) await this.thaw(name, fs);
+          await layers.switchTop(old, top);
+          pauseMs = performance.now() - t1;
         }
-        pauseMs = performance.now() - t1;
         if (ram && ramFile) {
           progress('saving RAM');
           await ram.save(`${ramFile}.partial`);
