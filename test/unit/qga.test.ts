@@ -6,7 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { DevvmError } from '../../src/shared/errors';
+import { QemuAgent } from '../../src/helper/driver/qemuagent';
 import { QgaClient, qgaExecute } from '../../src/helper/qemu/qga';
+import type { Qmp } from '../../src/helper/qemu/qmp';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'devvm-qga-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -140,5 +142,59 @@ test('one client at a time (QEMU serves one connection): calls queue, and the de
   const slow = [1, 2, 3].map(() => c.execute({ command: 'guest-ping' }, 2000));
   await assert.rejects(c.execute({ command: 'guest-ping' }, 150), (e: DevvmError) => e.code === 'timeout');
   await Promise.all(slow);
+  a.close();
+});
+
+// The driver's freeze on one session: what the guest stalls for is freeze, the switch, thaw; nothing else.
+const qmpStub = { execute: async () => [{ label: 'qga0', 'frontend-open': true }] } as unknown as Qmp;
+const answering = (freeze: (sock: net.Socket) => void) => (m: Msg, sock: net.Socket) => {
+  if (synced(m, sock)) return;
+  if (m.execute === 'guest-fsfreeze-freeze') freeze(sock);
+  else sock.write('{"return": 1}\n');
+};
+
+test('whileFrozen: one session (one resync), freeze, then the work, then thaw; the stall is measured', async () => {
+  const a = await fakeAgent(answering((sock) => sock.write('{"return": 2}\n')));
+  const agent = new QemuAgent(qmpStub, a.file);
+  assert.equal(await agent.connected(), true);
+  const order: string[] = [];
+  const r = await agent.whileFrozen(async () => {
+    order.push(`switch after ${a.seen.map((m) => m.execute).join(',')}`);
+    return 'done';
+  }, 2000);
+  assert.deepEqual(order, ['switch after guest-sync-delimited,guest-fsfreeze-freeze']);
+  assert.deepEqual(a.seen.map((m) => m.execute), ['guest-sync-delimited', 'guest-fsfreeze-freeze', 'guest-fsfreeze-thaw']);
+  assert.equal(r.value, 'done');
+  assert.ok(r.frozen && r.thawed && r.problem === undefined);
+  assert.ok(r.frozenMs >= 0 && r.frozenMs < 1000);
+  a.close();
+});
+
+test('whileFrozen: a refused freeze still runs the work and still thaws; the work failing still thaws and rejects with its error', async () => {
+  const refusing = await fakeAgent(answering((sock) => sock.write('{"error": {"class": "GenericError", "desc": "fsfreeze is already frozen"}}\n')));
+  const r = await new QemuAgent(qmpStub, refusing.file).whileFrozen(async () => 7, 2000);
+  assert.equal(r.value, 7);
+  assert.equal(r.frozen, false);
+  assert.match(r.problem ?? '', /freeze: .*already frozen/);
+  assert.equal(refusing.seen.at(-1)!.execute, 'guest-fsfreeze-thaw');
+  refusing.close();
+  const a = await fakeAgent(answering((sock) => sock.write('{"return": 1}\n')));
+  await assert.rejects(new QemuAgent(qmpStub, a.file).whileFrozen(async () => {
+    throw new Error('switch failed');
+  }, 2000), /switch failed/);
+  assert.equal(a.seen.at(-1)!.execute, 'guest-fsfreeze-thaw');
+  a.close();
+});
+
+test('whileFrozen: a freeze that never answers times out, the work runs, and the thaw goes over a new session', async () => {
+  const a = await fakeAgent(answering(() => {}));
+  let ran = false;
+  const r = await new QemuAgent(qmpStub, a.file).whileFrozen(async () => {
+    ran = true;
+  }, 300);
+  assert.ok(ran);
+  assert.equal(r.frozen, false);
+  assert.equal(r.thawed, true);
+  assert.deepEqual(a.seen.map((m) => m.execute), ['guest-sync-delimited', 'guest-fsfreeze-freeze', 'guest-sync-delimited', 'guest-fsfreeze-thaw']);
   a.close();
 });
