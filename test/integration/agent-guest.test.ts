@@ -60,10 +60,20 @@ async function guestSkewMs(): Promise<{ skewMs: number; rttMs: number }> {
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
   await waitFor('the SSH session', 60_000, () => out.includes('ready\n'));
+  // Timed on the data event itself (waitFor polls every 500 ms, too coarse for this).
+  const dated = new Promise<{ line: string; t1: number }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the guest never printed its date')), 20_000);
+    child.stdout.on('data', () => {
+      const m = /ready\n(\d+\.\d+)\n/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ line: m[1]!, t1: Date.now() });
+      }
+    });
+  });
   const t0 = Date.now();
   child.stdin.write('\n');
-  const line = await waitFor('the guest date', 20_000, () => /ready\n(\d+\.\d+)\n/.exec(out)?.[1]);
-  const t1 = Date.now();
+  const { line, t1 } = await dated;
   child.kill();
   return { skewMs: Number(line) * 1000 - (t0 + t1) / 2, rttMs: t1 - t0 };
 }
