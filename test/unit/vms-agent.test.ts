@@ -1,13 +1,17 @@
 /** The manager's use of the guest agent, with the fake driver: freeze/thaw ordering, clock after resume, facts, restart. */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { test } from 'node:test';
+import { writeJsonAtomic } from '../../src/helper/store';
 import { VmStore } from '../../src/helper/vm/store';
 import { createParams, FakeDriver, noProgress, rig } from './vms-fake';
 
-async function running(agent: FakeDriver['agent']) {
+async function running(agent: FakeDriver['agent'], provisioned = false) {
   const r = await rig();
   r.driver.agent = agent;
   await r.vms.create(createParams('dev'), noProgress);
+  // Past first setup: no provisioning watch (readiness then goes straight to the agent and SSH).
+  if (provisioned) new VmStore(r.home).update('dev', (c) => ({ ...c, provisioned: true }));
   await r.vms.start('dev', {}, noProgress);
   r.driver.events.length = 0;
   return r;
@@ -98,4 +102,38 @@ test('info: the guest facts while the agent answers; "not-answering" or "absent"
   assert.deepEqual((await r.vms.info('dev')).agent, { state: 'absent' });
   await r.vms.stop('dev', false);
   assert.equal((await r.vms.info('dev')).agent, undefined);
+});
+
+/** sshd stand-in on the VM's forwarded port: a banner, each connection recorded in the driver's events. */
+async function fakeSshd(r: Awaited<ReturnType<typeof running>>): Promise<net.Server> {
+  // A login worked in this run already: sshd answering is enough (no ssh client needed).
+  writeJsonAtomic(r.home.vm('dev').launch, { seed: false, sshReady: true });
+  const server = net.createServer((s) => {
+    r.driver.events.push('banner');
+    s.end('SSH-2.0-fake\r\n');
+  });
+  await new Promise<void>((ok) => server.listen(r.vms.config('dev').sshPort, '127.0.0.1', ok));
+  return server;
+}
+
+test('readiness: the agent answers first, then the banner counts; a port no agent opened is polled as before', async (t) => {
+  const r = await running('answering', true);
+  t.after(r.cleanup);
+  const sshd = await fakeSshd(r);
+  t.after(() => sshd.close());
+  await r.vms.waitSsh('dev', 10, noProgress);
+  assert.deepEqual(r.driver.events, ['ping', 'banner']);
+  r.driver.events.length = 0;
+  r.driver.agent = 'closed';
+  await r.vms.waitSsh('dev', 10, noProgress);
+  assert.deepEqual(r.driver.events, ['banner']);
+});
+
+test('readiness: an agent that opened its port but does not answer holds SSH back (no blind polling) until its patience runs out', async (t) => {
+  const r = await running('silent', true);
+  t.after(r.cleanup);
+  const sshd = await fakeSshd(r);
+  t.after(() => sshd.close());
+  await assert.rejects(r.vms.waitSsh('dev', 1, noProgress), /did not answer within 1 s/);
+  assert.ok(r.driver.events.length > 1 && r.driver.events.every((e) => e === 'ping'), r.driver.events.join(','));
 });
