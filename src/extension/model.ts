@@ -6,6 +6,7 @@ import { bytes as formatBytes, date as formatDate, memory as formatMemory } from
 import { asDevvmError } from '../shared/errors';
 import { idleText } from '../shared/idle';
 import { parseNbdUri } from '../shared/nbduri';
+import { agentText } from '../shared/agent';
 import type { AttachedDisk, HostUsbDevice, ImageInfo, LayerInfo, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
 import { groupContextValue, vmContextValue } from './menus';
 import { deviceDetail, deviceLabel } from './usbPrompt';
@@ -120,7 +121,8 @@ export function groupItem(s: Pick<VmSummary, 'name' | 'state'>, group: GroupKind
     id: `vm:${s.name}/${group}`,
     label: GROUP_LABEL[group].label,
     description,
-    tooltip: GROUP_LABEL[group].label,
+    // The guest's address and release sit with its ports (from the guest agent, while it runs).
+    tooltip: info?.agent && group === 'ports' ? `${GROUP_LABEL[group].label}\n\nGuest agent: ${md(agentText(info.agent))}` : GROUP_LABEL[group].label,
     icon: { id: GROUP_LABEL[group].icon },
     contextValue: groupContextValue(group, s.state),
     collapsible: 'collapsed',

@@ -52,6 +52,8 @@ export class VmFiles {
   get vnc() { return path.join(this.dir, 'vnc.sock'); }
   /** Where QEMU writes a screenshot for the helper to read (removed right after). */
   get screendump() { return path.join(this.dir, 'screendump.png'); }
+  /** The guest agent's channel (virtio-serial, made 0600). */
+  get qga() { return path.join(this.dir, 'qga.sock'); }
   get qemuLog() { return path.join(this.dir, 'qemu.log'); }
   get pid() { return path.join(this.dir, 'pid'); }
   /** Devices the running QEMU was started with. */

@@ -45,6 +45,11 @@ export interface VmConfig {
    * mid-way, its next start finishes or undoes it by asking QEMU which layer is on top.
    */
   pending?: { newOverlay: string; snapshot?: SnapshotRecord };
+  /**
+   * When the guest's filesystems were frozen through its agent for a live freeze (written
+   * before the freeze, removed after the thaw): a helper killed in between thaws them on restart.
+   */
+  fsFrozen?: string;
   clonedFrom?: { vm: string; layer: string };
 }
 

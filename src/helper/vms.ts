@@ -34,6 +34,7 @@ import { LayerView } from './vm/layerview';
 import { isState, OpLocks } from './vm/oplock';
 import { ProvisionWatch } from './vm/provisionwatch';
 import { findSnapshot, snapshotInfo, snapshotRamFile, Snapshots } from './vm/snapshots';
+import { guestAgentInfo } from './vm/agent';
 import { waitSsh } from './vm/sshready';
 import { Making } from './vm/making';
 import { Power } from './vm/power';
@@ -220,6 +221,7 @@ export class Vms extends EventEmitter {
       snapshots: snaps.map(snapshotInfo),
       disks: this.attachedDisks(name).map(publicDisk),
       usb: this.usbAttached(name).map(({ qemuId: _q, ...d }) => ({ ...d, attachedTo: name })),
+      ...(inst ? { agent: await guestAgentInfo(inst, c.mac) } : {}),
     };
   }
 
@@ -275,6 +277,7 @@ export class Vms extends EventEmitter {
         }
       }
       await this.snaps.settlePending(name);
+      await this.snaps.settleFrozen(name);
     }
     this.layers.collect();
     this.writeSshConfig();

@@ -117,6 +117,21 @@ export interface VmInfo extends VmSummary {
   /** Hot-plugged disks and USB devices of the running QEMU. */
   disks: AttachedDisk[];
   usb: HostUsbDevice[];
+  /** The guest agent, while the VM runs. */
+  agent?: GuestAgentInfo;
+}
+
+/**
+ * What the guest agent says. `absent`: no agent has opened its channel (an image without
+ * one, or not started yet); `not-answering`: one has, but did not answer in time.
+ */
+export interface GuestAgentInfo {
+  state: 'answering' | 'not-answering' | 'absent';
+  /** The IPv4 address of the VM's NIC, the OS release's pretty name, the guest's host name, seconds since boot. */
+  ip?: string;
+  os?: string;
+  hostname?: string;
+  uptimeSec?: number;
 }
 
 export interface ImageInfo {

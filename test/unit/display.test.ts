@@ -126,7 +126,7 @@ const spec: QemuSpec = {
   name: 'dev', accel: 'tcg', cpus: 2, memoryMiB: 1024,
   disks: { base: { file: '/b', format: 'qcow2' }, cache: '/c', layers: [{ id: 'l1', file: '/l1' }] },
   kernel: null, initrd: null, seed: null, sshPort: null, mac: '52:54:00:00:00:01', display: null,
-  qmpSocket: '/vm/qmp.sock', serialSocket: '/vm/serial.sock', serialLog: '/vm/serial.log', pidFile: '/vm/pid',
+  qmpSocket: '/vm/qmp.sock', serialSocket: '/vm/serial.sock', serialLog: '/vm/serial.log', pidFile: '/vm/pid', agentSocket: '/vm/qga.sock',
 };
 
 test('QEMU arguments: no display, no VGA; a display is virtio-vga at the boot size, a tablet, VNC on the unix socket only', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { KERNEL_CMDLINE, optValue, qemuArgs, randomMac, type QemuSpec } from '../../src/helper/qemu/args';
+import { KERNEL_CMDLINE, MACHINE_LAYOUT, optValue, qemuArgs, randomMac, type QemuSpec } from '../../src/helper/qemu/args';
 
 const spec: QemuSpec = {
   name: 'dev',
@@ -18,6 +18,7 @@ const spec: QemuSpec = {
   serialSocket: '/vm/serial.sock',
   serialLog: '/vm/serial.log',
   pidFile: '/vm/pid',
+  agentSocket: '/vm/qga.sock',
 };
 
 const after = (args: string[], flag: string) => args.filter((_, i) => args[i - 1] === flag);
@@ -94,4 +95,30 @@ test('paths in QEMU option strings have their commas doubled, so a DEVVM_HOME wi
   assert.deepEqual(keys, ['socket', 'id', 'path', 'server', 'wait', 'logfile', 'logappend']);
   assert.deepEqual(after(a, '-incoming'), ['defer']);
   assert.equal(optValue('a,b'), 'a,,b');
+});
+
+test('every VM has the guest agent channel: virtio-serial on a free fixed slot, the port name qemu-guest-agent looks for, a socket chardev', () => {
+  const a = qemuArgs(spec);
+  const devices = after(a, '-device');
+  assert.ok(devices.includes('virtio-serial-pci,id=vserial0,addr=0x7'));
+  assert.ok(devices.includes('virtserialport,bus=vserial0.0,chardev=qga0,name=org.qemu.guest_agent.0'));
+  assert.ok(after(a, '-chardev').includes('socket,id=qga0,path=/vm/qga.sock,server=on,wait=off'));
+  // Fixed slots never collide: 0x1 display, 0x2 NIC, 0x3 disk, 0x4 seed, 0x5 rng, 0x6 xhci, 0x7 agent, 0x10-0x13 root ports.
+  const slots = qemuArgs({ ...spec, display: { width: 1024, height: 768 }, vncSocket: '/vm/vnc.sock' })
+    .filter((x) => /(^|,)addr=/.test(x))
+    .map((x) => /addr=(0x)?([0-9a-f]+)/.exec(x)![2]!);
+  assert.equal(new Set(slots).size, slots.length, `distinct PCI slots: ${slots.join(' ')}`);
+  assert.ok(slots.includes('7'));
+});
+
+test('the agent socket is escaped too: a "," in its path cannot add chardev options', () => {
+  const a = qemuArgs({ ...spec, agentSocket: '/h/a,b/x,server=off/qga.sock' });
+  const chardev = after(a, '-chardev').find((c) => c.includes('id=qga0'))!;
+  assert.equal(chardev, 'socket,id=qga0,path=/h/a,,b/x,,server=off/qga.sock,server=on,wait=off');
+  const keys = chardev.replace(/,,/g, '\u0000').split(',').map((kv) => kv.split('=')[0]);
+  assert.deepEqual(keys, ['socket', 'id', 'path', 'server', 'wait']);
+});
+
+test('the machine layout changed with the agent channel: RAM states saved before it no longer match', () => {
+  assert.equal(MACHINE_LAYOUT, 3);
 });

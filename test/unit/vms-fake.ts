@@ -6,7 +6,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { DeviceOps, Driver, ExitInfo, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps, DisplayOps, FingerprintParts } from '../../src/helper/driver/driver';
+import type { AgentOps, DeviceOps, Driver, ExitInfo, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps, DisplayOps, FingerprintParts } from '../../src/helper/driver/driver';
 import type { Size } from '../../src/shared/display';
 import { Home } from '../../src/helper/filenames';
 import { Images } from '../../src/helper/images';
@@ -45,10 +45,12 @@ export class FakeInstance implements Instance {
   readonly layers: LayerOps;
   readonly devices: DeviceOps | null = null;
   readonly display: DisplayOps | null;
+  readonly agent: AgentOps | null;
 
   constructor(readonly spec: LaunchSpec, private readonly driver: FakeDriver) {
     this.top = spec.disks.layers.at(-1)!.id;
     this.display = spec.display ? fakeDisplay(spec.display, driver) : null;
+    this.agent = driver.agent === null ? null : fakeAgent(driver);
     this.paused = spec.incoming;
     this.ram = {
       save: async (file) => writeFileSync(file, driver.ramContent()),
@@ -56,7 +58,12 @@ export class FakeInstance implements Instance {
     };
     this.layers = {
       top: async () => this.top,
+      prepare: async () => {
+        driver.events.push('prepare');
+      },
       switchTop: async (_current, next) => {
+        driver.events.push('switch');
+        if (driver.switchFails) throw new Error('switch failed');
         this.top = next.id;
       },
       drop: async () => {},
@@ -94,6 +101,43 @@ export class FakeInstance implements Instance {
     return this.paused ? 'paused' : 'running';
   }
   detach(): void {}
+}
+
+/** A guest agent that answers (or not: `driver.agent`) and records what it was asked in `driver.events`. */
+function fakeAgent(driver: FakeDriver): AgentOps {
+  const answer = async (what: string) => {
+    driver.events.push(what);
+    if (driver.agent === 'silent') throw new Error('the guest agent did not answer');
+  };
+  return {
+    connected: async () => driver.agent !== 'closed',
+    ping: () => answer('ping'),
+    setTime: async (ns) => {
+      await answer('setTime');
+      driver.guestTimes.push(ns);
+    },
+    freeze: async () => {
+      await answer('freeze');
+      return 1;
+    },
+    thaw: async () => {
+      await answer('thaw');
+      return 1;
+    },
+    whileFrozen: async (fn) => {
+      await answer('freeze');
+      try {
+        return { value: await fn(), frozen: true, thawed: true, frozenMs: 1 };
+      } finally {
+        driver.events.push('thaw');
+      }
+    },
+    shutdown: () => answer('shutdown'),
+    facts: async () => {
+      await answer('facts');
+      return { ip: '10.0.2.15', os: 'Debian GNU/Linux 12 (bookworm)', hostname: 'guest', uptimeSec: 42 };
+    },
+  };
 }
 
 /** A screen that takes every size up to `driver.displayLimit` after `driver.resizeMs`, and records what it was asked. */
@@ -139,6 +183,13 @@ export class FakeDriver implements Driver {
   readonly launched: FakeInstance[] = [];
   /** What reap() reports for the next VM (a process that died while no helper ran). */
   reapReason: string | null = null;
+  /** The instances' guest agent: none (null), one that answers, one whose port is open and that never answers, or a port no agent opened. */
+  agent: 'answering' | 'silent' | 'closed' | null = null;
+  /** Agent calls and layer switches, in order. */
+  readonly events: string[] = [];
+  /** Times the agent was asked to set (ns). */
+  readonly guestTimes: number[] = [];
+  switchFails = false;
 
   ramContent(): string {
     return this.ramText;

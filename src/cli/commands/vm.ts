@@ -10,6 +10,7 @@ import type { VmSummary } from '../../shared/types';
 import * as v from '../../shared/validate';
 import { int, str, UsageError, type Values } from '../args';
 import type { Command } from '../command';
+import { agentText } from '../../shared/agent';
 import { displayText } from './display';
 import { idleArg } from './set';
 import { idleText } from '../../shared/idle';
@@ -162,6 +163,7 @@ export const vmCommands: Command[] = [
         `  ${i.pid ? `qemu pid ${i.pid} (${i.accelerator})` : 'not running'}; files in ${i.dir}`,
         `  display ${displayText(i.display)}${i.display ? ` (devvm display ${i.name})` : ''}`,
         `  ${idleText(i.idleSuspendMin)}, autostart ${i.autostart ? 'on' : 'off'} (devvm set ${i.name} --idle-suspend MIN|off --autostart on|off)`,
+        ...(i.agent ? [`  agent: ${agentText(i.agent)}`] : []),
         `  serial console log: ${i.serialLog}`,
         `  layers (top first, ${bytes(i.layers.reduce((a, l) => a + l.actualSize, 0))} on disk):`,
         table(i.layers.map((l) => layerRow(l, '    '))),

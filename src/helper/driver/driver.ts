@@ -41,6 +41,8 @@ export interface InstanceFiles {
   displaySocket: string;
   /** Where the engine writes a screenshot for the helper to read. */
   screendump: string;
+  /** The guest agent's channel (a unix socket the engine serves, 0600). */
+  agentSocket: string;
 }
 
 export interface LaunchSpec {
@@ -97,6 +99,8 @@ export interface RamStateOps {
 export interface LayerOps {
   /** The layer id the root disk reads from now. */
   top(): Promise<string | undefined>;
+  /** Opens `next` ahead of a switch, so the switch itself (inside a pause or freeze) is one step. Optional. */
+  prepare?(next: { id: string; file: string }): Promise<void>;
   /** Put `next` (an empty layer file whose backing is `current`) on top, live. */
   switchTop(current: string, next: { id: string; file: string }): Promise<void>;
   /** Forget a layer added for a switch that did not happen. */
@@ -143,12 +147,62 @@ export interface DisplayOps {
   screenshot(): Promise<Buffer>;
 }
 
+/** What the guest agent tells about the guest (each null when it does not say). */
+export interface GuestFacts {
+  /** The IPv4 address of the VM's NIC (the one with the VM's MAC). */
+  ip: string | null;
+  /** The OS release's pretty name, e.g. "Debian GNU/Linux 12 (bookworm)". */
+  os: string | null;
+  hostname: string | null;
+  uptimeSec: number | null;
+}
+
+/**
+ * The guest agent (qemu-guest-agent in the guest, over a virtio-serial channel). The guest
+ * may run none, or not yet: every call has a timeout and fails with `timeout` rather
+ * than hang an operation.
+ */
+export interface AgentOps {
+  /** Whether the guest has opened the agent's channel: false while no agent runs there (none, or not started yet). */
+  connected(): Promise<boolean>;
+  /** Resolves once the agent answers (a resync, then guest-ping). */
+  ping(timeoutMs: number): Promise<void>;
+  /** Sets the guest's clock to `timeNs` (ns since the epoch, the host's clock). */
+  setTime(timeNs: number, timeoutMs: number): Promise<void>;
+  /** Freezes the guest's filesystems (writes block until thaw); resolves with how many. */
+  freeze(timeoutMs: number): Promise<number>;
+  thaw(timeoutMs: number): Promise<number>;
+  /**
+   * Runs `fn` with the guest's filesystems frozen, on one agent connection (one resync:
+   * the guest stalls for as few round trips as can be): freeze, `fn`, thaw, the thaw
+   * always. A freeze that fails does not stop `fn` (`frozen: false`, with why); a thaw
+   * that fails is reported in `thawed: false`. Rejects only with `fn`'s error.
+   */
+  whileFrozen<T>(fn: () => Promise<T>, timeoutMs: number): Promise<FrozenRun<T>>;
+  /** Asks the guest to power off (it answers nothing when it obeys). */
+  shutdown(timeoutMs: number): Promise<void>;
+  /** `mac`: the NIC whose IPv4 address is wanted. */
+  facts(mac: string, timeoutMs: number): Promise<GuestFacts>;
+}
+
+export interface FrozenRun<T> {
+  value: T;
+  frozen: boolean;
+  thawed: boolean;
+  /** Why the freeze or the thaw failed. */
+  problem?: string;
+  /** From the freeze's request to the thaw's answer: how long the guest's writers stalled. */
+  frozenMs: number;
+}
+
 /** A running VM as the driver sees it; a part the driver lacks (or this VM lacks: a display) is null. */
 export interface Instance extends Lifecycle {
   readonly ram: RamStateOps | null;
   readonly layers: LayerOps | null;
   readonly devices: DeviceOps | null;
   readonly display: DisplayOps | null;
+  /** null: no agent channel (a driver without one, or a VM started before devvm had it). */
+  readonly agent: AgentOps | null;
 }
 
 /** What a saved RAM state depends on from the VM's side; the driver adds its own (version, accelerator, device layout). */

@@ -16,6 +16,7 @@ import { livePid, Machine } from '../qemu/machine';
 import type { Qmp } from '../qemu/qmp';
 import { loadRamState, saveRamState } from '../qemu/ramstate';
 import { VncClient } from '../qemu/vnc';
+import { QemuAgent } from './qemuagent';
 import type { DeviceOps, DiskAttachSpec, DisplayOps, Driver, ExitInfo, FingerprintParts, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps } from './driver';
 
 const machineFiles = (f: InstanceFiles) => ({ qmpSocket: f.control, pidFile: f.pidFile, qemuLog: f.log });
@@ -107,31 +108,41 @@ class QemuInstance implements Instance {
   readonly layers: LayerOps;
   readonly devices: DeviceOps;
   readonly display: QemuDisplay | null;
+  readonly agent: QemuAgent | null;
 
   constructor(
     private readonly m: Machine,
     readonly accelerator: string | null,
     files: InstanceFiles,
     hasDisplay: boolean,
+    hasAgent: boolean,
   ) {
     const qmp = m.qmp;
     this.display = hasDisplay ? new QemuDisplay(qmp, files) : null;
+    this.agent = hasAgent ? new QemuAgent(qmp, files.agentSocket) : null;
     m.once('exit', () => this.display?.close());
     this.ram = {
       save: (file) => saveRamState(qmp, file),
       load: (file) => loadRamState(qmp, file),
     };
+    const prepared = new Set<string>();
     this.layers = {
       top: async () => {
         const blocks = await qmp.execute<Array<{ qdev?: string; inserted?: { 'node-name'?: string } }>>('query-block');
         return blocks.find((b) => b.qdev === 'disk0' || b.qdev?.startsWith('/machine/peripheral/disk0/'))?.inserted?.['node-name'];
       },
-      switchTop: async (current, next) => {
+      prepare: async (next) => {
         // backing: null: the chain below is the running one, attached by blockdev-snapshot.
         await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': next.id, file: { driver: 'file', filename: next.file, discard: 'unmap' }, discard: 'unmap', backing: null });
+        prepared.add(next.id);
+      },
+      switchTop: async (current, next) => {
+        if (!prepared.has(next.id)) await this.layers.prepare!(next);
+        prepared.delete(next.id);
         await qmp.execute('blockdev-snapshot', { node: current, overlay: next.id });
       },
       drop: async (id) => {
+        prepared.delete(id);
         await qmp.execute('blockdev-del', { 'node-name': id });
       },
     };
@@ -182,7 +193,13 @@ class QemuInstance implements Instance {
   }
 
   stop(force: boolean, gracefulMs: number): Promise<void> {
-    return this.m.stop(force, gracefulMs);
+    const agent = this.agent;
+    // A guest that ignores the ACPI button (or has no handler for it) still powers off cleanly through its agent.
+    return this.m.stop(force, gracefulMs, agent ? async () => {
+      if (!(await agent.connected())) return false;
+      await agent.shutdown(5000);
+      return true;
+    } : undefined);
   }
 
   async pause(): Promise<void> {
@@ -304,6 +321,7 @@ export class QemuDriver implements Driver {
       mac: s.mac,
       display: s.display,
       vncSocket: s.files.displaySocket,
+      agentSocket: s.files.agentSocket,
       qmpSocket: s.files.control,
       serialSocket: s.files.serialSocket,
       serialLog: s.files.serialLog,
@@ -311,22 +329,25 @@ export class QemuDriver implements Driver {
       incoming: s.incoming,
     });
     if (s.display) rmSync(s.files.displaySocket, { force: true });
+    rmSync(s.files.agentSocket, { force: true });
     const m = await Machine.launch(this.binary, args, machineFiles(s.files), s.signal);
-    if (s.display) {
+    // QEMU made them under the helper's 077 umask; 0600 exactly, as every socket of ours.
+    const sockets: Array<[string, string]> = [['guest agent', s.files.agentSocket], ...(s.display ? [['VNC', s.files.displaySocket] as [string, string]] : [])];
+    for (const [what, file] of sockets) {
       try {
-        // QEMU made it under the helper's 077 umask; 0600 exactly, as every socket of ours.
-        chmodSync(s.files.displaySocket, 0o600);
+        chmodSync(file, 0o600);
       } catch (e) {
         await m.stop(true, 0);
-        throw new DevvmError('process-failed', `QEMU did not open its VNC socket: ${(e as Error).message}`, `see ${s.files.log}`);
+        throw new DevvmError('process-failed', `QEMU did not open its ${what} socket: ${(e as Error).message}`, `see ${s.files.log}`);
       }
     }
-    return new QemuInstance(m, this.accel.name, s.files, s.display !== null);
+    return new QemuInstance(m, this.accel.name, s.files, s.display !== null, true);
   }
 
   async attach(files: InstanceFiles): Promise<Instance | null> {
     const m = await Machine.attach(machineFiles(files));
-    return m ? new QemuInstance(m, this.accel?.name ?? null, files, existsSync(files.displaySocket)) : null;
+    // A QEMU an older helper started may have no agent channel.
+    return m ? new QemuInstance(m, this.accel?.name ?? null, files, existsSync(files.displaySocket), existsSync(files.agentSocket)) : null;
   }
 
   reap(files: InstanceFiles): string | null {

@@ -14,9 +14,9 @@ export const HOTPLUG_PORTS = ['hp0', 'hp1', 'hp2', 'hp3'];
 
 /**
  * Bumped whenever the device set changes: a saved RAM state only restores into the
- * machine it was saved from.
+ * machine it was saved from. 3: the guest agent's virtio-serial channel (0x7).
  */
-export const MACHINE_LAYOUT = 2;
+export const MACHINE_LAYOUT = 3;
 
 /** What the QEMU command line is made from: the driver's launch spec, with the accelerator and QEMU's own files. */
 export type QemuSpec = Omit<LaunchSpec, 'files' | 'incoming' | 'signal'> & {
@@ -25,6 +25,8 @@ export type QemuSpec = Omit<LaunchSpec, 'files' | 'incoming' | 'signal'> & {
   serialSocket: string;
   serialLog: string;
   pidFile: string;
+  /** The guest agent's channel: a unix socket QEMU serves (virtio-serial port org.qemu.guest_agent.0). */
+  agentSocket: string;
   /** With `display`: where QEMU's VNC server listens. */
   vncSocket?: string;
   /** Start paused, waiting for a RAM state over QMP (`migrate-incoming`). */
@@ -96,6 +98,10 @@ export function qemuArgs(s: QemuSpec): string[] {
     '-device', `virtio-net-pci,netdev=net0,mac=${s.mac},addr=0x2`,
     '-device', 'virtio-rng-pci,addr=0x5',
     '-device', 'qemu-xhci,id=xhci,addr=0x6',
+    // qemu-guest-agent: Debian's unit starts when the guest sees this port's name.
+    '-chardev', `socket,id=qga0,path=${optValue(s.agentSocket)},server=on,wait=off`,
+    '-device', 'virtio-serial-pci,id=vserial0,addr=0x7',
+    '-device', 'virtserialport,bus=vserial0.0,chardev=qga0,name=org.qemu.guest_agent.0',
   );
   HOTPLUG_PORTS.forEach((id, i) => args.push('-device', `pcie-root-port,id=${id},chassis=${i + 1},addr=${(0x10 + i).toString(16)}`));
   if (s.display) {

@@ -150,12 +150,30 @@ export class Machine extends EventEmitter {
     });
   }
 
-  /** ACPI power button, then quit, then SIGKILL: each step only if the previous one did not end QEMU. */
-  async stop(force: boolean, gracefulMs: number): Promise<void> {
+  /**
+   * ACPI power button, then quit, then SIGKILL: each step only if the previous one did not
+   * end QEMU. With `fallback` (the guest agent's shutdown; false: it cannot be asked) the
+   * button gets half the graceful budget and the fallback the other half.
+   */
+  async stop(force: boolean, gracefulMs: number, fallback?: () => Promise<boolean>): Promise<void> {
     this.stopping = true;
     if (!force) {
       await this.qmp.execute('system_powerdown').catch(() => {});
-      if (await this.waitExit(gracefulMs)) return;
+      const acpiMs = fallback ? Math.floor(gracefulMs / 2) : gracefulMs;
+      if (await this.waitExit(acpiMs)) return;
+      if (fallback) {
+        const asked = await fallback().catch((e: unknown) => {
+          log.warn(`pid ${this.pid}: the guest agent's shutdown failed: ${(e as Error).message}`);
+          return false;
+        });
+        if (asked) {
+          log.info(`pid ${this.pid}: no shutdown ${acpiMs} ms after the ACPI button; asked the guest agent`);
+          if (await this.waitExit(gracefulMs - acpiMs)) {
+            log.info(`pid ${this.pid}: the guest shut down through its agent`);
+            return;
+          }
+        }
+      }
       log.warn(`pid ${this.pid}: no shutdown after ${gracefulMs} ms, quitting`);
     }
     await this.qmp.execute('quit').catch(() => {});

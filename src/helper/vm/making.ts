@@ -121,7 +121,8 @@ export class Making {
           parent.add(layer);
         } else {
           layer = await this.ctx.locks.run(source, 'cloning', async () => {
-            const frozen = (await this.d.snaps.freeze(source, undefined, null, progress)).layer;
+            const { layer: frozen, pauseMs } = await this.d.snaps.freeze(source, undefined, null, progress);
+            if (this.ctx.instance(source)) log.info(`${source}: frozen live for clone ${name}, guest stalled ${pauseMs.toFixed(1)} ms`);
             parent.add(frozen);
             return frozen;
           });

@@ -19,6 +19,24 @@ import type { Op } from './oplock';
 import type { ProvisionWatch } from './provisionwatch';
 import { launchRecord } from './sshready';
 
+/**
+ * Sets a resumed guest's clock to the host's through its agent. Best effort: a guest
+ * without an agent keeps today's behaviour (timesyncd corrects it later).
+ */
+export async function syncGuestClock(name: string, inst: Instance): Promise<void> {
+  const agent = inst.agent;
+  if (!agent) return;
+  try {
+    if (!(await agent.connected())) return;
+    await agent.setTime((performance.timeOrigin + performance.now()) * 1e6, CLOCK_TIMEOUT_MS);
+    log.info(`${name}: guest clock set to the host's`);
+  } catch (e) {
+    log.warn(`${name}: could not set the guest's clock through its agent: ${(e as Error).message}`);
+  }
+}
+
+const CLOCK_TIMEOUT_MS = 5000;
+
 export interface PowerDeps {
   layers: LayerView;
   watch: ProvisionWatch;
@@ -120,6 +138,8 @@ export class Power {
         // The guest has moved on: the state file no longer matches the disk.
         rmSync(f.suspendState, { force: true });
         this.store.update(name, (c) => ({ ...c, suspended: undefined }));
+        // Its clock stood still while the state was on disk: set it now, not at timesyncd's next poll.
+        await syncGuestClock(name, inst);
       }
       if (op.signal.aborted || !inst.alive) throw this.cancelled(name);
     } catch (e) {

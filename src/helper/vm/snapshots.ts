@@ -7,12 +7,16 @@ import { existsSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { DevvmError } from '../../shared/errors';
 import type { SnapshotInfo } from '../../shared/types';
 import * as v from '../../shared/validate';
-import { need } from '../driver/driver';
+import { need, type AgentOps, type Instance } from '../driver/driver';
 import type { VmFiles } from '../filenames';
 import type { Progress } from '../images';
 import { log } from '../log';
 import type { RamState, SnapshotRecord } from '../vmconfig';
 import { GiB, poolOverlay, type VmContext } from './context';
+
+/** How long a freeze or thaw may take (qemu-ga syncs every filesystem first). */
+const FREEZE_TIMEOUT_MS = 10_000;
+const PING_TIMEOUT_MS = 2000;
 
 export function snapshotInfo(s: SnapshotRecord): SnapshotInfo {
   return { name: s.name, layer: s.layer, ram: !!s.ram, createdAt: s.createdAt };
@@ -67,16 +71,36 @@ export class Snapshots {
       // Journal first: a helper killed past this point is settled by settlePending on restart.
       ctx.store.update(name, (c) => ({ ...c, pending: { newOverlay: next.id, snapshot } }));
       let pauseMs = 0;
-      const t0 = performance.now();
+      // Without RAM the new layer starts from whatever the guest had written: its filesystems
+      // are frozen around the switch (when its agent answers), so that is a clean disk.
+      const fs = ram ? null : await this.agentFor(name, inst);
+      const top = { id: next.id, file: ctx.pool.file(next.id) };
+      let t0 = performance.now();
       try {
+        // Opened first, so only the switch itself happens while the guest waits.
+        await layers.prepare?.(top);
+        t0 = performance.now();
         if (ram) {
           progress('pausing the guest');
           await inst.pause();
         }
-        progress('freezing the disk layer');
         const t1 = performance.now();
-        await layers.switchTop(old, { id: next.id, file: ctx.pool.file(next.id) });
-        pauseMs = performance.now() - t1;
+        if (fs) {
+          progress("freezing the guest's filesystems around the disk layer switch");
+          ctx.store.update(name, (c) => ({ ...c, fsFrozen: new Date().toISOString() }));
+          const t2 = performance.now();
+          // A freeze that fails leaves a crash-consistent layer, as without an agent: not a reason to fail.
+          const r = await fs.whileFrozen(() => layers.switchTop(old, top).then(() => null, (e: unknown) => e as Error), FREEZE_TIMEOUT_MS);
+          pauseMs = r.frozen ? r.frozenMs : performance.now() - t2;
+          if (r.problem) log.warn(`${name}: ${r.problem}`);
+          if (r.thawed) ctx.store.update(name, (c) => ({ ...c, fsFrozen: undefined }));
+          if (r.value) throw r.value;
+          log.info(`${name}: layer switched ${r.frozen ? `with the guest's filesystems frozen for ${r.frozenMs.toFixed(1)} ms` : 'without a filesystem freeze'}`);
+        } else {
+          progress('freezing the disk layer');
+          await layers.switchTop(old, top);
+          pauseMs = performance.now() - t1;
+        }
         if (ram && ramFile) {
           progress('saving RAM');
           await ram.save(`${ramFile}.partial`);
@@ -90,6 +114,43 @@ export class Snapshots {
     } finally {
       hold.release();
     }
+  }
+
+  /** The running VM's agent when it answers now; null: no freeze (no agent, or it does not answer). */
+  private async agentFor(name: string, inst: Instance): Promise<AgentOps | null> {
+    const agent = inst.agent;
+    if (!agent) return null;
+    try {
+      if (!(await agent.connected())) return null;
+      await agent.ping(PING_TIMEOUT_MS);
+      return agent;
+    } catch (e) {
+      log.info(`${name}: the guest agent does not answer, no filesystem freeze: ${(e as Error).message}`);
+      return null;
+    }
+  }
+
+  /** Thaws and clears the record; a thaw that fails is logged (the agent thaws on its own after a timeout, and the record makes the next helper try again). */
+  async thaw(name: string, agent: AgentOps): Promise<void> {
+    try {
+      await agent.thaw(FREEZE_TIMEOUT_MS);
+      this.ctx.store.update(name, (c) => ({ ...c, fsFrozen: undefined }));
+    } catch (e) {
+      log.warn(`${name}: thawing the guest's filesystems failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** At helper start: filesystems a killed helper left frozen are thawed. */
+  async settleFrozen(name: string): Promise<void> {
+    const cfg = this.ctx.store.read(name);
+    if (!cfg.fsFrozen) return;
+    const agent = this.ctx.instance(name)?.agent;
+    if (agent) {
+      await this.thaw(name, agent);
+      log.info(`${name}: thawed the filesystems a freeze at ${cfg.fsFrozen} left frozen`);
+    }
+    // Not running: a new boot has nothing frozen.
+    if (!this.ctx.instance(name)) this.ctx.store.update(name, (c) => ({ ...c, fsFrozen: undefined }));
   }
 
   /**

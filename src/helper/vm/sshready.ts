@@ -45,11 +45,41 @@ export function launchRecord(ctx: VmContext, name: string): LaunchRecord {
   return existsSync(f.launch) ? readJson<LaunchRecord>(f.launch) : { seed: false };
 }
 
+/** How long after the guest opened the agent's port its answer is waited for before SSH is tried anyway. */
+const AGENT_PATIENCE_MS = 30_000;
+
+/**
+ * Readiness through the guest agent: once the guest has opened the agent's port, SSH is
+ * only tried after the agent answered (the guest is up, not just its port forwarder). A
+ * guest that never opens the port (an image without the agent) is polled as before.
+ */
+class AgentGate {
+  private answered = false;
+  private openedAt: number | null = null;
+
+  async ready(ctx: VmContext, name: string, progress: Progress): Promise<boolean> {
+    const a = ctx.instance(name)?.agent;
+    if (!a || this.answered) return true;
+    try {
+      if (!(await a.connected())) return true;
+      this.openedAt ??= Date.now();
+      await a.ping(1500);
+      this.answered = true;
+      progress('the guest agent answers; waiting for sshd');
+      return true;
+    } catch {
+      // An agent that opened its port and never answers does not hold SSH back for long.
+      return this.openedAt !== null && Date.now() - this.openedAt > AGENT_PATIENCE_MS;
+    }
+  }
+}
+
 /** Until SSH works, the VM stops, first setup fails, or the deadline passes. `settling`: first setup still watched. */
 export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, settling: () => boolean, progress: Progress): Promise<void> {
   const deadline = Date.now() + timeoutSec * 1000;
   const f = ctx.home.vm(name);
   progress('waiting for SSH');
+  const agent = new AgentGate();
   for (;;) {
     const cfg = ctx.store.read(name);
     if (!ctx.instance(name)?.alive) {
@@ -60,7 +90,7 @@ export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, 
     // applies its SSH settings): ready means first setup finished and SSH works.
     const firstSetup = settling();
     if (firstSetup) progress('first boot: waiting for first setup (cloud-init) to finish');
-    if (!firstSetup && (await sshBanner(cfg.sshPort, 1500))) {
+    if (!firstSetup && (await agent.ready(ctx, name, progress)) && (await sshBanner(cfg.sshPort, 1500))) {
       // A guest restored from a run where a login worked is past boot: sshd answering
       // suffices (a full login costs ~2 s under TCG). Cold boots log in once, since
       // sshd answers before logins are allowed (systemd-user-sessions).

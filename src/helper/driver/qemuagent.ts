@@ -1,0 +1,123 @@
+/** The QEMU driver's guest agent part: qemu-guest-agent over the VM's agent socket (qemu/qga.ts), its port's state over QMP. */
+import { QgaClient } from '../qemu/qga';
+import type { Qmp } from '../qemu/qmp';
+import type { AgentOps, FrozenRun, GuestFacts } from './driver';
+
+/** The chardev id of the agent's channel (qemu/args.ts). */
+const AGENT_CHARDEV = 'qga0';
+
+/** The guest agent: commands over its socket (qemu/qga.ts), whether the guest opened its port over QMP. */
+export class QemuAgent implements AgentOps {
+  private readonly qga: QgaClient;
+
+  constructor(
+    private readonly qmp: Qmp,
+    socket: string,
+  ) {
+    this.qga = new QgaClient(socket);
+  }
+
+  async connected(): Promise<boolean> {
+    // A virtserialport's chardev is "frontend-open" while a process in the guest holds the port open.
+    const chardevs = await this.qmp.execute<Array<{ label: string; 'frontend-open'?: boolean }>>('query-chardev');
+    return chardevs.find((c) => c.label === AGENT_CHARDEV)?.['frontend-open'] === true;
+  }
+
+  async ping(timeoutMs: number): Promise<void> {
+    await this.qga.execute({ command: 'guest-ping' }, timeoutMs);
+  }
+
+  async setTime(timeNs: number, timeoutMs: number): Promise<void> {
+    await this.qga.execute({ command: 'guest-set-time', args: { time: Math.round(timeNs) } }, timeoutMs);
+  }
+
+  freeze(timeoutMs: number): Promise<number> {
+    return this.qga.execute<number>({ command: 'guest-fsfreeze-freeze' }, timeoutMs);
+  }
+
+  thaw(timeoutMs: number): Promise<number> {
+    return this.qga.execute<number>({ command: 'guest-fsfreeze-thaw' }, timeoutMs);
+  }
+
+  async whileFrozen<T>(fn: () => Promise<T>, timeoutMs: number): Promise<FrozenRun<T>> {
+    let ran = false;
+    let value!: T;
+    let failure: { e: unknown } | null = null;
+    const run = async () => {
+      ran = true;
+      try {
+        value = await fn();
+      } catch (e) {
+        failure = { e };
+      }
+    };
+    let attempted = false;
+    let frozen = false;
+    let thawed = false;
+    let problem: string | undefined;
+    let frozenMs = 0;
+    try {
+      await this.qga.session(timeoutMs, async (s) => {
+        const t0 = performance.now();
+        attempted = true;
+        try {
+          await s.execute({ command: 'guest-fsfreeze-freeze' }, timeoutMs);
+          frozen = true;
+        } catch (e) {
+          problem = `freeze: ${(e as Error).message}`;
+        }
+        await run();
+        try {
+          await s.execute({ command: 'guest-fsfreeze-thaw' }, timeoutMs);
+          thawed = true;
+        } finally {
+          frozenMs = performance.now() - t0;
+        }
+      });
+    } catch (e) {
+      problem = problem ?? `${ran ? 'thaw' : 'session'}: ${(e as Error).message}`;
+    }
+    if (!ran) await run();
+    if (!attempted) thawed = true; // never asked to freeze: nothing to thaw
+    if (!thawed) {
+      // The session died (a freeze that timed out closes it): thaw over a new one.
+      thawed = await this.thaw(timeoutMs).then(() => true, (e: unknown) => {
+        problem = `${problem ?? ''}; thaw: ${(e as Error).message}`;
+        return false;
+      });
+    }
+    if (failure) throw (failure as { e: unknown }).e;
+    return { value, frozen, thawed, frozenMs, ...(problem ? { problem } : {}) };
+  }
+
+  async shutdown(timeoutMs: number): Promise<void> {
+    await this.qga.execute({ command: 'guest-shutdown', args: { mode: 'powerdown' }, noReply: true }, timeoutMs);
+  }
+
+  async facts(mac: string, timeoutMs: number): Promise<GuestFacts> {
+    const deadline = Date.now() + timeoutMs;
+    const left = () => Math.max(1, deadline - Date.now());
+    const ask = <T>(command: string, args?: Record<string, unknown>) => this.qga.execute<T>({ command, ...(args ? { args } : {}) }, left()).catch(() => null);
+    type Nic = { name: string; 'hardware-address'?: string; 'ip-addresses'?: Array<{ 'ip-address-type': string; 'ip-address': string }> };
+    const nics = await ask<Nic[]>('guest-network-get-interfaces');
+    const nic = nics?.find((n) => n['hardware-address']?.toLowerCase() === mac.toLowerCase());
+    const ip = nic?.['ip-addresses']?.find((a) => a['ip-address-type'] === 'ipv4')?.['ip-address'] ?? null;
+    const os = (await ask<{ 'pretty-name'?: string }>('guest-get-osinfo'))?.['pretty-name'] ?? null;
+    const hostname = (await ask<{ 'host-name'?: string }>('guest-get-host-name'))?.['host-name'] ?? null;
+    return { ip, os, hostname, uptimeSec: await this.uptime(ask) };
+  }
+
+  /** /proc/uptime through the agent's file commands (the agent has no uptime command; guest-exec is not used). */
+  private async uptime(ask: <T>(command: string, args?: Record<string, unknown>) => Promise<T | null>): Promise<number | null> {
+    const handle = await ask<number>('guest-file-open', { path: '/proc/uptime', mode: 'r' });
+    if (typeof handle !== 'number') return null;
+    try {
+      const r = await ask<{ 'buf-b64'?: string }>('guest-file-read', { handle, count: 128 });
+      const sec = Number(Buffer.from(r?.['buf-b64'] ?? '', 'base64').toString('latin1').split(' ')[0]);
+      return Number.isFinite(sec) && sec > 0 ? Math.floor(sec) : null;
+    } finally {
+      await ask('guest-file-close', { handle });
+    }
+  }
+}
+
