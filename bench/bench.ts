@@ -123,8 +123,9 @@ async function main(): Promise<void> {
       '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:22`, '-device', 'virtio-net-pci,netdev=n0', '-device', 'virtio-rng-pci',
       '-serial', `file:${path.join(tmp, 'baseline-serial.log')}`,
     ], { stdio: 'ignore' });
+    // ProxyCommand=none: the Host block's ssh-proxy would start devvm's own VM instead of reaching the baseline.
     try {
-      await readyAndSsh(path.join(tmp, 'baseline-serial.log'), ['-F', path.join(sb.home, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', 'devvm-seedsrc'], 900_000);
+      await readyAndSsh(path.join(tmp, 'baseline-serial.log'), ['-F', path.join(sb.home, 'ssh_config'), '-o', 'ProxyCommand=none', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', 'devvm-seedsrc'], 900_000);
     } finally {
       qemu.kill('SIGKILL');
     }
@@ -207,7 +208,7 @@ async function main(): Promise<void> {
       while ((await qmp.execute<{ status: string }>('query-status')).status === 'inmigrate') await new Promise((r) => setTimeout(r, 20));
       await qmp.execute('cont');
       qmp.close();
-      await sshUntil(['-F', path.join(sb.home, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', 'devvm-timed'], 180_000);
+      await sshUntil(['-F', path.join(sb.home, 'ssh_config'), '-o', 'ProxyCommand=none', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', 'devvm-timed'], 180_000);
       out.resumeBaselineMs = Math.round(performance.now() - q0);
       out.resumeRatioVsQemu = +(resume / out.resumeBaselineMs).toFixed(2);
     } finally {
