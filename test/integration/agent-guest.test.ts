@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { debianImage, Sandbox, waitFor } from './harness';
+import { bootDebian, Sandbox, waitFor } from './harness';
 
 const sb = new Sandbox('agent');
 // The ACPI button gets half of this, the agent's shutdown the other half.
@@ -28,10 +28,7 @@ interface Agent {
 }
 
 before(async () => {
-  debianImage(sb);
-  sb.ok(['create', VM, '--image', 'debian-12', '--user', 'dev', '--memory', '1024']);
-  const r = await sb.cliAsync(['start', VM, '--wait-ssh']);
-  assert.equal(r.code, 0, r.stderr);
+  await bootDebian(sb, VM);
 });
 
 after(() => {

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { after, before, test } from 'node:test';
 import { CONSOLE_BOOT_SIZE } from '../../src/shared/display';
-import { debianImage, Sandbox, waitFor } from './harness';
+import { bootDebian, Sandbox, waitFor } from './harness';
 
 const sb = new Sandbox('display');
 const VM = 'shown';
@@ -63,10 +63,7 @@ const resize = (s: string) => sb.json<{ resize: Resize }>(['display', VM, '--siz
 const current = () => sb.json<{ size: Size | null }>(['display', VM]).size;
 
 before(async () => {
-  debianImage(sb);
-  sb.ok(['create', VM, '--image', 'debian-12', '--user', 'dev', '--display', '--memory', '1024']);
-  const r = await sb.cliAsync(['start', VM, '--wait-ssh']);
-  assert.equal(r.code, 0, r.stderr);
+  await bootDebian(sb, VM, ['--display']);
   // SSH can answer a moment before the guest's GPU driver has taken over from VGA text mode.
   await waitFor('the guest to set its first mode', 60_000, () => current()?.width === CONSOLE_BOOT_SIZE.width);
 });

@@ -120,6 +120,14 @@ export function debianImage(sb: Sandbox): void {
   sb.ok(['image', 'build', 'debian-12']);
 }
 
+/** One debian-12 VM (user dev, 1 GiB, plus `extra` create options), booted until SSH answers. */
+export async function bootDebian(sb: Sandbox, vm: string, extra: string[] = []): Promise<void> {
+  debianImage(sb);
+  sb.ok(['create', vm, '--image', 'debian-12', '--user', 'dev', '--memory', '1024', ...extra]);
+  const r = await sb.cliAsync(['start', vm, '--wait-ssh']);
+  if (r.code !== 0) throw new Error(`devvm start ${vm} --wait-ssh exited ${r.code}: ${r.stderr}`);
+}
+
 /** True when the process is gone or a zombie. */
 export function processGone(pid: number): boolean {
   try {

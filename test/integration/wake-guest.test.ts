@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { debianImage, Sandbox, waitFor } from './harness';
+import { bootDebian, Sandbox, waitFor } from './harness';
 
 const sb = new Sandbox('wake');
 const VM = 'wake';
@@ -28,10 +28,7 @@ function sshTrue(extra: string[] = []): { code: number; stderr: string; ms: numb
 }
 
 before(async () => {
-  debianImage(sb);
-  sb.ok(['create', VM, '--image', 'debian-12', '--user', 'dev', '--memory', '1024']);
-  const r = await sb.cliAsync(['start', VM, '--wait-ssh']);
-  assert.equal(r.code, 0, r.stderr);
+  await bootDebian(sb, VM);
 });
 
 after(() => {
