@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import { createMessageConnection, MessageConnection, ResponseError, SocketMessageReader, SocketMessageWriter } from 'vscode-jsonrpc/node';
-import { asDevvmError } from '../shared/errors';
+import { asDevvmError, DevvmError } from '../shared/errors';
 import { Notify, Rpc, RPC_ERROR, type Handlers, type ImageBuildParams, type RpcName } from '../shared/rpc';
 import type { HelperInfo } from '../shared/types';
 import type { AccelChoice } from './accel';
@@ -17,6 +17,11 @@ import { ensureInclude } from './sshconfig';
 import { matchDevice, type UsbMonitor } from './usb/monitor';
 import { listUsbDevices } from './usb/sysfs';
 import type { Vms } from './vms';
+
+// Declared in the protocol, built by issue 13's work.
+function notYet(what: string): never {
+  throw new DevvmError('not-supported', `${what} are not built yet`);
+}
 
 export interface ServerDeps {
   home: Home;
@@ -123,6 +128,11 @@ export class Server {
       vmDisplay: (p) => vms.display(p.name),
       vmDisplayResize: (p) => vms.displayResize(p.name, { width: p.width, height: p.height }),
       vmScreenshot: (p) => vms.screenshot(p.name),
+      vmShare: () => notYet('shared folders'),
+      vmUnshare: () => notYet('shared folders'),
+      vmPorts: () => notYet('port forwarding'),
+      vmPortAdd: () => notYet('port forwarding'),
+      vmPortRemove: () => notYet('port forwarding'),
 
       diskAttach: (p) => vms.attachDisk(p.name, { source: p.source, usb: p.usb ?? false, readOnly: p.readOnly ?? false, format: p.format, tlsPskFile: p.tlsPskFile }),
       diskDetach: (p) => vms.detachDisk(p.name, p.id),

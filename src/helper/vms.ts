@@ -221,6 +221,8 @@ export class Vms extends EventEmitter {
       snapshots: snaps.map(snapshotInfo),
       disks: this.attachedDisks(name).map(publicDisk),
       usb: this.usbAttached(name).map(({ qemuId: _q, ...d }) => ({ ...d, attachedTo: name })),
+      shares: [],
+      ports: [],
       ...(inst ? { agent: await guestAgentInfo(inst, c.mac) } : {}),
     };
   }

@@ -8,7 +8,7 @@ import { displaySize } from './display';
 import { idleSetting } from './idle';
 import * as S from './schema';
 import * as v from './validate';
-import type { AttachedDisk, DisplayInfo, DisplayResizeResult, DoctorReport, HelperInfo, HostUsbDevice, ImageInfo, LayerNode, NbdExport, Screenshot, SnapshotInfo, VmInfo, VmSummary } from './types';
+import type { AttachedDisk, DisplayInfo, DisplayResizeResult, DoctorReport, HelperInfo, HostUsbDevice, ImageInfo, LayerNode, NbdExport, PortForward, Screenshot, ShareInfo, SnapshotInfo, VmInfo, VmSummary } from './types';
 
 /** Error data attached to every ResponseError the helper sends. */
 export interface RpcErrorData {
@@ -23,6 +23,20 @@ export type WithProgress = S.ObjectOf<typeof withProgress>;
 const vm = S.rule(v.vmName);
 const snapshot = S.rule(v.snapshotName);
 const format = S.optional(S.oneOf('qcow2', 'raw'));
+
+/** A share as asked for: guestPath defaults to hostPath. */
+const share = {
+  hostPath: S.rule((x) => v.absolutePath('host folder', x)),
+  guestPath: S.optional(S.rule((x) => v.absolutePath('guest folder', x))),
+  readOnly: S.optional(S.bool),
+};
+/** A static forward as asked for: protocol defaults to tcp, hostAddress to 127.0.0.1. */
+const port = {
+  protocol: S.optional(S.oneOf('tcp', 'udp')),
+  hostAddress: S.optional(S.text(64)),
+  hostPort: S.int(1, 65535),
+  guestPort: S.int(1, 65535),
+};
 
 // Every request's parameters, declared once: clients get the types, the helper parses
 // each message with the schema before its handler runs.
@@ -52,6 +66,8 @@ export const Params = {
     idleSuspend: S.optional(S.rule(idleSetting)),
     /** Started (or resumed) whenever the helper starts. */
     autostart: S.optional(S.bool),
+    shares: S.optional(S.list(S.object(share), 32)),
+    ports: S.optional(S.list(S.object(port), 64)),
   }),
   /** Changes a stopped VM's machine (a suspended one keeps the machine its saved state needs). */
   set: S.object({
@@ -61,7 +77,15 @@ export const Params = {
     /** Settings any VM may change in any state (no machine change): idle suspend and autostart. */
     idleSuspend: S.optional(S.rule(idleSetting)),
     autostart: S.optional(S.bool),
+    /** Machine size (stopped VMs only); the disk only grows, the guest's root filesystem follows at the next boot. */
+    cpus: S.optional(S.rule((x) => v.cpus(x))),
+    memoryMiB: S.optional(S.rule((x) => v.memoryMiB(x))),
+    diskGiB: S.optional(S.rule(v.diskGiB)),
   }),
+  share: S.object({ name: vm, ...share }),
+  unshare: S.object({ name: vm, guestPath: S.rule((x) => v.absolutePath('guest folder', x)) }),
+  portAdd: S.object({ name: vm, ...port }),
+  portRemove: S.object({ name: vm, protocol: S.optional(S.oneOf('tcp', 'udp')), hostPort: S.int(1, 65535) }),
   /** The Display tab's size in CSS pixels; the helper fits it to the limits (shared/display.ts). */
   displayResize: S.object({ name: vm, width: S.int(1, 65535), height: S.int(1, 65535) }),
   start: S.object({
@@ -154,6 +178,8 @@ export type SetParams = S.Infer<typeof Params.set>;
 export type DiskAttachParams = S.Infer<typeof Params.diskAttach>;
 export type DiskExportParams = S.Infer<typeof Params.diskExport>;
 export type UsbParams = S.Infer<typeof Params.usb>;
+export type ShareParams = S.Infer<typeof Params.share>;
+export type PortAddParams = S.Infer<typeof Params.portAdd>;
 
 export interface UsbEvent {
   action: 'add' | 'remove';
@@ -210,6 +236,13 @@ export const Rpc = {
   vmScreenshot: request<Screenshot>()('vm/screenshot', Params.name),
   layerTree: request<LayerNode[]>()('layer/tree', S.none),
 
+  /** Adds a share to the configuration, and mounts it now when the VM runs and the transport allows. */
+  vmShare: request<ShareInfo>()('vm/share', Params.share),
+  vmUnshare: request<void>()('vm/unshare', Params.unshare),
+  vmPorts: request<PortForward[]>()('vm/ports', Params.name),
+  vmPortAdd: request<PortForward>()('vm/portAdd', Params.portAdd),
+  vmPortRemove: request<void>()('vm/portRemove', Params.portRemove),
+
   diskAttach: request<AttachedDisk>()('disk/attach', Params.diskAttach),
   diskDetach: request<void>()('disk/detach', Params.diskDetach),
   /** Serves a frozen layer read-only over NBD (a snapshot's, else the current disk frozen now): a 0600 unix socket, or TLS-PSK on 127.0.0.1. */
@@ -242,6 +275,8 @@ export const Notify = {
   imagesChanged: new NotificationType0('image/changed'),
   progress: new NotificationType<ProgressParams>('progress'),
   usb: new NotificationType<UsbEvent>('usb/event'),
+  /** A VM's forwards changed (a guest process started or stopped listening, a static one added). */
+  ports: new NotificationType<{ name: string; ports: PortForward[] }>('vm/ports'),
 } as const;
 
 /** Numeric JSON-RPC error code used for every devvm error; the symbolic code is in data. */

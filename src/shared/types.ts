@@ -119,6 +119,50 @@ export interface VmInfo extends VmSummary {
   usb: HostUsbDevice[];
   /** The guest agent, while the VM runs. */
   agent?: GuestAgentInfo;
+  /** Host folders shared into the guest (kept in the VM's configuration). */
+  shares: ShareInfo[];
+  /** Static forwards always; automatic ones while the guest listens. */
+  ports: PortForward[];
+}
+
+/** virtiofs (virtiofsd, shared memory) where the host can run it, 9p (virtio-9p-pci) otherwise. */
+export type ShareTransport = 'virtiofs' | '9p';
+
+/** A host folder shared into the guest, as configured. */
+export interface ShareSpec {
+  /** Absolute, on the host. */
+  hostPath: string;
+  /** Absolute, in the guest; default: the same as hostPath. */
+  guestPath: string;
+  readOnly: boolean;
+}
+
+export interface ShareInfo extends ShareSpec {
+  /** What the share uses (or will use at the next start); null while it cannot be decided. */
+  transport: ShareTransport | null;
+  /** Mounted in the running guest now. */
+  mounted: boolean;
+  /** Why it is not mounted, when it should be. */
+  problem?: string;
+}
+
+export type PortProtocol = 'tcp' | 'udp';
+
+/** One host port forwarded to the guest. */
+export interface PortForward {
+  protocol: PortProtocol;
+  /** 127.0.0.1 unless the user gave another address for a static forward. */
+  hostAddress: string;
+  hostPort: number;
+  guestPort: number;
+  /** static: `port add` / create --port, kept in the configuration; auto: a guest process listens. */
+  kind: 'static' | 'auto';
+  /** The guest process that listens, when known. */
+  process?: string;
+  /** Forwarded now (the VM runs and the host port was free). */
+  active: boolean;
+  /** For instance: "host port 8123 was taken; using 8124". */
+  note?: string;
 }
 
 /**

@@ -28,6 +28,8 @@ const info = (over: Partial<VmInfo> = {}): VmInfo => ({
   provisioned: true,
   accelerator: 'tcg',
   pid: 123,
+  shares: [],
+  ports: [],
   dir: '/home/u/.local/share/devvm/vms/web',
   serialLog: '/home/u/.local/share/devvm/vms/web/serial.log',
   createdAt: '2026-01-01T00:00:00Z',
