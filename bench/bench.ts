@@ -11,14 +11,17 @@ import { KERNEL_CMDLINE } from '../src/helper/qemu/args';
 import { Qmp } from '../src/helper/qemu/qmp';
 import { Sandbox } from '../test/integration/harness';
 import { serveSlowly } from '../test/integration/slownbd';
+import { type BenchSection, median } from './section';
 import { watch } from './vncviewer';
 
 const json = process.argv.includes('--json');
+const onlyArg = process.argv.indexOf('--only');
+/** null: every section. */
+const only = onlyArg > 0 ? new Set((process.argv[onlyArg + 1] ?? '').split(',')) : null;
 const note = (m: string) => process.stderr.write(`bench: ${m}\n`);
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
+
+/** Sections features add (bench/sections/*.ts), run after the core figures. */
+const SECTIONS: BenchSection[] = [];
 
 function timed(f: () => void): number {
   const t = performance.now();
@@ -79,6 +82,21 @@ async function main(): Promise<void> {
   spawnSync('mkdir', ['-p', tmp]);
   const out: Record<string, number> = {};
   try {
+    if (!only || only.has('core')) await core(sb, tmp, out);
+    for (const section of SECTIONS) {
+      if (only && !only.has(section.name)) continue;
+      note(`section ${section.name}`);
+      await section.run(sb, out, note);
+    }
+  } finally {
+    sb.cleanup();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  report(out);
+}
+
+async function core(sb: Sandbox, tmp: string, out: Record<string, number>): Promise<void> {
+  {
     // --- create: O(1) whatever the base size --------------------------------
     for (const [name, size] of [['small', '1G'], ['large', '64G']] as const) {
       spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', path.join(tmp, `${name}.qcow2`), size]);
@@ -298,9 +316,6 @@ async function main(): Promise<void> {
     out.sshRunningMs = Math.round(median(running));
     out.wakeOnSshMs = Math.round(median(woken));
     out.wakeOnSshRatio = +(out.wakeOnSshMs / out.sshRunningMs).toFixed(2);
-  } finally {
-    sb.cleanup();
-    rmSync(tmp, { recursive: true, force: true });
   }
   // Extension figures: the shipped (minified) bundle's size, and activation time as the
   // extension recorded it in code-server during the last e2e run (npm test).
@@ -312,6 +327,9 @@ async function main(): Promise<void> {
     note('no artifacts/e2e/metrics.json: run npm test for activationMs');
   }
   spawnSync(process.execPath, ['scripts/build.mjs'], { stdio: 'ignore' });
+}
+
+function report(out: Record<string, number>): void {
   if (json) {
     process.stdout.write(`${JSON.stringify(out)}\n`);
   } else {
@@ -321,6 +339,7 @@ async function main(): Promise<void> {
       timeToSshMs: '', timeToSshBaselineMs: '', timeToSshRatioVsQemu: '≤ 1.10', helperRssMb: '< 60',
       displayResizeMs: '< 500', displayIdleCpuRatio: '≤ 1.3', sshRunningMs: '', wakeOnSshMs: '', wakeOnSshRatio: '≤ 2',
       bundleKb: '', activationMs: '< 100', suspendMs: '< 3000', coldBootToSshMs: '', resumeToSshMs: '', resumeSpeedup: '≥ 10', resumeBaselineMs: '', resumeRatioVsQemu: '≤ 1.1',
+      ...Object.assign({}, ...SECTIONS.map((s) => s.targets)),
     };
     process.stdout.write('| figure | value | target |\n|---|---|---|\n');
     for (const [k, val] of Object.entries(out)) process.stdout.write(`| ${k} | ${val} | ${targets[k] ?? ''} |\n`);
