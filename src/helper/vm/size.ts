@@ -15,7 +15,7 @@ import { assertAllowed } from '../../shared/lifecycle';
 import type { SetParams } from '../../shared/rpc';
 import * as v from '../../shared/validate';
 import { log } from '../log';
-import { run } from '../proc';
+import { ProcessError, run } from '../proc';
 import { fsyncPath } from '../store';
 import type { VmConfig } from '../vmconfig';
 import { admit, GiB, type VmContext } from './context';
@@ -69,8 +69,11 @@ function overlayFile(ctx: VmContext, cfg: VmConfig): string {
  * layer were larger, so nothing below shows through. It takes the overlay's write lock:
  * a QEMU holding the file makes it fail, and nothing is changed.
  */
-export async function growDisk(file: string, bytes: number): Promise<number> {
-  const r = await run('qemu-img', ['resize', '-q', '-f', 'qcow2', file, String(bytes)]);
+export async function growDisk(name: string, file: string, bytes: number): Promise<number> {
+  const r = await run('qemu-img', ['resize', '-q', '-f', 'qcow2', file, String(bytes)]).catch((e: unknown) => {
+    const why = e instanceof ProcessError ? (e.stderr.trim().split('\n').find((l) => l.trim()) ?? e.message).replace(/^qemu-img: /, '') : (e as Error).message;
+    throw new DevvmError('process-failed', `cannot grow the disk of VM "${name}": ${why}`, `nothing was changed; if another program has ${file} open, close it and try again`);
+  });
   fsyncPath(file);
   return r.ms;
 }
@@ -92,7 +95,7 @@ export async function resize(ctx: VmContext, displays: Displays, name: string, s
     const next = plannedSize(cfg, size, host);
     const screen = withDisplay ? displays.planned(name, display) : cfg.display;
     let ms = 0;
-    if (next.diskGiB > cfg.diskGiB) ms = await growDisk(overlayFile(ctx, cfg), next.diskGiB * GiB);
+    if (next.diskGiB > cfg.diskGiB) ms = await growDisk(name, overlayFile(ctx, cfg), next.diskGiB * GiB);
     ctx.store.update(name, (c) => ({ ...c, ...next, display: screen }));
     const changes = sizeChanges(cfg, next);
     log.info(`${name}: ${changes.length ? changes.join(', ') : 'size unchanged'}${ms ? ` (disk grown in ${ms.toFixed(0)} ms; the guest's root filesystem follows at its next boot)` : ''}`);
