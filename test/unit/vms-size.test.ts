@@ -95,9 +95,15 @@ test('the disk only grows: a smaller size is refused naming the current one, the
     return true;
   });
   assert.equal(await snapshotOf(r, 'web'), before, 'the CPUs given with it did not change either');
+  await assert.rejects(r.vms.set('web', { display: true, diskGiB: 1 }), /cannot shrink/);
+  assert.equal(await snapshotOf(r, 'web'), before, 'nor a display asked in the same set');
   await r.vms.set('web', { diskGiB: 2 });
   assert.equal(await overlaySize(r, 'web'), 2 * GiB);
   assert.equal(JSON.parse(JSON.parse(await snapshotOf(r, 'web')).cfg).diskGiB, 2);
+  // Size and display in one set, under one lock.
+  const s = await r.vms.set('web', { display: true, cpus: 1, diskGiB: 3 });
+  assert.deepEqual([s.display, s.cpus, s.diskGiB], ['auto', 1, 3]);
+  assert.equal(await overlaySize(r, 'web'), 3 * GiB);
 });
 
 test("limits: the host's CPUs and memory, the schema's ranges; nothing changes on a refusal", async (t) => {
