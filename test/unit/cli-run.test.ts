@@ -74,3 +74,19 @@ test('ssh hands back the exit code of ssh', async () => {
   const r = await cli(['ssh', 'web'], { 'vm/sshTarget': { configFile: '/c', host: 'devvm-web', user: 'a', port: 1 } });
   assert.equal(r.code, 0);
 });
+
+test('helper stop: the helper exiting before its answer arrives is still "stopped"; a helper still there that fails is an error', async () => {
+  const gone = new DevvmError('internal', 'the devvm helper went away during the request');
+  const ok = await cli(['helper', 'stop'], { 'helper/shutdown': gone });
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /helper stopped/);
+  // The fake's socket never closes here: the error is real.
+  const { FakeSession } = await import('./cli-fake');
+  const s = new FakeSession({ 'helper/shutdown': gone });
+  s.untilClosed = async () => ({ closed: new Promise<void>(() => {}) });
+  const { run } = await import('../../src/cli/run');
+  let stderr = '';
+  const code = await run(['helper', 'stop'], s, { stdout: () => {}, stderr: (t) => (stderr += t) });
+  assert.equal(code, 1);
+  assert.match(stderr, /went away/);
+});

@@ -34,7 +34,14 @@ export const helperCommands: Command[] = [
       // Return only once the helper is gone (its socket closes as it exits), so a caller
       // may remove DEVVM_HOME or start another helper right after.
       const { closed } = await ctx.untilClosed();
-      await ctx.call(Rpc.shutdown, { stopVms: Boolean(values['stop-vms']) });
+      let gone = false;
+      void closed.then(() => (gone = true));
+      // The helper exits right after answering; under load its exit can win the race with
+      // the answer. The socket closing is the answer this request wants.
+      await ctx.call(Rpc.shutdown, { stopVms: Boolean(values['stop-vms']) }).catch(async (e: unknown) => {
+        await new Promise((r) => setTimeout(r, 50));
+        if (!gone) throw e;
+      });
       await Promise.race([closed, new Promise((r) => setTimeout(r, 120_000).unref())]);
       ctx.print({ stopped: true }, () => 'helper stopped');
     },
