@@ -129,6 +129,7 @@ export function activate(context: vscode.ExtensionContext): DevvmApi {
       void loadImages();
     }),
     client.imagesChanged.on(() => void loadImages()),
+    client.ports.on((p) => vms.setPorts(p.name, p.ports)),
     client.disconnected.on(() => {
       vmView.message = 'The devvm helper stopped; the list updates when it is back (any command starts it).';
     }),

@@ -68,6 +68,10 @@ export const VM_COMMANDS = {
   'devvm.exportDisk': op('exportDisk'),
   'devvm.attachDisk': op('attachDisk'),
   'devvm.attachUsb': op('attachUsb'),
+  'devvm.addShare': op('share'),
+  'devvm.addPort': op('portAdd'),
+  // Only where the helper changes the machine: never offered on a running or suspended VM.
+  'devvm.changeSize': op('set'),
 } as const satisfies Record<string, VmRule>;
 
 export type VmCommand = keyof typeof VM_COMMANDS;
@@ -106,6 +110,8 @@ export const GROUP_COMMANDS = {
   'devvm.snapshot': 'snapshots',
   'devvm.attachDisk': 'disks',
   'devvm.attachUsb': 'usb',
+  'devvm.addShare': 'shares',
+  'devvm.addPort': 'ports',
 } as const satisfies Partial<Record<VmCommand, string>>;
 
 export type GroupCommand = keyof typeof GROUP_COMMANDS;
@@ -119,6 +125,21 @@ export function groupItemRegex(command: GroupCommand): string {
 export const SNAPSHOT_ITEMS = ['snapshot.disk', 'snapshot.ram'] as const;
 export const DISK_ITEMS = ['disk.virtio', 'disk.usb'] as const;
 export const USB_ITEMS = ['usb.device'] as const;
+/** Shared folders: read-write or read-only (shareContextValue). */
+export const SHARE_ITEMS = ['share.rw', 'share.ro'] as const;
+
+/** A forward's context value: `port.<static|auto>.<tcp|udp>.<active|inactive>` (the SSH one is `port.ssh`). */
+export function portContextValue(kind: 'static' | 'auto', protocol: 'tcp' | 'udp', active: boolean): string {
+  return `port.${kind}.${protocol}.${active ? 'active' : 'inactive'}`;
+}
+const portItems = (kinds: readonly ('static' | 'auto')[], protocols: readonly ('tcp' | 'udp')[], active: readonly boolean[]) =>
+  kinds.flatMap((k) => protocols.flatMap((p) => active.map((a) => portContextValue(k, p, a))));
+/** Every forward but SSH's (its address is in Copy SSH Command). */
+export const PORT_ITEMS = portItems(['static', 'auto'], ['tcp', 'udp'], [true, false]);
+/** A browser only reaches a TCP port that is forwarded now. */
+export const OPEN_PORT_ITEMS = portItems(['static', 'auto'], ['tcp'], [true]);
+/** Automatic forwards follow the guest's listeners; only static ones are the user's to remove. */
+export const STATIC_PORT_ITEMS = portItems(['static'], ['tcp', 'udp'], [true, false]);
 
 export interface ItemRule {
   /** The tree items' context values it shows on. */
@@ -134,6 +155,12 @@ export const ITEM_COMMANDS = {
   'devvm.exportDisk': { items: SNAPSHOT_ITEMS, vm: VM_COMMANDS['devvm.exportDisk'] },
   'devvm.detachDisk': { items: DISK_ITEMS, vm: op('detachDisk') },
   'devvm.detachUsb': { items: USB_ITEMS, vm: op('detachUsb') },
+  'devvm.removeShare': { items: SHARE_ITEMS, vm: op('unshare') },
+  'devvm.removePort': { items: STATIC_PORT_ITEMS, vm: op('portRemove') },
+  // UI only. A browser needs the forward live, so a running VM; an address can be copied
+  // wherever static forwards are kept (it answers once the VM runs).
+  'devvm.openPort': { items: OPEN_PORT_ITEMS, vm: { states: ['running'] } },
+  'devvm.copyPortAddress': { items: PORT_ITEMS, vm: { states: ['stopped', 'error', 'running', 'suspended'] } },
 } as const satisfies Record<string, ItemRule>;
 
 export type ItemCommand = keyof typeof ITEM_COMMANDS;

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { appliesTo, GROUP_COMMANDS, groupContextValue, itemApplies, ITEM_COMMANDS, PALETTE_COMMANDS, VM_COMMANDS, vmContextValue, vmRule, type GroupCommand, type RuleCommand, type VmCommand, type VmRule } from '../../src/extension/menus';
+import { appliesTo, GROUP_COMMANDS, PORT_ITEMS, SHARE_ITEMS, groupContextValue, itemApplies, ITEM_COMMANDS, PALETTE_COMMANDS, VM_COMMANDS, vmContextValue, vmRule, type GroupCommand, type RuleCommand, type VmCommand, type VmRule } from '../../src/extension/menus';
 import { GROUPS, stateIcon, vmItem } from '../../src/extension/model';
 import { allows, OPERATIONS } from '../../src/shared/lifecycle';
 import { VM_STATES, type VmState } from '../../src/shared/types';
@@ -37,7 +37,7 @@ function evaluate(when: string, ctx: Record<string, string>): boolean {
 
 const vmContexts = VM_STATES.flatMap((state) => [true, false].flatMap((ssh) => [true, false].map((display) => ({ state, ssh, display, value: vmContextValue(state, ssh, display) }))));
 const groupContexts = GROUPS.flatMap((group) => VM_STATES.map((state) => ({ group, state, value: groupContextValue(group, state) })));
-const itemContexts = ['snapshot.disk', 'snapshot.ram', 'disk.virtio', 'disk.usb', 'usb.device', 'layer.base.shared', 'layer.snapshot', 'layer.overlay', 'note', 'port.ssh'];
+const itemContexts = ['snapshot.disk', 'snapshot.ram', 'disk.virtio', 'disk.usb', 'usb.device', 'layer.base.shared', 'layer.snapshot', 'layer.overlay', 'note', 'port.ssh', ...SHARE_ITEMS, ...PORT_ITEMS];
 const allContexts = [...vmContexts.map((c) => c.value), ...groupContexts.map((c) => c.value), ...itemContexts];
 
 /** Where a command should show, from the tables in menus.ts. */
@@ -129,7 +129,7 @@ test('lifecycle table wins: no command is offered in a state its helper operatio
 
 test('only UI commands go without a lifecycle operation', () => {
   const local = ruleCommands.filter((c) => !vmRule(c).op).sort();
-  assert.deepEqual(local, ['devvm.copySshCommand', 'devvm.openDisplay', 'devvm.showLogs']);
+  assert.deepEqual(local, ['devvm.copyPortAddress', 'devvm.copySshCommand', 'devvm.openDisplay', 'devvm.openPort', 'devvm.showLogs']);
 });
 
 test('connect works from every state start+ssh works from', () => {
