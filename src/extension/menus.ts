@@ -10,7 +10,7 @@
  * running VM) or another command is the one to use (Resume, not Start, on a suspended
  * one); each such narrowing is written here with its reason. No `vscode` import.
  */
-import { OPERATIONS, type Operation } from '../shared/lifecycle';
+import { OPERATIONS, refusal, type Operation } from '../shared/lifecycle';
 import { VM_STATES, type VmState } from '../shared/types';
 
 export interface VmRule {
@@ -86,6 +86,19 @@ export function appliesTo(command: VmCommand, state: VmState, ssh: boolean, disp
 
 export function ruleApplies(rule: VmRule, state: VmState, ssh: boolean, display = false): boolean {
   return rule.states.includes(state) && (!rule.ssh || ssh) && (!rule.display || display);
+}
+
+/**
+ * What the palette says when no VM fits a command's rule: why, per VM (one VM: the
+ * helper's own refusal, with its way out), not just the states it needs.
+ */
+export function noCandidateMessage(rule: VmRule, vms: readonly { name: string; state: VmState; ssh: boolean; display: boolean }[]): string {
+  if (!vms.length) return 'Dev VMs: there are no VMs yet.';
+  const why = (v: (typeof vms)[number]) => (!rule.states.includes(v.state) ? `${v.name} is ${v.state}` : rule.ssh && !v.ssh ? `${v.name} has SSH off` : `${v.name} has no display`);
+  const only = vms.length === 1 ? vms[0]! : undefined;
+  const no = only && rule.op && !rule.states.includes(only.state) ? refusal(rule.op, only.name, only.state) : null;
+  if (no) return `Dev VMs: ${no.oneLine()}`;
+  return `Dev VMs: no VM is in a state for this (it needs ${rule.states.filter((x) => x !== 'error').join(' or ')}${rule.ssh ? ', with SSH' : ''}${rule.display ? ', with a display' : ''}): ${vms.map(why).join(', ')}.`;
 }
 
 function statesRe(states: readonly VmState[]): string {

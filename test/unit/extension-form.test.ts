@@ -18,6 +18,8 @@ const form = (over: Partial<CreateForm> = {}): CreateForm => ({
   diskGiB: '20',
   display: false,
   displaySize: 'auto',
+  shares: [],
+  ports: '',
   connect: true,
   ...over,
 });
