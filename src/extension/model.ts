@@ -8,7 +8,6 @@ import { idleText } from '../shared/idle';
 import { parseNbdUri } from '../shared/nbduri';
 import { agentText } from '../shared/agent';
 import type { AttachedDisk, HostUsbDevice, ImageInfo, LayerInfo, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
-import { allows } from '../shared/lifecycle';
 import { groupContextValue, vmContextValue } from './menus';
 import { sortedForwards } from './sharesPorts';
 import { deviceDetail, deviceLabel } from './usbPrompt';
@@ -51,14 +50,15 @@ export const GROUPS: readonly GroupKind[] = ['layers', 'shares', 'ports', 'snaps
 export const INFO_GROUPS: readonly GroupKind[] = ['layers', 'shares', 'ports', 'snapshots', 'disks', 'usb'];
 
 /**
- * The groups a VM shows. Shared folders and Ports show when they have something or their
- * add action applies in the VM's state now (so a VM being created or deleted gets no empty
- * ones); the older groups always show, with a note saying when their action applies.
+ * The groups a VM shows. Shared folders and Ports show only when they have a row (SSH's
+ * port counts), so a VM without them has no empty nodes; the first share or forward is
+ * added from the VM's context menu, later ones from the group's inline "+" too. The older
+ * groups always show, with a note saying when their action applies.
  */
-export function visibleGroups(s: Pick<VmSummary, 'state' | 'sshPort'>, info: Pick<VmInfo, 'shares' | 'ports'> | undefined): GroupKind[] {
+export function visibleGroups(s: Pick<VmSummary, 'sshPort'>, info: Pick<VmInfo, 'shares' | 'ports'> | undefined): GroupKind[] {
   return GROUPS.filter((g) => {
-    if (g === 'shares') return (info?.shares.length ?? 0) > 0 || allows('share', s.state);
-    if (g === 'ports') return s.sshPort !== null || (info?.ports.length ?? 0) > 0 || allows('portAdd', s.state);
+    if (g === 'shares') return (info?.shares.length ?? 0) > 0;
+    if (g === 'ports') return s.sshPort !== null || (info?.ports.length ?? 0) > 0;
     return true;
   });
 }
@@ -279,7 +279,7 @@ export function groupChildren(s: VmSummary, group: GroupKind, info: VmInfo | und
     const ssh: Node[] = s.sshPort === null ? [] : [{ kind: 'port', vm: s.name }];
     const forwards: Node[] = sortedForwards(info?.ports ?? []).map((f) => ({ kind: 'forward', vm: s.name, protocol: f.protocol, hostPort: f.hostPort }));
     if (ssh.length || forwards.length) return [...ssh, ...forwards];
-    return note(allows('portAdd', s.state) ? 'No forwarded ports (SSH is off)' : 'No forwarded ports');
+    return note('No forwarded ports (SSH is off)');
   }
   if (!info) return note('Loading…');
   switch (group) {
@@ -292,7 +292,7 @@ export function groupChildren(s: VmSummary, group: GroupKind, info: VmInfo | und
       return note(s.state === 'running' ? 'No disks attached' : 'Disks can be attached while the VM runs');
     case 'shares':
       if (info.shares.length) return [...info.shares].sort((a, b) => a.guestPath.localeCompare(b.guestPath)).map((x) => ({ kind: 'share', vm: s.name, guestPath: x.guestPath }));
-      return note(allows('share', s.state) ? 'No shared folders' : 'Folders can be shared while the VM is stopped or running');
+      return note('No shared folders');
     case 'usb':
       if (info.usb.length) return info.usb.map((d) => ({ kind: 'usb', vm: s.name, id: d.id }));
       return note(s.state === 'running' ? 'No USB devices attached' : 'USB devices can be attached while the VM runs');
