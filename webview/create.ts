@@ -151,6 +151,11 @@ function show(errors: FormErrors, all: boolean): boolean {
     if (help) help.textContent = msg ?? '';
     if (msg) shown.push(msg);
   }
+  // A share's error names its row ("shared folder 2: …"): that row's fields are marked.
+  const bad = /^shared folder (\d+):/.exec(all || touched.has('shares') ? errors.shares ?? '' : '');
+  document.querySelectorAll<HTMLElement>('.share-row').forEach((r, i) => {
+    for (const t of r.querySelectorAll<Input>('vscode-textfield')) t.invalid = Number(bad?.[1]) === i + 1;
+  });
   $('summary').textContent = all && shown.length ? `${shown.length} field${shown.length === 1 ? ' needs' : 's need'} attention: ${shown[0]}` : '';
   return Object.keys(errors).length === 0;
 }

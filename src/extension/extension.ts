@@ -129,7 +129,9 @@ export function activate(context: vscode.ExtensionContext): DevvmApi {
       void loadImages();
     }),
     client.imagesChanged.on(() => void loadImages()),
-    client.ports.on((p) => vms.setPorts(p.name, p.ports)),
+    client.ports.on((p) => {
+      if (typeof p?.name === 'string' && Array.isArray(p.ports)) vms.setPorts(p.name, p.ports);
+    }),
     client.disconnected.on(() => {
       vmView.message = 'The devvm helper stopped; the list updates when it is back (any command starts it).';
     }),

@@ -122,6 +122,7 @@ export const Uri = {
   joinPath: (u: { toString(): string }, ...p: string[]) => ({ toString: () => [u.toString(), ...p].join('/') }),
 };
 export const ProgressLocation = { Notification: 15 };
+export const ViewColumn = { Active: -1, Beside: -2 };
 export const QuickPickItemKind = { Separator: -1 };
 export const StatusBarAlignment = { Left: 1, Right: 2 };
 export const TreeItemCollapsibleState = { None: 0, Collapsed: 1, Expanded: 2 };
