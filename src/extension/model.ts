@@ -135,11 +135,12 @@ export function groupItem(s: Pick<VmSummary, 'name' | 'state'> & Partial<Pick<Vm
   if (info && group === 'snapshots') description = String(info.snapshots.length);
   if (info && group === 'disks' && info.disks.length) description = String(info.disks.length);
   if (info && group === 'usb' && info.usb.length) description = String(info.usb.length);
-  if (info && group === 'shares' && info.shares.length) {
+  // A partial info (an older helper, a test's stand-in) may lack the newer lists.
+  if (info && group === 'shares' && info.shares?.length) {
     const problems = info.shares.filter((x) => x.problem).length;
     description = `${info.shares.length}${problems ? ` · ${problems} with a problem` : ''}`;
   }
-  if (info && group === 'ports' && info.ports.length) description = String(info.ports.length + ('sshPort' in s && s.sshPort !== null ? 1 : 0));
+  if (info && group === 'ports' && info.ports?.length) description = String(info.ports.length + ('sshPort' in s && s.sshPort !== null ? 1 : 0));
   return {
     id: `vm:${s.name}/${group}`,
     label: GROUP_LABEL[group].label,
