@@ -138,21 +138,30 @@ export function groupItemRegex(command: GroupCommand): string {
 export const SNAPSHOT_ITEMS = ['snapshot.disk', 'snapshot.ram'] as const;
 export const DISK_ITEMS = ['disk.virtio', 'disk.usb'] as const;
 export const USB_ITEMS = ['usb.device'] as const;
-/** Shared folders: read-write or read-only (shareContextValue). */
-export const SHARE_ITEMS = ['share.rw', 'share.ro'] as const;
 
-/** A forward's context value: `port.<static|auto>.<tcp|udp>.<active|inactive>` (the SSH one is `port.ssh`). */
-export function portContextValue(kind: 'static' | 'auto', protocol: 'tcp' | 'udp', active: boolean): string {
-  return `port.${kind}.${protocol}.${active ? 'active' : 'inactive'}`;
+// Share and forward rows carry their VM's state, as group rows do, so Remove is offered
+// only where the helper takes it (not on a suspended VM's share, say).
+
+/** A shared folder's context value: `share.<rw|ro>.<VM state>`. */
+export function shareContextValue(readOnly: boolean, state: VmState): string {
+  return `share.${readOnly ? 'ro' : 'rw'}.${state}`;
 }
-const portItems = (kinds: readonly ('static' | 'auto')[], protocols: readonly ('tcp' | 'udp')[], active: readonly boolean[]) =>
-  kinds.flatMap((k) => protocols.flatMap((p) => active.map((a) => portContextValue(k, p, a))));
-/** Every forward but SSH's (its address is in Copy SSH Command). */
-export const PORT_ITEMS = portItems(['static', 'auto'], ['tcp', 'udp'], [true, false]);
-/** A browser only reaches a TCP port that is forwarded now. */
-export const OPEN_PORT_ITEMS = portItems(['static', 'auto'], ['tcp'], [true]);
+export const shareItems = (states: readonly VmState[]) => states.flatMap((s) => [shareContextValue(false, s), shareContextValue(true, s)]);
+/** Shared folders Remove applies to. */
+export const SHARE_ITEMS = shareItems(OPERATIONS.unshare);
+
+/** A forward's context value: `port.<static|auto>.<tcp|udp>.<active|inactive>.<VM state>` (SSH's is `port.ssh`). */
+export function portContextValue(kind: 'static' | 'auto', protocol: 'tcp' | 'udp', active: boolean, state: VmState): string {
+  return `port.${kind}.${protocol}.${active ? 'active' : 'inactive'}.${state}`;
+}
+export const portItems = (kinds: readonly ('static' | 'auto')[], protocols: readonly ('tcp' | 'udp')[], active: readonly boolean[], states: readonly VmState[]) =>
+  kinds.flatMap((k) => protocols.flatMap((p) => active.flatMap((a) => states.map((s) => portContextValue(k, p, a, s)))));
+/** Every forward but SSH's (its address is in Copy SSH Command), in any state: an address to copy. */
+export const PORT_ITEMS = portItems(['static', 'auto'], ['tcp', 'udp'], [true, false], VM_STATES);
+/** A browser only reaches a TCP port forwarded now, on a running VM. */
+export const OPEN_PORT_ITEMS = portItems(['static', 'auto'], ['tcp'], [true], ['running']);
 /** Automatic forwards follow the guest's listeners; only static ones are the user's to remove. */
-export const STATIC_PORT_ITEMS = portItems(['static'], ['tcp', 'udp'], [true, false]);
+export const STATIC_PORT_ITEMS = portItems(['static'], ['tcp', 'udp'], [true, false], OPERATIONS.portRemove);
 
 export interface ItemRule {
   /** The tree items' context values it shows on. */

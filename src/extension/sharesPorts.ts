@@ -3,12 +3,8 @@
  * and `vm/ports` notifications. No `vscode` import: trees.ts maps these onto TreeItems.
  */
 import type { PortForward, ShareInfo, VmState } from '../shared/types';
-import { portContextValue } from './menus';
+import { portContextValue, shareContextValue } from './menus';
 import { md, type ItemSpec } from './model';
-
-export function shareContextValue(s: Pick<ShareInfo, 'readOnly'>): string {
-  return s.readOnly ? 'share.ro' : 'share.rw';
-}
 
 export function shareItem(vm: string, state: VmState, s: ShareInfo): ItemSpec {
   const desc = [s.readOnly ? 'read-only' : 'read-write', s.transport ?? 'transport chosen at start'];
@@ -28,7 +24,7 @@ export function shareItem(vm: string, state: VmState, s: ShareInfo): ItemSpec {
     description: desc.join(' · '),
     tooltip: lines.join('\n'),
     icon: s.problem ? { id: 'warning', color: 'problemsWarningIcon.foreground' } : { id: s.mounted ? 'folder-opened' : 'folder' },
-    contextValue: shareContextValue(s),
+    contextValue: shareContextValue(s.readOnly, state),
     collapsible: 'none',
   };
 }
@@ -81,7 +77,7 @@ export function forwardItem(vm: string, state: VmState, f: PortForward): ItemSpe
     description: desc.join(' · '),
     tooltip: lines.join('\n'),
     icon: exposed ? { id: 'broadcast', color: 'problemsWarningIcon.foreground' } : { id: 'plug', color: f.active ? 'charts.green' : undefined },
-    contextValue: portContextValue(f.kind, f.protocol, f.active),
+    contextValue: portContextValue(f.kind, f.protocol, f.active, state),
     collapsible: 'none',
   };
 }

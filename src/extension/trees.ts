@@ -81,6 +81,8 @@ export class VmTree implements vscode.TreeDataProvider<Node> {
   refreshInfo(name: string): void {
     if (!this.vms.has(name)) return;
     this.infos.delete(name);
+    // vm/info read from now on is newer than the last notification's forwards.
+    this.ports.delete(name);
     this.emitter.fire(this.node({ kind: 'vm', vm: name }));
   }
 

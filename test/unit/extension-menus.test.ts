@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { appliesTo, GROUP_COMMANDS, noCandidateMessage, PORT_ITEMS, SHARE_ITEMS, groupContextValue, itemApplies, ITEM_COMMANDS, PALETTE_COMMANDS, VM_COMMANDS, vmContextValue, vmRule, type GroupCommand, type RuleCommand, type VmCommand, type VmRule } from '../../src/extension/menus';
+import { appliesTo, GROUP_COMMANDS, noCandidateMessage, PORT_ITEMS, shareItems, groupContextValue, itemApplies, ITEM_COMMANDS, PALETTE_COMMANDS, VM_COMMANDS, vmContextValue, vmRule, type GroupCommand, type RuleCommand, type VmCommand, type VmRule } from '../../src/extension/menus';
 import { GROUPS, stateIcon, vmItem } from '../../src/extension/model';
 import { allows, OPERATIONS } from '../../src/shared/lifecycle';
 import { VM_STATES, type VmState } from '../../src/shared/types';
@@ -37,7 +37,7 @@ function evaluate(when: string, ctx: Record<string, string>): boolean {
 
 const vmContexts = VM_STATES.flatMap((state) => [true, false].flatMap((ssh) => [true, false].map((display) => ({ state, ssh, display, value: vmContextValue(state, ssh, display) }))));
 const groupContexts = GROUPS.flatMap((group) => VM_STATES.map((state) => ({ group, state, value: groupContextValue(group, state) })));
-const itemContexts = ['snapshot.disk', 'snapshot.ram', 'disk.virtio', 'disk.usb', 'usb.device', 'layer.base.shared', 'layer.snapshot', 'layer.overlay', 'note', 'port.ssh', ...SHARE_ITEMS, ...PORT_ITEMS];
+const itemContexts = ['snapshot.disk', 'snapshot.ram', 'disk.virtio', 'disk.usb', 'usb.device', 'layer.base.shared', 'layer.snapshot', 'layer.overlay', 'note', 'port.ssh', ...shareItems(VM_STATES), ...PORT_ITEMS];
 const allContexts = [...vmContexts.map((c) => c.value), ...groupContexts.map((c) => c.value), ...itemContexts];
 
 /** Where a command should show, from the tables in menus.ts. */
@@ -200,14 +200,16 @@ test('Shared folders and Ports: "+" inline on the group rows where the helper ta
   assert.ok(!inline('devvm.addShare', groupContextValue('shares', 'suspended')), "a suspended VM's saved state has no device for it");
   assert.ok(inline('devvm.addPort', groupContextValue('ports', 'suspended')));
   assert.ok(!inline('devvm.addPort', groupContextValue('shares', 'running')), 'not on another group');
-  assert.ok(inline('devvm.removeShare', 'share.ro') && inline('devvm.removeShare', 'share.rw'));
-  assert.ok(shownOn('devvm.removePort', 'port.static.udp.inactive'));
-  assert.ok(!shownOn('devvm.removePort', 'port.auto.tcp.active'), 'automatic forwards follow the guest');
+  assert.ok(inline('devvm.removeShare', 'share.ro.running') && inline('devvm.removeShare', 'share.rw.stopped'));
+  assert.ok(!shownOn('devvm.removeShare', 'share.rw.suspended'), 'the helper keeps a suspended VM\'s shares (OPERATIONS.unshare)');
+  assert.ok(shownOn('devvm.removePort', 'port.static.udp.inactive.stopped'));
+  assert.ok(!shownOn('devvm.removePort', 'port.static.tcp.active.stopping'));
+  assert.ok(!shownOn('devvm.removePort', 'port.auto.tcp.active.running'), 'automatic forwards follow the guest');
   assert.ok(!shownOn('devvm.removePort', 'port.ssh'));
-  assert.ok(inline('devvm.openPort', 'port.auto.tcp.active'));
-  assert.ok(!shownOn('devvm.openPort', 'port.auto.tcp.inactive'), 'nothing to open while not forwarded');
-  assert.ok(!shownOn('devvm.openPort', 'port.static.udp.active'), 'a browser speaks TCP');
-  assert.ok(shownOn('devvm.copyPortAddress', 'port.static.tcp.inactive'));
+  assert.ok(inline('devvm.openPort', 'port.auto.tcp.active.running'));
+  assert.ok(!shownOn('devvm.openPort', 'port.auto.tcp.inactive.running'), 'nothing to open while not forwarded');
+  assert.ok(!shownOn('devvm.openPort', 'port.static.udp.active.running'), 'a browser speaks TCP');
+  assert.ok(shownOn('devvm.copyPortAddress', 'port.static.tcp.inactive.stopped'));
   // The first share or forward: from the VM's own context menu (the groups show only with rows).
   assert.ok(shownOn('devvm.addShare', vmContextValue('stopped', false)));
   assert.ok(shownOn('devvm.addPort', vmContextValue('stopped', false)));

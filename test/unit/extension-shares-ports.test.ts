@@ -43,14 +43,14 @@ test('Shared folders: one row per share (guest ← host), read-only and transpor
   const ok = shareItem('web', 'running', share());
   assert.equal(ok.label, '/home/al/src ← /home/al/src');
   assert.equal(ok.description, 'read-write · virtiofs · mounted');
-  assert.equal(ok.contextValue, 'share.rw');
+  assert.equal(ok.contextValue, 'share.rw.running');
   assert.equal(ok.icon?.id, 'folder-opened');
   const bad = shareItem('web', 'running', problemShare);
   assert.equal(bad.label, '/data ← /srv/data');
   assert.equal(bad.description, 'read-only · 9p · not mounted');
   assert.deepEqual(bad.icon, { id: 'warning', color: 'problemsWarningIcon.foreground' });
   assert.match(bad.tooltip, /\$\(warning\) mount failed: \\\*no\\\* 9p module/, 'the problem in the tooltip, Markdown escaped');
-  assert.equal(bad.contextValue, 'share.ro');
+  assert.equal(bad.contextValue, 'share.ro.running');
   // A stopped VM: no "mounted" claim either way.
   assert.equal(shareItem('web', 'stopped', share({ mounted: false, transport: null })).description, 'read-write · transport chosen at start');
   assert.equal(groupItem(summary(), 'shares', i).description, '2 · 1 with a problem');
@@ -66,7 +66,7 @@ test('Ports: SSH first, then static, then automatic forwards; a remapped one say
   const auto = forwardItem('web', 'running', fwd());
   assert.equal(auto.label, '8123 → 127.0.0.1:8123');
   assert.equal(auto.description, 'python3 · auto');
-  assert.equal(auto.contextValue, 'port.auto.tcp.active');
+  assert.equal(auto.contextValue, 'port.auto.tcp.active.running');
   const r = forwardItem('web', 'running', remapped);
   assert.equal(r.label, '8123 → 127.0.0.1:8124');
   assert.equal(r.description, 'python3 · auto · host port 8123 was taken; using 8124');
@@ -75,7 +75,7 @@ test('Ports: SSH first, then static, then automatic forwards; a remapped one say
   const st = forwardItem('web', 'stopped', { ...staticFwd, active: false });
   assert.equal(st.label, '80 → 127.0.0.1:8080');
   assert.equal(st.description, 'static · when running');
-  assert.equal(st.contextValue, 'port.static.tcp.inactive');
+  assert.equal(st.contextValue, 'port.static.tcp.inactive.stopped');
   assert.equal(forwardItem('web', 'running', fwd({ protocol: 'udp', kind: 'static' })).label, '8123/udp → 127.0.0.1:8123');
   // Bound beyond loopback only because the user wrote an address: flagged.
   const wide = forwardItem('web', 'running', fwd({ kind: 'static', hostAddress: '0.0.0.0' }));
@@ -126,7 +126,7 @@ test('VmTree: a vm/ports notification adds the forward under Ports (and the Port
   const item = await tree.getTreeItem(rows[0]!);
   assert.equal(item.label, '8123 → 127.0.0.1:8124');
   assert.equal(item.description, 'python3 · auto · host port 8123 was taken; using 8124');
-  assert.equal(item.contextValue, 'port.auto.tcp.active');
+  assert.equal(item.contextValue, 'port.auto.tcp.active.running');
   assert.equal(asked.length, 1, 'vm/info once; the notification needs no request');
   // The process ended: the next notification has no forwards; the group goes.
   tree.setPorts('web', []);
@@ -138,7 +138,7 @@ test('VmTree: a vm/ports notification adds the forward under Ports (and the Port
   assert.equal(asked.length, 2);
   const sharesGroup = (await tree.getChildren(vm)).find((n) => n.kind === 'group' && n.group === 'shares')!;
   const shareRow = (await tree.getChildren(sharesGroup))[0]!;
-  assert.equal((await tree.getTreeItem(shareRow)).contextValue, 'share.ro');
+  assert.equal((await tree.getTreeItem(shareRow)).contextValue, 'share.ro.running');
   assert.deepEqual(tree.getParent(shareRow), sharesGroup);
   // A notification for a VM the tree does not know is ignored.
   tree.setPorts('ghost', [fwd()]);
