@@ -1,20 +1,27 @@
 /**
  * Shared folders, port forwards and Change Size… in the extension: the tree's rows (model,
- * and the VmTree with the vscode fake, live `vm/ports` updates included), the commands run
+ * and the VmTree with the vscode fake, live `vm/ports` updates from a real socket included),
  * through the one registration loop and error handler with scripted dialogs.
  */
 import { fake, window as fakeWindow } from './extension-vscode-fake';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { afterEach, test } from 'node:test';
+import { createMessageConnection, SocketMessageReader, SocketMessageWriter } from 'vscode-jsonrpc/node';
 import { errorReporter, registerCommands, SHOW_HELPER_LOG, SHOW_VM_LOGS, type Cx } from '../../src/extension/commands/command';
 import { PORTS } from '../../src/extension/commands/ports';
 import { SHARES } from '../../src/extension/commands/shares';
 import { diskProblem, SIZE, sizeChange } from '../../src/extension/commands/size';
-import type { HelperClient } from '../../src/extension/helperclient';
+import { HelperClient } from '../../src/extension/helperclient';
 import { groupChildren, groupItem, visibleGroups } from '../../src/extension/model';
 import { forwardAddress, forwardItem, forwardUrl, shareItem } from '../../src/extension/sharesPorts';
 import { VmTree } from '../../src/extension/trees';
 import { DevvmError } from '../../src/shared/errors';
+import { helperSocket } from '../../src/shared/paths';
+import { Notify, Rpc } from '../../src/shared/rpc';
 import type { PortForward, ShareInfo, VmInfo, VmSummary } from '../../src/shared/types';
 
 const summary = (over: Partial<VmSummary> = {}): VmSummary => ({ name: 'web', state: 'running', image: 'debian-12', user: 'al', sshHost: 'devvm-web', sshPort: 2201, cpus: 2, memoryMiB: 2048, ...over });
@@ -317,4 +324,29 @@ test('forwards: Open in Browser opens http://127.0.0.1:PORT, Copy Address copies
   assert.match(asked[0]!.validateInput!('80:99999')!, /guest port 99999 .* out of range/);
   assert.match(asked[0]!.validateInput!('http')!, /invalid port forward/);
   assert.deepEqual(h.sets(), [{ method: 'vm/portAdd', params: { name: 'web', protocol: 'udp', hostPort: 5432, guestPort: 5432 } }]);
+});
+
+test('HelperClient: a vm/ports notification from the helper reaches its `ports` signal', async () => {
+  const home = mkdtempSync(path.join(os.tmpdir(), 'devvm-ports-'));
+  const server = net.createServer((sock) => {
+    const c = createMessageConnection(new SocketMessageReader(sock), new SocketMessageWriter(sock));
+    c.onRequest(Rpc.vmList.method, async () => {
+      await c.sendNotification(Notify.ports, { name: 'web', ports: [remapped] });
+      return [];
+    });
+    c.listen();
+  });
+  await new Promise<void>((r) => server.listen(helperSocket(home), r));
+  const client = new HelperClient({ home, helperScript: '/nonexistent', env: {}, log: () => {} });
+  const got: unknown[] = [];
+  client.ports.on((p) => void got.push(p));
+  try {
+    await client.request(Rpc.vmList);
+    for (let i = 0; i < 50 && !got.length; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(got, [{ name: 'web', ports: [remapped] }]);
+  } finally {
+    client.dispose();
+    await new Promise<void>((r) => server.close(() => r()));
+    rmSync(home, { recursive: true, force: true });
+  }
 });
