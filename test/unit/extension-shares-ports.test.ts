@@ -1,7 +1,8 @@
 /**
  * Shared folders, port forwards and Change Size… in the extension: the tree's rows (model,
  * and the VmTree with the vscode fake, live `vm/ports` updates included, from a real socket
- * to the HelperClient's signal), the commands run through the one registration loop and error handler with scripted dialogs.
+ * to the HelperClient's signal), and the commands, run through the one registration loop
+ * and error handler with scripted dialogs.
  */
 import { fake, window as fakeWindow } from './extension-vscode-fake';
 import assert from 'node:assert/strict';
