@@ -67,9 +67,9 @@ export function forwardItem(vm: string, state: VmState, f: PortForward): ItemSpe
     `**${md(forwardLabel(f))}** — ${f.kind === 'static' ? 'a static forward (kept in the configuration)' : 'automatic: a guest process listens on it'}`,
     '',
     `Guest port ${f.guestPort} (${f.protocol}) is reachable at ${md(forwardAddress(f))} on this host${exposed ? ', and from other hosts (an explicit address)' : ' (loopback only)'}.  `,
-    f.process ? `Listening in the guest: ${md(f.process)}  ` : '',
+    ...(f.process ? [`Listening in the guest: ${md(f.process)}  `] : []),
     f.active ? 'Forwarded now' : state === 'running' ? 'Not forwarded now' : 'Forwarded while the VM runs',
-  ].filter(Boolean);
+  ];
   if (f.note) lines.push('', md(f.note));
   return {
     id: `vm:${vm}/ports/${f.protocol}/${f.hostPort}`,

@@ -351,3 +351,10 @@ test('HelperClient: a vm/ports notification from the helper reaches its `ports` 
     rmSync(home, { recursive: true, force: true });
   }
 });
+
+test("a forward's tooltip: its title, a blank line, then the facts (Markdown needs the blank line)", () => {
+  const lines = forwardItem('web', 'running', remapped).tooltip.split('\n');
+  assert.equal(lines[1], '', 'the blank line after the title');
+  assert.match(lines[2]!, /^Guest port 8123 \(tcp\) is reachable at 127\\\.0\\\.0\\\.1:8124/);
+  assert.ok(lines.includes('Listening in the guest: python3  '));
+});
