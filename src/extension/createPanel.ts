@@ -203,7 +203,7 @@ export class CreatePanel {
     <div class="actions"><vscode-button id="share-add" secondary type="button">Add Folder…</vscode-button></div>
   </vscode-form-group>
   <h2>Ports</h2>
-  ${field('ports', 'Static port forwards', '<vscode-textfield id="ports" name="ports" autocomplete="off" placeholder="8080:80 5432"></vscode-textfield>', 'HOST:GUEST, or one port for both; /udp for UDP; separated by spaces. On 127.0.0.1 only. Ports a guest process listens on are forwarded without this.')}
+  ${field('ports', 'Static port forwards', '<vscode-textfield id="ports" name="ports" autocomplete="off" placeholder="8080:80 5432"></vscode-textfield>', 'HOST:GUEST, or one port for both; /udp for UDP; separated by spaces. Bound to 127.0.0.1 unless you write an address (ADDRESS:HOST:GUEST). Ports a guest process listens on are forwarded without this.')}
   <h2>Display</h2>
   ${check('display', 'Display', 'A screen for the Display tab (Dev VMs: Open Display), with keyboard and mouse. Its VNC server is a 0600 unix socket, never a network port.')}
   ${field('displaySize', 'Screen size', '<vscode-textfield id="displaySize" name="displaySize" autocomplete="off" placeholder="auto"></vscode-textfield>', '"auto" follows the Display tab\'s size (640x480 to 2560x1600); WIDTHxHEIGHT, like 1280x800, keeps one size.')}
