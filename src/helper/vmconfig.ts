@@ -59,6 +59,9 @@ export interface RamState {
   seed: boolean;
   /** Whether the machine had a display, for the refusal's message (the fingerprint covers it). */
   display?: boolean;
+  /** The machine's size when saved (absent in older records): restoring a RAM snapshot brings it back. */
+  cpus?: number;
+  memoryMiB?: number;
   /** Hash of what the state depends on (QEMU version, accelerator, CPUs, memory, image, device layout). */
   fingerprint: string;
   /** A login over SSH had worked in the saved run: after a restore, sshd answering is enough. */

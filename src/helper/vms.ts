@@ -162,7 +162,7 @@ export class Vms extends EventEmitter {
       return { name, state: this.state(name), image: '', user: '', sshHost: sshHostAlias(name), sshPort: null, cpus: 0, memoryMiB: 0 };
     }
     const c = this.store.read(name);
-    const s: VmSummary = { name, state: this.state(name), image: c.image, user: c.user, sshHost: sshHostAlias(name), sshPort: c.ssh ? c.sshPort : null, cpus: c.cpus, memoryMiB: c.memoryMiB };
+    const s: VmSummary = { name, state: this.state(name), image: c.image, user: c.user, sshHost: sshHostAlias(name), sshPort: c.ssh ? c.sshPort : null, cpus: c.cpus, memoryMiB: c.memoryMiB, diskGiB: c.diskGiB };
     if (c.display) s.display = c.display;
     const idle = idleLimit(c, this.idleDefault);
     if (idle) s.idleSuspendMin = idle;

@@ -14,6 +14,8 @@ export interface VmSummary {
   sshPort: number | null;
   cpus: number;
   memoryMiB: number;
+  /** The disk's size (absent while the VM is being built). */
+  diskGiB?: number;
   /** Set when state is `error`, or when provisioning failed. */
   error?: string;
   /** Present when the VM has a display: it follows the Display tab ('auto') or keeps one size. */

@@ -11,6 +11,7 @@ import { after, test } from 'node:test';
 import { parse } from 'yaml';
 import { DESKTOP_HOOK, DESKTOP_PACKAGES } from '../../src/helper/images/desktop';
 import { BASE_CONFIGURE, CUSTOMIZE_HOOK, INITRAMFS } from '../../src/helper/images/hooks';
+import { FIRSTBOOT_HOOK } from '../../src/helper/images/firstboot';
 import { recipeHash } from '../../src/helper/images/recipe';
 import { DEBIAN_12_DESKTOP_RECIPE, DEBIAN_12_RECIPE, recipeByName, RECIPE_NAMES } from '../../src/helper/images/recipes';
 import { RECIPES } from '../../src/helper/images';
@@ -53,8 +54,8 @@ test('the desktop recipe is debian-12 plus packages and a hook part, nothing els
   for (const p of ['xserver-xorg-core', 'xserver-xorg-input-libinput', 'xinit', 'x11-xserver-utils']) assert.ok(packages.includes(p), p);
   // the plain hook is the two parts; the desktop part sits before the one initramfs run
   assert.equal(h0, CUSTOMIZE_HOOK);
-  assert.equal(CUSTOMIZE_HOOK, BASE_CONFIGURE + INITRAMFS);
-  assert.equal(customizeHook, BASE_CONFIGURE + DESKTOP_HOOK + INITRAMFS);
+  assert.equal(CUSTOMIZE_HOOK, BASE_CONFIGURE + FIRSTBOOT_HOOK + INITRAMFS);
+  assert.equal(customizeHook, BASE_CONFIGURE + FIRSTBOOT_HOOK + DESKTOP_HOOK + INITRAMFS);
   // the lean recipe has none of it
   assert.ok(!DEBIAN_12_RECIPE.packages.some((p) => /xserver|xinit|x11|twm|xterm/.test(p)));
   assert.doesNotMatch(DEBIAN_12_RECIPE.customizeHook, /xorg|startx|xrandr/);

@@ -215,7 +215,8 @@ export class FakeDriver implements Driver {
   }
 
   async fingerprint(p: FingerprintParts): Promise<string> {
-    return p.display ? `fp ${JSON.stringify(p.display)}` : 'fp';
+    // What the real one covers that tests change: the machine's size and its display.
+    return `fp ${p.cpus}x${p.memoryMiB}${p.display ? ` ${JSON.stringify(p.display)}` : ''}`;
   }
 }
 

@@ -142,8 +142,8 @@ export const vmCommands: Command[] = [
     async run(ctx) {
       const list = await ctx.call(Rpc.vmList);
       const rows = (l: VmSummary[]) => (l.length === 0 ? 'no VMs (create one with: devvm create NAME --image debian-12)' : table([
-        ['NAME', 'STATE', 'IMAGE', 'USER', 'SSH'],
-        ...l.map((s) => [s.name, s.state, s.image, s.user, s.sshPort ? `${s.sshHost} (127.0.0.1:${s.sshPort})` : '-']),
+        ['NAME', 'STATE', 'IMAGE', 'USER', 'SSH', 'SIZE'],
+        ...l.map((s) => [s.name, s.state, s.image, s.user, s.sshPort ? `${s.sshHost} (127.0.0.1:${s.sshPort})` : '-', s.diskGiB ? `${s.cpus} CPU, ${s.memoryMiB} MiB, ${s.diskGiB} GiB` : '-']),
       ]));
       // The CLI contract: exactly these fields.
       ctx.print(list.map(({ name, state, image, user, sshHost, sshPort }) => ({ name, state, image, user, sshHost, sshPort })), () => rows(list));

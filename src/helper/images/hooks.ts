@@ -4,6 +4,7 @@
  * recipe's customize hook is BASE_CONFIGURE followed by INITRAMFS; recipes that add
  * to the guest put their part between the two (before the one initramfs run).
  */
+import { FIRSTBOOT_HOOK } from './firstboot';
 
 // Keep update-initramfs from running for the kernel's postinst and again for every
 // trigger while packages install (about 27 s each under mmdebstrap); the customize hook
@@ -167,4 +168,4 @@ chroot "$R" update-initramfs -c -k all
 `;
 
 /** The plain debian-12 customize hook: the tree at $1 configured as a devvm guest. */
-export const CUSTOMIZE_HOOK = BASE_CONFIGURE + INITRAMFS;
+export const CUSTOMIZE_HOOK = BASE_CONFIGURE + FIRSTBOOT_HOOK + INITRAMFS;

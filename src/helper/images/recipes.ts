@@ -3,6 +3,7 @@
  * use, and debian-12-desktop, the same guest plus a small X session (see desktop.ts).
  */
 import { DESKTOP_HOOK, DESKTOP_PACKAGES } from './desktop';
+import { FIRSTBOOT_HOOK } from './firstboot';
 import { BASE_CONFIGURE, CUSTOMIZE_HOOK, ESSENTIAL_HOOK, INITRAMFS } from './hooks';
 import { type DebianRecipe, GiB } from './recipe';
 
@@ -46,7 +47,7 @@ export const DEBIAN_12_DESKTOP_RECIPE: DebianRecipe = {
   ...DEBIAN_12_RECIPE,
   name: 'debian-12-desktop',
   packages: [...DEBIAN_12_RECIPE.packages, ...DESKTOP_PACKAGES],
-  customizeHook: BASE_CONFIGURE + DESKTOP_HOOK + INITRAMFS,
+  customizeHook: BASE_CONFIGURE + FIRSTBOOT_HOOK + DESKTOP_HOOK + INITRAMFS,
   mkfsOptions: [...DEBIAN_12_RECIPE.mkfsOptions],
 };
 

@@ -155,17 +155,31 @@ export class Displays {
   }
 
   /** Changes the machine of a stopped VM. */
-  async set(name: string, p: Omit<SetParams, 'name'>): Promise<void> {
+  async set(name: string, p: Pick<SetParams, 'display' | 'displaySize'>): Promise<void> {
     if (p.display === undefined && p.displaySize === undefined) throw new DevvmError('invalid-argument', 'nothing to change', 'give --display on|off or --display-size');
     admit(this.ctx, 'set', name);
+    this.check(p);
+    await this.ctx.locks.run(name, 'configuring', async () => {
+      const display = this.planned(name, p);
+      this.ctx.store.update(name, (c) => ({ ...c, display }));
+      this.logged(name, display);
+    });
+  }
+
+  /** The checks of a display change that need no lock (a size change makes them first too). */
+  check(p: Pick<SetParams, 'display' | 'displaySize'>): void {
     if (p.display !== false) requireFeature(this.ctx.driver, 'display', 'show a display');
     if (p.display === false && p.displaySize !== undefined) displayOf(p); // refuses the contradiction
-    await this.ctx.locks.run(name, 'configuring', async () => {
-      const cfg = this.ctx.store.read(name);
-      if (p.display === undefined && !cfg.display) throw new DevvmError('invalid-argument', `VM "${name}" has no display`, `turn it on with the size: devvm set ${name} --display on --display-size ${p.displaySize === 'auto' ? 'auto' : '...'}`);
-      const display: DisplaySize | undefined = p.display === false ? undefined : (p.displaySize ?? cfg.display ?? 'auto');
-      this.ctx.store.update(name, (c) => ({ ...c, display }));
-      log.info(`${name}: display ${display ? (display === 'auto' ? 'on (follows the view)' : `on at ${display.width}x${display.height}`) : 'off'}`);
-    });
+  }
+
+  /** The display setting `p` makes of the VM's current one (lock held); throws when it cannot. */
+  planned(name: string, p: Pick<SetParams, 'display' | 'displaySize'>): DisplaySize | undefined {
+    const cfg = this.ctx.store.read(name);
+    if (p.display === undefined && !cfg.display) throw new DevvmError('invalid-argument', `VM "${name}" has no display`, `turn it on with the size: devvm set ${name} --display on --display-size ${p.displaySize === 'auto' ? 'auto' : '...'}`);
+    return p.display === false ? undefined : (p.displaySize ?? cfg.display ?? 'auto');
+  }
+
+  logged(name: string, display: DisplaySize | undefined): void {
+    log.info(`${name}: display ${display ? (display === 'auto' ? 'on (follows the view)' : `on at ${display.width}x${display.height}`) : 'off'}`);
   }
 }

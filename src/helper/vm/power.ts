@@ -160,7 +160,7 @@ export class Power {
   async ramStateNow(name: string, savedAt: string): Promise<RamState> {
     const { seed, sshReady } = launchRecord(this.ctx, name);
     const cfg = this.config(name);
-    return { savedAt, seed, fingerprint: await this.fingerprint(cfg, seed), sshReady, ...(cfg.display ? { display: true } : {}) };
+    return { savedAt, seed, fingerprint: await this.fingerprint(cfg, seed), sshReady, ...(cfg.display ? { display: true } : {}), cpus: cfg.cpus, memoryMiB: cfg.memoryMiB };
   }
 
   private fingerprint(cfg: VmConfig, seed: boolean): Promise<string> {

@@ -1,5 +1,5 @@
 /**
- * `devvm set`: the machine (display; a stopped VM only, vm/display.ts) and the settings
+ * `devvm set`: the machine (size, vm/size.ts, and display, vm/display.ts: a stopped VM only) and the settings
  * that change no machine, so any VM takes them in any state: idle suspend and autostart.
  */
 import { DevvmError } from '../../shared/errors';
@@ -8,6 +8,7 @@ import { log } from '../log';
 import type { VmConfig } from '../vmconfig';
 import type { VmContext } from './context';
 import type { Displays } from './display';
+import { hasSize, resize, type HostLimits } from './size';
 
 /** The minutes a VM suspends after (its own setting, else the helper's default); null: never. */
 export function idleLimit(cfg: Pick<VmConfig, 'idleSuspend'>, defaultMin: number | null): number | null {
@@ -23,15 +24,18 @@ export function settingsOf(p: Pick<SetParams, 'idleSuspend' | 'autostart'>): Par
   return out;
 }
 
-export async function applySettings(ctx: VmContext, displays: Displays, name: string, p: Omit<SetParams, 'name'>): Promise<void> {
-  const { idleSuspend, autostart, ...machine } = p;
+export async function applySettings(ctx: VmContext, displays: Displays, name: string, p: Omit<SetParams, 'name'>, host?: HostLimits): Promise<void> {
+  const { idleSuspend, autostart, cpus, memoryMiB, diskGiB, ...screen } = p;
+  const size = { cpus, memoryMiB, diskGiB };
   const other = idleSuspend !== undefined || autostart !== undefined;
-  if (!other && machine.display === undefined && machine.displaySize === undefined) {
-    throw new DevvmError('invalid-argument', 'nothing to change', 'give --display on|off, --display-size, --idle-suspend MIN|off|default or --autostart on|off');
+  const withDisplay = screen.display !== undefined || screen.displaySize !== undefined;
+  if (!other && !withDisplay && !hasSize(size)) {
+    throw new DevvmError('invalid-argument', 'nothing to change', 'give --cpus, --memory, --disk, --display on|off, --display-size, --idle-suspend MIN|off|default or --autostart on|off');
   }
   ctx.store.read(name);
-  // The machine first: its refusals (state, busy) leave the other settings unchanged too.
-  if (machine.display !== undefined || machine.displaySize !== undefined) await displays.set(name, machine);
+  // The machine first: its refusals (state, busy, limits) leave the other settings unchanged too.
+  if (hasSize(size)) await resize(ctx, displays, name, size, screen, host);
+  else if (withDisplay) await displays.set(name, screen);
   if (!other) return;
   const fields = settingsOf({ idleSuspend, autostart });
   ctx.store.update(name, (c) => ({ ...c, ...fields }));

@@ -224,7 +224,14 @@ export class Snapshots {
         mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
         linkSync(snapshotRamFile(f, snap.name), f.suspendState);
       }
-      ctx.store.update(name, (c) => ({ ...c, overlay: next.id, suspended: snap.ram }));
+      // A RAM state needs the machine it was saved from: the size comes back with it (the
+      // disk keeps its size, it only grows; the guest sees that at its next boot).
+      const size = snap.ram?.cpus && snap.ram.memoryMiB ? { cpus: snap.ram.cpus, memoryMiB: snap.ram.memoryMiB } : {};
+      const before = ctx.store.read(name);
+      ctx.store.update(name, (c) => ({ ...c, overlay: next.id, suspended: snap.ram, ...size }));
+      if (size.cpus !== undefined && (size.cpus !== before.cpus || size.memoryMiB !== before.memoryMiB)) {
+        log.info(`${name}: back to ${size.cpus} CPUs and ${size.memoryMiB} MiB, the size snapshot "${snap.name}" was taken with`);
+      }
     } finally {
       hold.release();
     }
