@@ -76,6 +76,13 @@ export class CreatePanel {
       return;
     }
     if (msg.type === 'cancel') return this.panel.dispose();
+    if (msg.type === 'pickFolder') {
+      // The page has no file system; the host picks, and only a picked folder's path goes back.
+      const picked = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: 'Share', title: 'Folder to share with the new VM' });
+      const path = picked?.[0]?.fsPath;
+      if (path) await this.post({ type: 'folderPicked', row: msg.row, path });
+      return;
+    }
     if (msg.type === 'ready') {
       try {
         const c = await this.context();
@@ -161,6 +168,9 @@ export class CreatePanel {
   .actions { display: flex; gap: 8px; align-items: center; margin-top: 8px; }
   #busy { display: inline-flex; gap: 6px; align-items: center; color: var(--vscode-descriptionForeground); }
   #busy[hidden], #no-images[hidden] { display: none; }
+  .share-row { display: grid; grid-template-columns: 1fr auto; gap: 4px 8px; align-items: center; padding: 8px 0; border-bottom: 1px solid var(--vscode-widget-border, var(--vscode-panel-border)); }
+  .share-row .opts { display: flex; gap: 12px; align-items: center; }
+  #shares:empty::before { content: 'No shared folders.'; color: var(--vscode-descriptionForeground); }
   #no-images { padding: 8px 12px; border-left: 3px solid var(--vscode-editorWarning-foreground); background: var(--vscode-textBlockQuote-background); }
 </style>
 </head>
@@ -185,6 +195,15 @@ export class CreatePanel {
     ${field('memoryMiB', 'Memory (MiB)', '<vscode-textfield id="memoryMiB" name="memoryMiB" type="number" min="256" step="256"></vscode-textfield>')}
     ${field('diskGiB', 'Disk (GiB)', '<vscode-textfield id="diskGiB" name="diskGiB" type="number" min="1"></vscode-textfield>', 'Grows on demand.')}
   </div>
+  <h2>Shared folders</h2>
+  <vscode-form-group variant="vertical">
+    <div id="shares" aria-label="Shared folders"></div>
+    <vscode-form-helper><span id="shares-help">Host folders the guest mounts at every boot (virtiofs where the host can run it, else 9p). The guest path defaults to the same path, so paths in logs and tools match.</span></vscode-form-helper>
+    <vscode-form-helper><span id="shares-error" class="error" aria-live="polite"></span></vscode-form-helper>
+    <div class="actions"><vscode-button id="share-add" secondary type="button">Add Folder…</vscode-button></div>
+  </vscode-form-group>
+  <h2>Ports</h2>
+  ${field('ports', 'Static port forwards', '<vscode-textfield id="ports" name="ports" autocomplete="off" placeholder="8080:80 5432"></vscode-textfield>', 'HOST:GUEST, or one port for both; /udp for UDP; separated by spaces. Bound to 127.0.0.1 unless you write an address (ADDRESS:HOST:GUEST). Ports a guest process listens on are forwarded without this.')}
   <h2>Display</h2>
   ${check('display', 'Display', 'A screen for the Display tab (Dev VMs: Open Display), with keyboard and mouse. Its VNC server is a 0600 unix socket, never a network port.')}
   ${field('displaySize', 'Screen size', '<vscode-textfield id="displaySize" name="displaySize" autocomplete="off" placeholder="auto"></vscode-textfield>', '"auto" follows the Display tab\'s size (640x480 to 2560x1600); WIDTHxHEIGHT, like 1280x800, keeps one size.')}

@@ -16,7 +16,7 @@ import { isNode } from './commands/util';
 import { HelperClient } from './helperclient';
 import { LayerTreeDocument } from './layerTree';
 import { VmLogs } from './logs';
-import { ruleApplies, type VmRule } from './menus';
+import { noCandidateMessage, ruleApplies, type VmRule } from './menus';
 import { stateIcon, statusText } from './model';
 import { vmFromRemoteAuthority } from './remote';
 import { logTail } from './serial';
@@ -129,6 +129,9 @@ export function activate(context: vscode.ExtensionContext): DevvmApi {
       void loadImages();
     }),
     client.imagesChanged.on(() => void loadImages()),
+    client.ports.on((p) => {
+      if (typeof p?.name === 'string' && Array.isArray(p.ports)) vms.setPorts(p.name, p.ports);
+    }),
     client.disconnected.on(() => {
       vmView.message = 'The devvm helper stopped; the list updates when it is back (any command starts it).';
     }),
@@ -176,7 +179,8 @@ export function activate(context: vscode.ExtensionContext): DevvmApi {
     const candidates = vms.list().filter((s) => ruleApplies(rule, s.state, s.sshPort !== null, !!s.display));
     if (candidates.length === 0) {
       const any = vms.list().length > 0;
-      void vscode.window.showInformationMessage(any ? `Dev VMs: no VM is in a state for this (${rule.states.join(', ')}).` : 'Dev VMs: there are no VMs yet.', ...(any ? [] : ['Create VM…'])).then((a) => {
+      const why = noCandidateMessage(rule, vms.list().map((s) => ({ name: s.name, state: s.state, ssh: s.sshPort !== null, display: !!s.display })));
+      void vscode.window.showInformationMessage(why, ...(any ? [] : ['Create VM…'])).then((a) => {
         if (a) void vscode.commands.executeCommand('devvm.create');
       });
       return undefined;

@@ -8,6 +8,14 @@ import { displaySize } from '../shared/display';
 import { DevvmError } from '../shared/errors';
 import type { CreateParams } from '../shared/rpc';
 import * as v from '../shared/validate';
+import { parsePortList } from './portSpec';
+
+/** One row of the Shared folders field; an empty guest path means the host's path. */
+export interface ShareRow {
+  hostPath: string;
+  guestPath: string;
+  readOnly: boolean;
+}
 
 export interface CreateForm {
   image: string;
@@ -25,15 +33,21 @@ export interface CreateForm {
   display: boolean;
   /** "auto" (follows the Display tab) or "WxH"; only read when `display` is on. */
   displaySize: string;
+  /** Host folders shared into the guest (create's `shares`). */
+  shares: ShareRow[];
+  /** Static forwards, "HOST:GUEST" separated by spaces or commas (create's `ports`). */
+  ports: string;
   connect: boolean;
 }
 
 export type Field = keyof CreateForm;
 export type FormErrors = Partial<Record<Field, string>>;
 
-const STRING_FIELDS = ['image', 'name', 'fullName', 'user', 'password', 'confirm', 'cpus', 'memoryMiB', 'diskGiB', 'displaySize'] as const;
+const STRING_FIELDS = ['image', 'name', 'fullName', 'user', 'password', 'confirm', 'cpus', 'memoryMiB', 'diskGiB', 'displaySize', 'ports'] as const;
 const BOOL_FIELDS = ['autologin', 'ssh', 'display', 'connect'] as const;
-export const FIELDS: readonly Field[] = [...STRING_FIELDS, ...BOOL_FIELDS];
+export const FIELDS: readonly Field[] = [...STRING_FIELDS, ...BOOL_FIELDS, 'shares'];
+/** create's own limit (Params.create). */
+export const MAX_SHARES = 32;
 
 export interface FormContext {
   images: readonly string[];
@@ -69,6 +83,22 @@ function check(f: () => unknown): string | undefined {
   }
 }
 
+/** create's `shares` from the form's rows, or the first row's problem ("shared folder 2: …"). */
+export function checkShares(rows: readonly ShareRow[]): { shares?: NonNullable<CreateParams['shares']>; error?: string } {
+  if (rows.length > MAX_SHARES) return { error: `${rows.length} shared folders is more than ${MAX_SHARES}` };
+  const shares: NonNullable<CreateParams['shares']> = [];
+  for (const [i, r] of rows.entries()) {
+    const at = `shared folder ${i + 1}`;
+    if (!r.hostPath.trim()) return { error: `${at}: pick a host folder` };
+    const bad = check(() => v.absolutePath('host folder', r.hostPath.trim())) ?? (r.guestPath.trim() ? check(() => v.absolutePath('guest folder', r.guestPath.trim())) : undefined);
+    if (bad) return { error: `${at}: ${bad}` };
+    const guestPath = r.guestPath.trim() || r.hostPath.trim();
+    if (shares.some((x) => (x.guestPath ?? x.hostPath) === guestPath)) return { error: `${at}: ${guestPath} in the guest is shared twice` };
+    shares.push({ hostPath: r.hostPath.trim(), guestPath, readOnly: r.readOnly });
+  }
+  return { shares };
+}
+
 export interface Checked {
   errors: FormErrors;
   /** Present when there are no errors: ready for vm/create (plus the connect choice). */
@@ -96,6 +126,10 @@ export function checkForm(f: CreateForm, ctx: FormContext): Checked {
   set('diskGiB', check(() => v.diskGiB(f.diskGiB)));
   if (f.display) set('displaySize', check(() => displaySize(f.displaySize.trim().toLowerCase())));
   if (f.connect && !f.ssh) set('connect', 'connecting needs SSH on');
+  const shares = checkShares(f.shares);
+  set('shares', shares.error);
+  let ports: ReturnType<typeof parsePortList> = [];
+  set('ports', check(() => (ports = parsePortList(f.ports))));
   if (Object.keys(errors).length) return { errors, connect: f.connect };
   return {
     errors,
@@ -112,6 +146,8 @@ export function checkForm(f: CreateForm, ctx: FormContext): Checked {
       memoryMiB: v.memoryMiB(f.memoryMiB),
       diskGiB: v.diskGiB(f.diskGiB),
       ...(f.display ? { display: true, displaySize: displaySize(f.displaySize.trim().toLowerCase()) } : {}),
+      ...(shares.shares?.length ? { shares: shares.shares } : {}),
+      ...(ports.length ? { ports } : {}),
     },
   };
 }
@@ -119,7 +155,7 @@ export function checkForm(f: CreateForm, ctx: FormContext): Checked {
 // ---- messages --------------------------------------------------------------
 
 /** Webview -> extension. */
-export type FromWebview = { type: 'ready' } | { type: 'cancel' } | { type: 'submit'; form: CreateForm };
+export type FromWebview = { type: 'ready' } | { type: 'cancel' } | { type: 'submit'; form: CreateForm } | { type: 'pickFolder'; row: number };
 
 export interface InitMessage {
   type: 'init';
@@ -131,7 +167,16 @@ export interface InitMessage {
 }
 
 /** Extension -> webview. */
-export type ToWebview = InitMessage | { type: 'busy'; message: string } | { type: 'failed'; message: string; errors?: FormErrors } | { type: 'existing'; names: string[] };
+export type ToWebview =
+  | InitMessage
+  | { type: 'busy'; message: string }
+  | { type: 'failed'; message: string; errors?: FormErrors }
+  | { type: 'existing'; names: string[] }
+  /** The host folder picked for a Shared folders row (the page asked with `pickFolder`). */
+  | { type: 'folderPicked'; row: number; path: string };
+
+/** A Shared folders row's id: the page numbers its rows, so a late answer finds its row. */
+const MAX_ROW_ID = 1_000_000;
 
 const MAX_FIELD = 4096;
 
@@ -140,6 +185,10 @@ export function parseFromWebview(msg: unknown): FromWebview | null {
   if (!msg || typeof msg !== 'object' || Array.isArray(msg)) return null;
   const m = msg as Record<string, unknown>;
   if (m.type === 'ready' || m.type === 'cancel') return { type: m.type };
+  if (m.type === 'pickFolder') {
+    if (Object.keys(m).length !== 2 || !Number.isSafeInteger(m.row) || (m.row as number) < 0 || (m.row as number) > MAX_ROW_ID) return null;
+    return { type: 'pickFolder', row: m.row as number };
+  }
   if (m.type !== 'submit' || !m.form || typeof m.form !== 'object' || Array.isArray(m.form)) return null;
   const raw = m.form as Record<string, unknown>;
   const form: Partial<CreateForm> = {};
@@ -153,6 +202,23 @@ export function parseFromWebview(msg: unknown): FromWebview | null {
     if (typeof x !== 'boolean') return null;
     form[k] = x;
   }
+  const shares = parseShareRows(raw.shares);
+  if (!shares) return null;
+  form.shares = shares;
   if (Object.keys(raw).some((k) => !FIELDS.includes(k as Field))) return null;
   return { type: 'submit', form: form as CreateForm };
+}
+
+/** The Shared folders rows of a submit: at most MAX_SHARES, each exactly {hostPath, guestPath, readOnly}. */
+function parseShareRows(x: unknown): ShareRow[] | null {
+  if (!Array.isArray(x) || x.length > MAX_SHARES) return null;
+  const rows: ShareRow[] = [];
+  for (const r of x as unknown[]) {
+    if (!r || typeof r !== 'object' || Array.isArray(r)) return null;
+    const o = r as Record<string, unknown>;
+    if (Object.keys(o).length !== 3 || typeof o.hostPath !== 'string' || typeof o.guestPath !== 'string' || typeof o.readOnly !== 'boolean') return null;
+    if (o.hostPath.length > MAX_FIELD || o.guestPath.length > MAX_FIELD) return null;
+    rows.push({ hostPath: o.hostPath, guestPath: o.guestPath, readOnly: o.readOnly });
+  }
+  return rows;
 }

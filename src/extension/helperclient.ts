@@ -12,7 +12,7 @@ import { ErrorCodes, ResponseError, type MessageConnection, type RequestType, ty
 import { connect, fromRpcError } from '../shared/client';
 import { DevvmError } from '../shared/errors';
 import { Notify, type ProgressParams, type RpcErrorData, type UsbEvent } from '../shared/rpc';
-import type { VmSummary } from '../shared/types';
+import type { PortForward, VmSummary } from '../shared/types';
 
 type Listener<T> = (value: T) => void;
 
@@ -46,6 +46,8 @@ export class HelperClient {
   readonly imagesChanged = new Signal<void>();
   /** A host USB device appeared or went (the helper sends it while VMs run). */
   readonly usb = new Signal<UsbEvent>();
+  /** A VM's forwards changed (a guest process started or stopped listening, a static one added). */
+  readonly ports = new Signal<{ name: string; ports: PortForward[] }>();
   /** Fired after every (re)connection: listeners resync their state. */
   readonly connected = new Signal<void>();
   readonly disconnected = new Signal<void>();
@@ -87,6 +89,7 @@ export class HelperClient {
     c.onNotification(Notify.vmRemoved, (p) => this.vmRemoved.fire(p.name));
     c.onNotification(Notify.imagesChanged, () => this.imagesChanged.fire());
     c.onNotification(Notify.usb, (e) => this.usb.fire(e));
+    c.onNotification(Notify.ports, (p) => this.ports.fire(p));
     c.onNotification(Notify.progress, (p) => this.progress.get(p.token)?.(p));
     this.live = c;
     c.onClose(() => {

@@ -10,7 +10,7 @@
  * running VM) or another command is the one to use (Resume, not Start, on a suspended
  * one); each such narrowing is written here with its reason. No `vscode` import.
  */
-import { OPERATIONS, type Operation } from '../shared/lifecycle';
+import { OPERATIONS, refusal, type Operation } from '../shared/lifecycle';
 import { VM_STATES, type VmState } from '../shared/types';
 
 export interface VmRule {
@@ -68,6 +68,10 @@ export const VM_COMMANDS = {
   'devvm.exportDisk': op('exportDisk'),
   'devvm.attachDisk': op('attachDisk'),
   'devvm.attachUsb': op('attachUsb'),
+  'devvm.addShare': op('share'),
+  'devvm.addPort': op('portAdd'),
+  // Only where the helper changes the machine: never offered on a running or suspended VM.
+  'devvm.changeSize': op('set'),
 } as const satisfies Record<string, VmRule>;
 
 export type VmCommand = keyof typeof VM_COMMANDS;
@@ -82,6 +86,19 @@ export function appliesTo(command: VmCommand, state: VmState, ssh: boolean, disp
 
 export function ruleApplies(rule: VmRule, state: VmState, ssh: boolean, display = false): boolean {
   return rule.states.includes(state) && (!rule.ssh || ssh) && (!rule.display || display);
+}
+
+/**
+ * What the palette says when no VM fits a command's rule: why, per VM (one VM: the
+ * helper's own refusal, with its way out), not just the states it needs.
+ */
+export function noCandidateMessage(rule: VmRule, vms: readonly { name: string; state: VmState; ssh: boolean; display: boolean }[]): string {
+  if (!vms.length) return 'Dev VMs: there are no VMs yet.';
+  const why = (v: (typeof vms)[number]) => (!rule.states.includes(v.state) ? `${v.name} is ${v.state}` : rule.ssh && !v.ssh ? `${v.name} has SSH off` : `${v.name} has no display`);
+  const only = vms.length === 1 ? vms[0]! : undefined;
+  const no = only && rule.op && !rule.states.includes(only.state) ? refusal(rule.op, only.name, only.state) : null;
+  if (no) return `Dev VMs: ${no.oneLine()}`;
+  return `Dev VMs: no VM is in a state for this (it needs ${rule.states.filter((x) => x !== 'error').join(' or ')}${rule.ssh ? ', with SSH' : ''}${rule.display ? ', with a display' : ''}): ${vms.map(why).join(', ')}.`;
 }
 
 function statesRe(states: readonly VmState[]): string {
@@ -106,6 +123,8 @@ export const GROUP_COMMANDS = {
   'devvm.snapshot': 'snapshots',
   'devvm.attachDisk': 'disks',
   'devvm.attachUsb': 'usb',
+  'devvm.addShare': 'shares',
+  'devvm.addPort': 'ports',
 } as const satisfies Partial<Record<VmCommand, string>>;
 
 export type GroupCommand = keyof typeof GROUP_COMMANDS;
@@ -119,6 +138,30 @@ export function groupItemRegex(command: GroupCommand): string {
 export const SNAPSHOT_ITEMS = ['snapshot.disk', 'snapshot.ram'] as const;
 export const DISK_ITEMS = ['disk.virtio', 'disk.usb'] as const;
 export const USB_ITEMS = ['usb.device'] as const;
+
+// Share and forward rows carry their VM's state, as group rows do, so Remove is offered
+// only where the helper takes it (not on a suspended VM's share, say).
+
+/** A shared folder's context value: `share.<rw|ro>.<VM state>`. */
+export function shareContextValue(readOnly: boolean, state: VmState): string {
+  return `share.${readOnly ? 'ro' : 'rw'}.${state}`;
+}
+export const shareItems = (states: readonly VmState[]) => states.flatMap((s) => [shareContextValue(false, s), shareContextValue(true, s)]);
+/** Shared folders Remove applies to. */
+export const SHARE_ITEMS = shareItems(OPERATIONS.unshare);
+
+/** A forward's context value: `port.<static|auto>.<tcp|udp>.<active|inactive>.<VM state>` (SSH's is `port.ssh`). */
+export function portContextValue(kind: 'static' | 'auto', protocol: 'tcp' | 'udp', active: boolean, state: VmState): string {
+  return `port.${kind}.${protocol}.${active ? 'active' : 'inactive'}.${state}`;
+}
+export const portItems = (kinds: readonly ('static' | 'auto')[], protocols: readonly ('tcp' | 'udp')[], active: readonly boolean[], states: readonly VmState[]) =>
+  kinds.flatMap((k) => protocols.flatMap((p) => active.flatMap((a) => states.map((s) => portContextValue(k, p, a, s)))));
+/** Every forward but SSH's (its address is in Copy SSH Command), in any state: an address to copy. */
+export const PORT_ITEMS = portItems(['static', 'auto'], ['tcp', 'udp'], [true, false], VM_STATES);
+/** A browser only reaches a TCP port forwarded now, on a running VM. */
+export const OPEN_PORT_ITEMS = portItems(['static', 'auto'], ['tcp'], [true], ['running']);
+/** Automatic forwards follow the guest's listeners; only static ones are the user's to remove. */
+export const STATIC_PORT_ITEMS = portItems(['static'], ['tcp', 'udp'], [true, false], OPERATIONS.portRemove);
 
 export interface ItemRule {
   /** The tree items' context values it shows on. */
@@ -134,6 +177,12 @@ export const ITEM_COMMANDS = {
   'devvm.exportDisk': { items: SNAPSHOT_ITEMS, vm: VM_COMMANDS['devvm.exportDisk'] },
   'devvm.detachDisk': { items: DISK_ITEMS, vm: op('detachDisk') },
   'devvm.detachUsb': { items: USB_ITEMS, vm: op('detachUsb') },
+  'devvm.removeShare': { items: SHARE_ITEMS, vm: op('unshare') },
+  'devvm.removePort': { items: STATIC_PORT_ITEMS, vm: op('portRemove') },
+  // UI only. A browser needs the forward live, so a running VM; an address can be copied
+  // wherever static forwards are kept (it answers once the VM runs).
+  'devvm.openPort': { items: OPEN_PORT_ITEMS, vm: { states: ['running'] } },
+  'devvm.copyPortAddress': { items: PORT_ITEMS, vm: { states: ['stopped', 'error', 'running', 'suspended'] } },
 } as const satisfies Record<string, ItemRule>;
 
 export type ItemCommand = keyof typeof ITEM_COMMANDS;

@@ -9,6 +9,7 @@ import { parseNbdUri } from '../shared/nbduri';
 import { agentText } from '../shared/agent';
 import type { AttachedDisk, HostUsbDevice, ImageInfo, LayerInfo, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
 import { groupContextValue, vmContextValue } from './menus';
+import { sortedForwards } from './sharesPorts';
 import { deviceDetail, deviceLabel } from './usbPrompt';
 
 export interface IconSpec {
@@ -35,16 +36,32 @@ export type Node =
   | { kind: 'group'; vm: string; group: GroupKind }
   | { kind: 'layer'; vm: string; index: number }
   | { kind: 'port'; vm: string }
+  | { kind: 'forward'; vm: string; protocol: 'tcp' | 'udp'; hostPort: number }
+  | { kind: 'share'; vm: string; guestPath: string }
   | { kind: 'snapshot'; vm: string; name: string }
   | { kind: 'disk'; vm: string; id: string }
   | { kind: 'usb'; vm: string; id: string }
   | { kind: 'note'; vm: string; group: GroupKind; text: string }
   | { kind: 'image'; image: string };
 
-export type GroupKind = 'layers' | 'ports' | 'snapshots' | 'disks' | 'usb';
-export const GROUPS: readonly GroupKind[] = ['layers', 'ports', 'snapshots', 'disks', 'usb'];
-/** Groups whose rows and children come from vm/info. */
-export const INFO_GROUPS: readonly GroupKind[] = ['layers', 'snapshots', 'disks', 'usb'];
+export type GroupKind = 'layers' | 'shares' | 'ports' | 'snapshots' | 'disks' | 'usb';
+export const GROUPS: readonly GroupKind[] = ['layers', 'shares', 'ports', 'snapshots', 'disks', 'usb'];
+/** Groups whose rows and children come from vm/info (ports: the forwards beside SSH's). */
+export const INFO_GROUPS: readonly GroupKind[] = ['layers', 'shares', 'ports', 'snapshots', 'disks', 'usb'];
+
+/**
+ * The groups a VM shows. Shared folders and Ports show only when they have a row (SSH's
+ * port counts), so a VM without them has no empty nodes; the first share or forward is
+ * added from the VM's context menu, later ones from the group's inline "+" too. The older
+ * groups always show, with a note saying when their action applies.
+ */
+export function visibleGroups(s: Pick<VmSummary, 'sshPort'>, info: Pick<VmInfo, 'shares' | 'ports'> | undefined): GroupKind[] {
+  return GROUPS.filter((g) => {
+    if (g === 'shares') return (info?.shares.length ?? 0) > 0;
+    if (g === 'ports') return s.sshPort !== null || (info?.ports.length ?? 0) > 0;
+    return true;
+  });
+}
 
 const TRANSITIONAL: readonly VmState[] = ['creating', 'starting', 'stopping', 'suspending', 'deleting'];
 
@@ -105,18 +122,25 @@ export function vmItem(s: VmSummary): ItemSpec {
 
 const GROUP_LABEL: Record<GroupKind, { label: string; icon: string }> = {
   layers: { label: 'Disk layers', icon: 'layers' },
+  shares: { label: 'Shared folders', icon: 'folder-library' },
   ports: { label: 'Ports', icon: 'plug' },
   snapshots: { label: 'Snapshots', icon: 'history' },
   disks: { label: 'Attached disks', icon: 'database' },
   usb: { label: 'USB devices', icon: 'circuit-board' },
 };
 
-export function groupItem(s: Pick<VmSummary, 'name' | 'state'>, group: GroupKind, info?: VmInfo): ItemSpec {
+export function groupItem(s: Pick<VmSummary, 'name' | 'state'> & Partial<Pick<VmSummary, 'sshPort'>>, group: GroupKind, info?: VmInfo): ItemSpec {
   let description: string | undefined;
   if (info && group === 'layers') description = `${info.layers.length} · ${formatBytes(info.layers.reduce((a, l) => a + l.actualSize, 0))} on disk`;
   if (info && group === 'snapshots') description = String(info.snapshots.length);
   if (info && group === 'disks' && info.disks.length) description = String(info.disks.length);
   if (info && group === 'usb' && info.usb.length) description = String(info.usb.length);
+  // A partial info (an older helper, a test's stand-in) may lack the newer lists.
+  if (info && group === 'shares' && info.shares?.length) {
+    const problems = info.shares.filter((x) => x.problem).length;
+    description = `${info.shares.length}${problems ? ` · ${problems} with a problem` : ''}`;
+  }
+  if (info && group === 'ports' && info.ports?.length) description = String(info.ports.length + ('sshPort' in s && s.sshPort !== null ? 1 : 0));
   return {
     id: `vm:${s.name}/${group}`,
     label: GROUP_LABEL[group].label,
@@ -235,7 +259,8 @@ export function portItem(s: VmSummary): ItemSpec | null {
   const live = s.state === 'running';
   return {
     id: `vm:${s.name}/ports/ssh`,
-    label: `127.0.0.1:${s.sshPort} → 22`,
+    // Guest port first, as every forward reads (sharesPorts.ts).
+    label: `22 → 127.0.0.1:${s.sshPort}`,
     description: live ? 'ssh · forwarded' : 'ssh · when running',
     tooltip: `Host port ${s.sshPort} on 127.0.0.1 (loopback only) forwards to guest port 22.\n\n\`ssh ${s.sshHost}\``,
     icon: { id: 'plug', color: live ? 'charts.green' : undefined },
@@ -251,7 +276,12 @@ export function noteItem(vm: string, group: GroupKind, text: string): ItemSpec {
 /** The children of a VM's group, given the VM's latest summary and info (info may be missing while loading). */
 export function groupChildren(s: VmSummary, group: GroupKind, info: VmInfo | undefined): Node[] {
   const note = (text: string): Node[] => [{ kind: 'note', vm: s.name, group, text }];
-  if (group === 'ports') return s.sshPort === null ? note('No forwarded ports (SSH is off)') : [{ kind: 'port', vm: s.name }];
+  if (group === 'ports') {
+    const ssh: Node[] = s.sshPort === null ? [] : [{ kind: 'port', vm: s.name }];
+    const forwards: Node[] = sortedForwards(info?.ports ?? []).map((f) => ({ kind: 'forward', vm: s.name, protocol: f.protocol, hostPort: f.hostPort }));
+    if (ssh.length || forwards.length) return [...ssh, ...forwards];
+    return note('No forwarded ports (SSH is off)');
+  }
   if (!info) return note('Loading…');
   switch (group) {
     case 'layers':
@@ -261,6 +291,9 @@ export function groupChildren(s: VmSummary, group: GroupKind, info: VmInfo | und
     case 'disks':
       if (info.disks.length) return info.disks.map((d) => ({ kind: 'disk', vm: s.name, id: d.id }));
       return note(s.state === 'running' ? 'No disks attached' : 'Disks can be attached while the VM runs');
+    case 'shares':
+      if (info.shares.length) return [...info.shares].sort((a, b) => a.guestPath.localeCompare(b.guestPath)).map((x) => ({ kind: 'share', vm: s.name, guestPath: x.guestPath }));
+      return note('No shared folders');
     case 'usb':
       if (info.usb.length) return info.usb.map((d) => ({ kind: 'usb', vm: s.name, id: d.id }));
       return note(s.state === 'running' ? 'No USB devices attached' : 'USB devices can be attached while the VM runs');
@@ -269,7 +302,7 @@ export function groupChildren(s: VmSummary, group: GroupKind, info: VmInfo | und
 
 /** vm/info from a helper older than this extension (it outlives VS Code updates) lacks the newer lists. */
 export function normalizeInfo(i: VmInfo): VmInfo {
-  return { ...i, layers: i.layers ?? [], snapshots: i.snapshots ?? [], disks: i.disks ?? [], usb: i.usb ?? [] };
+  return { ...i, layers: i.layers ?? [], snapshots: i.snapshots ?? [], disks: i.disks ?? [], usb: i.usb ?? [], shares: i.shares ?? [], ports: i.ports ?? [] };
 }
 
 /** The first of `base`, `base-2`, `base-3`… not in `taken`. */

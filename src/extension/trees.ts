@@ -3,13 +3,15 @@
  * (re)connection, then `vm/changed` / `vm/removed` / `image/changed` / `usb/event`
  * notifications. VM details (disk layers, snapshots, attached disks and USB devices) are
  * fetched when a VM's groups are expanded and dropped when the VM changes, so an expanded
- * group re-reads them.
+ * group re-reads them. A VM's forwards also come from `vm/ports` notifications (a guest
+ * process started or stopped listening), which replace vm/info's list until the VM changes.
  */
 import * as vscode from 'vscode';
 import { Rpc } from '../shared/rpc';
-import type { ImageInfo, VmInfo, VmSummary } from '../shared/types';
+import type { ImageInfo, PortForward, VmInfo, VmSummary } from '../shared/types';
 import type { HelperClient } from './helperclient';
-import { diskItem, GROUPS, groupChildren, groupItem, imageItem, INFO_GROUPS, layerItem, normalizeInfo, noteItem, portItem, snapshotItem, usbItem, vmItem, type ItemSpec, type Node } from './model';
+import { diskItem, groupChildren, groupItem, imageItem, INFO_GROUPS, layerItem, normalizeInfo, noteItem, portItem, snapshotItem, usbItem, visibleGroups, vmItem, type ItemSpec, type Node } from './model';
+import { forwardItem, shareItem } from './sharesPorts';
 
 function toTreeItem(spec: ItemSpec): vscode.TreeItem {
   const item = new vscode.TreeItem(
@@ -28,6 +30,8 @@ function toTreeItem(spec: ItemSpec): vscode.TreeItem {
 export class VmTree implements vscode.TreeDataProvider<Node> {
   private vms = new Map<string, VmSummary>();
   private infos = new Map<string, Promise<VmInfo | undefined>>();
+  /** The latest `vm/ports` list per VM, newer than its vm/info until the next vm/changed. */
+  private ports = new Map<string, PortForward[]>();
   private nodes = new Map<string, Node>();
   private readonly emitter = new vscode.EventEmitter<Node | undefined>();
   readonly onDidChangeTreeData = this.emitter.event;
@@ -49,6 +53,7 @@ export class VmTree implements vscode.TreeDataProvider<Node> {
   replace(list: VmSummary[]): void {
     this.vms = new Map(list.map((s) => [s.name, s]));
     this.infos.clear();
+    this.ports.clear();
     this.loaded = true;
     this.emitter.fire(undefined);
     this.listeners.fire(this.list());
@@ -58,6 +63,7 @@ export class VmTree implements vscode.TreeDataProvider<Node> {
     const known = this.vms.has(s.name);
     this.vms.set(s.name, s);
     this.infos.delete(s.name);
+    this.ports.delete(s.name);
     // A known VM: refresh its node (and so its expanded children); a new one: the root.
     this.emitter.fire(known ? this.node({ kind: 'vm', vm: s.name }) : undefined);
     this.listeners.fire(this.list());
@@ -66,6 +72,7 @@ export class VmTree implements vscode.TreeDataProvider<Node> {
   remove(name: string): void {
     this.vms.delete(name);
     this.infos.delete(name);
+    this.ports.delete(name);
     this.emitter.fire(undefined);
     this.listeners.fire(this.list());
   }
@@ -74,17 +81,28 @@ export class VmTree implements vscode.TreeDataProvider<Node> {
   refreshInfo(name: string): void {
     if (!this.vms.has(name)) return;
     this.infos.delete(name);
+    // vm/info read from now on is newer than the last notification's forwards.
+    this.ports.delete(name);
     this.emitter.fire(this.node({ kind: 'vm', vm: name }));
   }
 
-  /** VM details, fetched once per change of the VM. */
-  info(name: string): Promise<VmInfo | undefined> {
+  /** A `vm/ports` notification: the VM's forwards now; its node redraws (the Ports group may appear). */
+  setPorts(name: string, ports: PortForward[]): void {
+    if (!this.vms.has(name)) return;
+    this.ports.set(name, ports);
+    this.emitter.fire(this.node({ kind: 'vm', vm: name }));
+  }
+
+  /** VM details, fetched once per change of the VM; its forwards from the latest notification. */
+  async info(name: string): Promise<VmInfo | undefined> {
     let p = this.infos.get(name);
     if (!p) {
       p = this.client.request(Rpc.vmInfo, { name }).then(normalizeInfo, () => undefined);
       this.infos.set(name, p);
     }
-    return p;
+    const i = await p;
+    const ports = this.ports.get(name);
+    return i && ports ? { ...i, ports } : i;
   }
 
   /** Canonical node objects, so `reveal` and targeted refreshes find the same element. */
@@ -104,7 +122,7 @@ export class VmTree implements vscode.TreeDataProvider<Node> {
     if (!el) return this.list().map((s) => this.node({ kind: 'vm', vm: s.name }));
     const s = this.vms.get('vm' in el ? el.vm : '');
     if (!s) return [];
-    if (el.kind === 'vm') return GROUPS.map((group) => this.node({ kind: 'group', vm: s.name, group }));
+    if (el.kind === 'vm') return visibleGroups(s, await this.info(s.name)).map((group) => this.node({ kind: 'group', vm: s.name, group }));
     if (el.kind === 'group') {
       const info = INFO_GROUPS.includes(el.group) ? await this.info(s.name) : undefined;
       return groupChildren(s, el.group, info).map((n) => this.node(n));
@@ -115,7 +133,7 @@ export class VmTree implements vscode.TreeDataProvider<Node> {
   getParent(el: Node): Node | undefined {
     if (el.kind === 'vm' || el.kind === 'image') return undefined;
     if (el.kind === 'group') return this.vmNode(el.vm);
-    const group = el.kind === 'layer' ? 'layers' : el.kind === 'port' ? 'ports' : el.kind === 'snapshot' ? 'snapshots' : el.kind === 'disk' ? 'disks' : el.kind === 'usb' ? 'usb' : el.group;
+    const group = el.kind === 'layer' ? 'layers' : el.kind === 'port' || el.kind === 'forward' ? 'ports' : el.kind === 'share' ? 'shares' : el.kind === 'snapshot' ? 'snapshots' : el.kind === 'disk' ? 'disks' : el.kind === 'usb' ? 'usb' : el.group;
     return this.node({ kind: 'group', vm: el.vm, group });
   }
 
@@ -148,6 +166,14 @@ export class VmTree implements vscode.TreeDataProvider<Node> {
       case 'port': {
         const spec = portItem(s);
         return spec ? toTreeItem(spec) : new vscode.TreeItem('—');
+      }
+      case 'share': {
+        const x = (await this.info(s.name))?.shares.find((y) => y.guestPath === el.guestPath);
+        return x ? toTreeItem(shareItem(s.name, s.state, x)) : new vscode.TreeItem('…');
+      }
+      case 'forward': {
+        const f = (await this.info(s.name))?.ports.find((y) => y.protocol === el.protocol && y.hostPort === el.hostPort);
+        return f ? toTreeItem(forwardItem(s.name, s.state, f)) : new vscode.TreeItem('…');
       }
       case 'note':
         return toTreeItem(noteItem(el.vm, el.group, el.text));

@@ -45,6 +45,15 @@ export const OPERATIONS = {
   screenshot: ['running'],
   /** Changing the machine (devvm set): a suspended VM's saved state needs the machine it was saved from. */
   set: ['stopped', 'error'],
+  /**
+   * Shared folders: kept in the configuration, mounted live on a running VM where the
+   * transport allows; a suspended VM's saved state has no device for a new one.
+   */
+  share: ['stopped', 'error', 'running'],
+  unshare: ['stopped', 'error', 'running'],
+  /** Static forwards: kept in the configuration, added to QEMU's user network live (hostfwd_add). */
+  portAdd: ['stopped', 'error', 'running', 'suspended'],
+  portRemove: ['stopped', 'error', 'running', 'suspended'],
 } as const satisfies Record<string, readonly VmState[]>;
 
 export type Operation = keyof typeof OPERATIONS;
@@ -57,6 +66,7 @@ const VERBS: Record<Operation, string> = {
   unexportDisk: 'stop the export of', attachDisk: 'attach a disk to', detachDisk: 'detach a disk from',
   attachUsb: 'attach a USB device to', detachUsb: 'detach a USB device from', console: 'open the console of', ssh: 'connect to',
   display: 'use the display of', screenshot: 'take a screenshot of', set: 'change',
+  share: 'share a folder with', unshare: 'unshare a folder of', portAdd: 'add a port forward to', portRemove: 'remove a port forward of',
 };
 
 export function allows(op: Operation, state: VmState): boolean {

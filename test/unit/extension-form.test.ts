@@ -18,6 +18,8 @@ const form = (over: Partial<CreateForm> = {}): CreateForm => ({
   diskGiB: '20',
   display: false,
   displaySize: 'auto',
+  shares: [],
+  ports: '',
   connect: true,
   ...over,
 });
@@ -98,5 +100,57 @@ test('console webview messages are parsed strictly', () => {
     { type: 'input', data: 1 }, { type: 'input', data: 'x', extra: 1 }, { type: 'resize', cols: 0, rows: 24 }, { type: 'resize', cols: 80.5, rows: 24 },
     { type: 'resize', cols: 80, rows: 1e9 }, { type: 'exec', data: 'x' }]) {
     assert.equal(parseFromConsole(bad), null, JSON.stringify(bad)?.slice(0, 60));
+  }
+});
+
+test('Shared folders rows become create\'s shares: the guest path defaults to the host\'s, each row checked', () => {
+  const ok = checkForm(form({ shares: [{ hostPath: '/home/al/src', guestPath: '', readOnly: false }, { hostPath: ' /srv/data ', guestPath: '/data', readOnly: true }] }), ctx);
+  assert.deepEqual(ok.errors, {});
+  assert.deepEqual(ok.params?.shares, [
+    { hostPath: '/home/al/src', guestPath: '/home/al/src', readOnly: false },
+    { hostPath: '/srv/data', guestPath: '/data', readOnly: true },
+  ]);
+  assert.ok(!('shares' in checkForm(form(), ctx).params!), 'no rows: nothing sent');
+  const bad = (rows: CreateForm['shares']) => checkForm(form({ shares: rows }), ctx).errors.shares;
+  assert.equal(bad([{ hostPath: '', guestPath: '', readOnly: false }]), 'shared folder 1: pick a host folder');
+  assert.match(bad([{ hostPath: 'src', guestPath: '', readOnly: false }])!, /^shared folder 1: host folder "src" is not an absolute path/);
+  assert.match(bad([{ hostPath: '/a', guestPath: '', readOnly: false }, { hostPath: '/b', guestPath: 'rel', readOnly: false }])!, /^shared folder 2: guest folder "rel" is not an absolute path/);
+  assert.equal(bad([{ hostPath: '/a', guestPath: '/x', readOnly: false }, { hostPath: '/x', guestPath: '', readOnly: true }]), 'shared folder 2: /x in the guest is shared twice');
+  assert.equal(checkForm(form({ shares: [{ hostPath: '', guestPath: '', readOnly: false }] }), ctx).params, undefined);
+});
+
+test('static port forwards: HOST:GUEST, one port for both, /udp; bad ones are the field\'s error', () => {
+  assert.deepEqual(checkForm(form({ ports: '8080:80, 5432  53/udp 127.0.0.2:9000:90' }), ctx).params?.ports, [
+    { protocol: 'tcp', hostPort: 8080, guestPort: 80 },
+    { protocol: 'tcp', hostPort: 5432, guestPort: 5432 },
+    { protocol: 'udp', hostPort: 53, guestPort: 53 },
+    { protocol: 'tcp', hostAddress: '127.0.0.2', hostPort: 9000, guestPort: 90 },
+  ]);
+  assert.ok(!('ports' in checkForm(form({ ports: ' ' }), ctx).params!));
+  for (const [text, re] of [['80:0', /guest port 0 .* out of range/], ['http', /invalid port forward "http"/], ['8080:80 8080:81', /host port 8080 is forwarded twice/], ['300.1.1.1:80:80', /invalid address/], ['10.0.0.1:80', /ADDRESS:HOST:GUEST/]] as const) {
+    assert.match(checkForm(form({ ports: text }), ctx).errors.ports ?? '', re, text);
+  }
+  assert.deepEqual(checkForm(form({ ports: '8080:80 8080:80/udp' }), ctx).errors, {}, 'TCP and UDP are separate ports');
+});
+
+test('messages with shares are parsed strictly; a folder pick names a row', () => {
+  const rows = [{ hostPath: '/a', guestPath: '', readOnly: true }];
+  assert.deepEqual(parseFromWebview({ type: 'submit', form: form({ shares: rows }) }), { type: 'submit', form: form({ shares: rows }) });
+  assert.deepEqual(parseFromWebview({ type: 'pickFolder', row: 3 }), { type: 'pickFolder', row: 3 });
+  for (const bad of [
+    { ...form(), shares: 'x' },
+    { ...form(), shares: [{ hostPath: '/a', guestPath: '' }] },
+    { ...form(), shares: [{ hostPath: '/a', guestPath: '', readOnly: 'no' }] },
+    { ...form(), shares: [{ hostPath: '/a', guestPath: '', readOnly: false, extra: 1 }] },
+    { ...form(), shares: [{ hostPath: '/'.repeat(5000), guestPath: '', readOnly: false }] },
+    { ...form(), shares: Array.from({ length: 33 }, () => rows[0]) },
+    { ...form(), shares: [null] },
+    { ...form(), ports: 8080 },
+    (({ shares: _s, ...rest }) => rest)(form()),
+  ]) {
+    assert.equal(parseFromWebview({ type: 'submit', form: bad }), null, JSON.stringify(bad).slice(0, 120));
+  }
+  for (const bad of [{ type: 'pickFolder' }, { type: 'pickFolder', row: -1 }, { type: 'pickFolder', row: 1.5 }, { type: 'pickFolder', row: '1' }, { type: 'pickFolder', row: 1, path: '/etc' }, { type: 'pickFolder', row: 2e6 }]) {
+    assert.equal(parseFromWebview(bad), null, JSON.stringify(bad));
   }
 });

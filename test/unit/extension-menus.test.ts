@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { appliesTo, GROUP_COMMANDS, groupContextValue, itemApplies, ITEM_COMMANDS, PALETTE_COMMANDS, VM_COMMANDS, vmContextValue, vmRule, type GroupCommand, type RuleCommand, type VmCommand, type VmRule } from '../../src/extension/menus';
+import { appliesTo, GROUP_COMMANDS, noCandidateMessage, PORT_ITEMS, shareItems, groupContextValue, itemApplies, ITEM_COMMANDS, PALETTE_COMMANDS, VM_COMMANDS, vmContextValue, vmRule, type GroupCommand, type RuleCommand, type VmCommand, type VmRule } from '../../src/extension/menus';
 import { GROUPS, stateIcon, vmItem } from '../../src/extension/model';
 import { allows, OPERATIONS } from '../../src/shared/lifecycle';
 import { VM_STATES, type VmState } from '../../src/shared/types';
@@ -37,7 +37,7 @@ function evaluate(when: string, ctx: Record<string, string>): boolean {
 
 const vmContexts = VM_STATES.flatMap((state) => [true, false].flatMap((ssh) => [true, false].map((display) => ({ state, ssh, display, value: vmContextValue(state, ssh, display) }))));
 const groupContexts = GROUPS.flatMap((group) => VM_STATES.map((state) => ({ group, state, value: groupContextValue(group, state) })));
-const itemContexts = ['snapshot.disk', 'snapshot.ram', 'disk.virtio', 'disk.usb', 'usb.device', 'layer.base.shared', 'layer.snapshot', 'layer.overlay', 'note', 'port.ssh'];
+const itemContexts = ['snapshot.disk', 'snapshot.ram', 'disk.virtio', 'disk.usb', 'usb.device', 'layer.base.shared', 'layer.snapshot', 'layer.overlay', 'note', 'port.ssh', ...shareItems(VM_STATES), ...PORT_ITEMS];
 const allContexts = [...vmContexts.map((c) => c.value), ...groupContexts.map((c) => c.value), ...itemContexts];
 
 /** Where a command should show, from the tables in menus.ts. */
@@ -129,7 +129,7 @@ test('lifecycle table wins: no command is offered in a state its helper operatio
 
 test('only UI commands go without a lifecycle operation', () => {
   const local = ruleCommands.filter((c) => !vmRule(c).op).sort();
-  assert.deepEqual(local, ['devvm.copySshCommand', 'devvm.openDisplay', 'devvm.showLogs']);
+  assert.deepEqual(local, ['devvm.copyPortAddress', 'devvm.copySshCommand', 'devvm.openDisplay', 'devvm.openPort', 'devvm.showLogs']);
 });
 
 test('connect works from every state start+ssh works from', () => {
@@ -178,4 +178,58 @@ test('image delete only for unused images', () => {
 test('lazy activation and Restricted Mode support', () => {
   assert.ok(!pkg.activationEvents.includes('*') && !pkg.activationEvents.includes('onStartupFinished'));
   assert.equal(pkg.capabilities.untrustedWorkspaces.supported, true);
+});
+
+// ---- shares, ports, Change Size… ---------------------------------------------------
+
+const shownOn = (command: string, viewItem: string) =>
+  itemMenu.filter((e) => e.command === command).some((e) => evaluate(e.when!, { view: 'devvm.vms', viewItem }));
+
+test('Change Size…: on stopped VMs (and after a crash), never on running or suspended ones', () => {
+  for (const state of VM_STATES) {
+    assert.equal(shownOn('devvm.changeSize', vmContextValue(state, true)), state === 'stopped' || state === 'error', state);
+  }
+  assert.equal(VM_COMMANDS['devvm.changeSize'].op, 'set', 'the helper refuses through the same table');
+});
+
+test('Shared folders and Ports: "+" inline on the group rows where the helper takes it; Remove on each share, only on static forwards', () => {
+  const inline = (command: string, viewItem: string) =>
+    itemMenu.filter((e) => e.command === command && e.group?.startsWith('inline')).some((e) => evaluate(e.when!, { view: 'devvm.vms', viewItem }));
+  assert.ok(inline('devvm.addShare', groupContextValue('shares', 'stopped')));
+  assert.ok(inline('devvm.addShare', groupContextValue('shares', 'running')));
+  assert.ok(!inline('devvm.addShare', groupContextValue('shares', 'suspended')), "a suspended VM's saved state has no device for it");
+  assert.ok(inline('devvm.addPort', groupContextValue('ports', 'suspended')));
+  assert.ok(!inline('devvm.addPort', groupContextValue('shares', 'running')), 'not on another group');
+  assert.ok(inline('devvm.removeShare', 'share.ro.running') && inline('devvm.removeShare', 'share.rw.stopped'));
+  assert.ok(!shownOn('devvm.removeShare', 'share.rw.suspended'), 'the helper keeps a suspended VM\'s shares (OPERATIONS.unshare)');
+  assert.ok(shownOn('devvm.removePort', 'port.static.udp.inactive.stopped'));
+  assert.ok(!shownOn('devvm.removePort', 'port.static.tcp.active.stopping'));
+  assert.ok(!shownOn('devvm.removePort', 'port.auto.tcp.active.running'), 'automatic forwards follow the guest');
+  assert.ok(!shownOn('devvm.removePort', 'port.ssh'));
+  assert.ok(inline('devvm.openPort', 'port.auto.tcp.active.running'));
+  assert.ok(!shownOn('devvm.openPort', 'port.auto.tcp.inactive.running'), 'nothing to open while not forwarded');
+  assert.ok(!shownOn('devvm.openPort', 'port.static.udp.active.running'), 'a browser speaks TCP');
+  assert.ok(shownOn('devvm.copyPortAddress', 'port.static.tcp.inactive.stopped'));
+  // The first share or forward: from the VM's own context menu (the groups show only with rows).
+  assert.ok(shownOn('devvm.addShare', vmContextValue('stopped', false)));
+  assert.ok(shownOn('devvm.addPort', vmContextValue('stopped', false)));
+  assert.ok(!shownOn('devvm.addShare', vmContextValue('deleting', true)));
+});
+
+test('the palette says why no VM fits: one VM, the helper\'s refusal with its way out; several, each one\'s reason', () => {
+  const rule = VM_COMMANDS['devvm.changeSize'];
+  assert.equal(
+    noCandidateMessage(rule, [{ name: 'web', state: 'running', ssh: true, display: false }]),
+    'Dev VMs: cannot change VM "web": it is running (expected stopped; stop it first: devvm stop web)',
+  );
+  assert.match(noCandidateMessage(rule, [{ name: 'web', state: 'suspended', ssh: true, display: false }]), /it is suspended \(expected stopped; its saved state needs the machine it was saved from/);
+  assert.equal(
+    noCandidateMessage(rule, [
+      { name: 'api', state: 'suspended', ssh: true, display: false },
+      { name: 'web', state: 'running', ssh: true, display: false },
+    ]),
+    'Dev VMs: no VM is in a state for this (it needs stopped): api is suspended, web is running.',
+  );
+  assert.equal(noCandidateMessage(VM_COMMANDS['devvm.openSshTerminal'], [{ name: 'web', state: 'running', ssh: false, display: false }]), 'Dev VMs: no VM is in a state for this (it needs running, with SSH): web has SSH off.');
+  assert.equal(noCandidateMessage(rule, []), 'Dev VMs: there are no VMs yet.');
 });

@@ -94,7 +94,7 @@ test('VM children: disk layers top to bottom from vm/info, shared base marked', 
 
 test('VM children: ports, and placeholders for snapshots, disks and USB', () => {
   assert.deepEqual(groupChildren(summary(), 'ports', undefined), [{ kind: 'port', vm: 'web' }]);
-  assert.equal(portItem(summary())?.label, '127.0.0.1:2201 → 22');
+  assert.equal(portItem(summary())?.label, '22 → 127.0.0.1:2201', 'guest port first, as every forward reads');
   assert.equal(portItem(summary({ state: 'stopped' }))?.description, 'ssh · when running');
   assert.equal(portItem(summary({ sshPort: null })), null);
   assert.deepEqual(groupChildren(summary({ sshPort: null }), 'ports', undefined), [{ kind: 'note', vm: 'web', group: 'ports', text: 'No forwarded ports (SSH is off)' }]);

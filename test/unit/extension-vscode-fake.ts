@@ -31,7 +31,30 @@ class EventEmitter<T> {
   dispose(): void {}
 }
 class ThemeIcon {
+  constructor(
+    readonly id: string,
+    readonly color?: ThemeColor,
+  ) {}
+}
+class ThemeColor {
   constructor(readonly id: string) {}
+}
+class MarkdownString {
+  constructor(
+    readonly value = '',
+    readonly supportThemeIcons = false,
+  ) {}
+}
+class TreeItem {
+  id?: string;
+  description?: string;
+  tooltip?: MarkdownString | string;
+  iconPath?: ThemeIcon;
+  contextValue?: string;
+  constructor(
+    readonly label: string,
+    readonly collapsibleState = 0,
+  ) {}
 }
 
 /** What the tests set and read. */
@@ -39,6 +62,11 @@ export const fake = {
   settings: {} as Record<string, unknown>,
   commands: new Map<string, (...args: unknown[]) => unknown>(),
   errors: [] as string[],
+  /** Information and warning messages shown. */
+  infos: [] as string[],
+  /** URIs given to env.openExternal, text given to the clipboard. */
+  opened: [] as string[],
+  clipboard: [] as string[],
   log: [] as string[],
 };
 
@@ -54,8 +82,9 @@ const channel = {
 export const window = {
   state: { focused: true },
   showErrorMessage: async (m: string) => void fake.errors.push(m),
-  showInformationMessage: async () => undefined,
-  showWarningMessage: async () => undefined,
+  showInformationMessage: async (m: string) => void fake.infos.push(m),
+  showWarningMessage: async (m: string) => void fake.infos.push(m),
+  showOpenDialog: async () => undefined,
   showQuickPick: async () => undefined,
   showInputBox: async () => undefined,
   createOutputChannel: () => channel,
@@ -80,7 +109,12 @@ export const workspace = {
   onDidChangeConfiguration: noop,
 };
 export const extensions = { getExtension: () => undefined };
-export const env = { appName: 'Fake Code', uriScheme: 'fake', clipboard: { writeText: async () => {} } };
+export const env = {
+  appName: 'Fake Code',
+  uriScheme: 'fake',
+  clipboard: { writeText: async (t: string) => void fake.clipboard.push(t) },
+  openExternal: async (u: { toString(): string }) => (fake.opened.push(u.toString()), true),
+};
 export const Uri = {
   parse: (s: string) => ({ toString: () => s }),
   from: (o: { scheme: string; path: string }) => ({ toString: () => `${o.scheme}:${o.path}` }),
@@ -88,7 +122,8 @@ export const Uri = {
   joinPath: (u: { toString(): string }, ...p: string[]) => ({ toString: () => [u.toString(), ...p].join('/') }),
 };
 export const ProgressLocation = { Notification: 15 };
+export const ViewColumn = { Active: -1, Beside: -2 };
 export const QuickPickItemKind = { Separator: -1 };
 export const StatusBarAlignment = { Left: 1, Right: 2 };
 export const TreeItemCollapsibleState = { None: 0, Collapsed: 1, Expanded: 2 };
-export { Disposable, EventEmitter, ThemeIcon };
+export { Disposable, EventEmitter, MarkdownString, ThemeColor, ThemeIcon, TreeItem };

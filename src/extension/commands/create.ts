@@ -40,6 +40,8 @@ function formDefaults(cx: Cx): Omit<CreateForm, 'password' | 'confirm'> {
     diskGiB: String(c.get<number>('disk') ?? 20),
     display: false,
     displaySize: 'auto',
+    shares: [],
+    ports: '',
     connect: c.get<boolean>('connectAfterCreate') ?? true,
   };
 }
@@ -116,7 +118,7 @@ async function createQuick(cx: Cx): Promise<void> {
     if (g === undefined) return;
     [cpus, memoryMiB, diskGiB] = [c, m, g];
   }
-  const form: CreateForm = { image, name, fullName, user, password, confirm, autologin: has('autologin'), ssh: has('ssh'), cpus, memoryMiB, diskGiB, display: has('display'), displaySize: 'auto', connect: has('connect') };
+  const form: CreateForm = { image, name, fullName, user, password, confirm, autologin: has('autologin'), ssh: has('ssh'), cpus, memoryMiB, diskGiB, display: has('display'), displaySize: 'auto', shares: [], ports: '', connect: has('connect') };
   const checked = checkForm(form, { images: imageList.map((i) => i.name), existing, hostCpus: os.cpus().length, hostMiB: Math.floor(os.totalmem() / 1048576) });
   if (!checked.params) throw new DevvmError('invalid-argument', Object.values(checked.errors)[0] ?? 'invalid input');
   await createVm(cx, checked.params);

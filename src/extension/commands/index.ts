@@ -7,6 +7,9 @@ import { DISPLAY } from './display';
 import { HELP } from './help';
 import { IMAGES } from './images';
 import { LIFECYCLE } from './lifecycle';
+import { PORTS } from './ports';
+import { SHARES } from './shares';
+import { SIZE } from './size';
 import { SNAPSHOTS } from './snapshots';
 
-export const COMMANDS: readonly CommandEntry[] = [...CREATE, ...LIFECYCLE, ...CONNECT, ...DISPLAY, ...SNAPSHOTS, ...DEVICES, ...IMAGES, ...HELP];
+export const COMMANDS: readonly CommandEntry[] = [...CREATE, ...LIFECYCLE, ...CONNECT, ...DISPLAY, ...SNAPSHOTS, ...DEVICES, ...SHARES, ...PORTS, ...SIZE, ...IMAGES, ...HELP];
