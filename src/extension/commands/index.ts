@@ -7,6 +7,7 @@ import { DISPLAY } from './display';
 import { HELP } from './help';
 import { IMAGES } from './images';
 import { LIFECYCLE } from './lifecycle';
+import { OPEN_IN_DEV_VM } from './openInVm';
 import { SNAPSHOTS } from './snapshots';
 
-export const COMMANDS: readonly CommandEntry[] = [...CREATE, ...LIFECYCLE, ...CONNECT, ...DISPLAY, ...SNAPSHOTS, ...DEVICES, ...IMAGES, ...HELP];
+export const COMMANDS: readonly CommandEntry[] = [...CREATE, ...LIFECYCLE, ...CONNECT, ...OPEN_IN_DEV_VM, ...DISPLAY, ...SNAPSHOTS, ...DEVICES, ...IMAGES, ...HELP];
