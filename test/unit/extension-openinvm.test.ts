@@ -266,6 +266,19 @@ test('Restricted Mode: a second run replaces the first one waiting for trust (on
   }
 });
 
+test('Restricted Mode: trusted some other way before Manage Workspace Trust is clicked: goes on without waiting', async () => {
+  const s = setup({ runs: [async () => result()] });
+  fake.trusted = false;
+  fake.answer = (_m, actions) => (actions.includes(MANAGE_TRUST) ? ((fake.trusted = true), MANAGE_TRUST) : undefined);
+  try {
+    await s.run();
+    assert.equal(s.calls.length, 1);
+    assert.equal(fake.trustWaiters, 0);
+  } finally {
+    s.dispose();
+  }
+});
+
 test('the second layer: up() itself refuses an untrusted folder', async (t) => {
   try {
     await realUp(CONN, { dir: DIR, trusted: false }, { step: () => {}, output: () => {} });

@@ -84,6 +84,24 @@ export function openInVmCommands(deps: UpDeps): CommandEntry[] {
     return channel;
   };
 
+  /** Resolves on the next trust grant after `ask` ran; a newer wait cancels it. */
+  const grantOf = (ask: () => void) =>
+    new Promise<void>((resolve, reject) => {
+      const sub = vscode.workspace.onDidGrantWorkspaceTrust(() => {
+        sub.dispose();
+        waiting = undefined;
+        resolve();
+      });
+      waiting = {
+        cancel: () => {
+          sub.dispose();
+          waiting = undefined;
+          reject(new Cancelled('open folder in dev VM: superseded while waiting for trust'));
+        },
+      };
+      ask();
+    });
+
   /**
    * Restricted Mode: explain, offer Manage Workspace Trust, and continue only once trust is
    * granted. Dismissing the message, or a later run, ends the wait without running anything.
@@ -97,21 +115,8 @@ export function openInVmCommands(deps: UpDeps): CommandEntry[] {
       MANAGE_TRUST,
     );
     if (a !== MANAGE_TRUST) throw new Cancelled('open folder in dev VM: the folder is not trusted');
-    await new Promise<void>((resolve, reject) => {
-      const sub = vscode.workspace.onDidGrantWorkspaceTrust(() => {
-        sub.dispose();
-        waiting = undefined;
-        resolve();
-      });
-      waiting = {
-        cancel: () => {
-          sub.dispose();
-          waiting = undefined;
-          reject(new Cancelled('open folder in dev VM: superseded while waiting for trust'));
-        },
-      };
-      void vscode.commands.executeCommand('workbench.trust.manage');
-    });
+    // Trusted meanwhile (the Restricted Mode banner): no grant event is coming.
+    if (!vscode.workspace.isTrusted) await grantOf(() => void vscode.commands.executeCommand('workbench.trust.manage'));
     cx.out.info(`open folder in dev VM: trust granted for ${dir}`);
   };
 
