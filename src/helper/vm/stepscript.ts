@@ -6,18 +6,15 @@
  * which bash takes literally whatever it holds. The script runs with `bash -eE` and an
  * ERR trap that names the failing line and command.
  */
+import { shellQuote } from '../../shared/devvmjson/shell';
 import { DevvmError } from '../../shared/errors';
+
+export { shellQuote };
 
 /** Printed on stderr by the ERR trap; the helper reads the last one to say where a step failed. */
 export const STEP_ERROR = 'devvm-step-error:';
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const END = 'DEVVM_B64_END';
-
-/** One word for bash: single quotes; a quote inside is closed, escaped and reopened. */
-export function shellQuote(value: string): string {
-  if (value.includes('\0')) throw new DevvmError('invalid-argument', 'a value for the guest contains a NUL character');
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
 
 function base64Lines(data: Buffer): string {
   return (data.toString('base64').match(/.{1,76}/g) ?? []).join('\n');

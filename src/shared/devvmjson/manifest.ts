@@ -1,14 +1,14 @@
 /**
  * devvm.json: found, parsed as JSON with comments (jsonc-parser, for offsets), checked
- * against schemas/devvm.schema.json (ajv) and then by the rules validate.ts shares with
+ * against schemas/devvm.schema.json (ajv, compiled ahead into schema-validator.generated.ts) and then by the rules validate.ts shares with
  * the helper. Every error is one line "devvm.json:LINE:COL: what", pointing at the value
  * (or the unknown key) that is wrong.
  */
-import Ajv, { type ErrorObject } from 'ajv';
+import type { ErrorObject } from 'ajv';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { findNodeAtLocation, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser';
-import schema from '../../../schemas/devvm.schema.json';
+import { validate as compiled } from './schema-validator.generated';
 import { DevvmError } from '../errors';
 import * as v from '../validate';
 
@@ -117,11 +117,10 @@ const PARSE_ERRORS: Record<string, string> = {
   InvalidCharacter: 'a control character inside a string',
 };
 
-let validator: ReturnType<Ajv['compile']> | null = null;
+/** The schema's checks, compiled ahead by ajv (scripts/gen-devvm-validator.mjs): no schema compiler in the bundles. */
 function validate(value: unknown): ErrorObject[] {
-  // Compiled once, on first use: the extension host pays for it only when a devvm.json is opened.
-  validator ??= new Ajv({ allErrors: true, strict: true, strictTypes: false, strictRequired: false, verbose: true }).compile(schema);
-  return validator(value) ? [] : [...(validator.errors ?? [])];
+  const check = compiled as ((v: unknown) => boolean) & { errors?: ErrorObject[] | null };
+  return check(value) ? [] : [...(check.errors ?? [])];
 }
 
 function segmentsOf(pointer: string): Segment[] {
@@ -173,10 +172,8 @@ function problemOf(e: ErrorObject, root: unknown): Problem | null {
     case 'type':
       return { at, message: `${p} must be ${typeName(String(params.type))}, got ${v.preview(value)}` };
     case 'minimum':
-    case 'maximum': {
-      const range = schemaRange(e.parentSchema);
-      return { at, message: `${p} ${v.preview(value).replace(/^"|"$/g, '')} is out of range${range ? ` (use ${range})` : ''}` };
-    }
+    case 'maximum':
+      return { at, message: `${p} ${String(value)} is out of range (${e.keyword === 'minimum' ? 'at least' : 'at most'} ${String(params.limit)})` };
     case 'enum':
       return { at, message: `${p} must be one of ${(params.allowedValues as unknown[]).map((x) => JSON.stringify(x)).join(', ')}, got ${v.preview(value)}` };
     case 'required':
@@ -194,11 +191,6 @@ function problemOf(e: ErrorObject, root: unknown): Problem | null {
     default:
       return { at, message: `${p} ${e.message ?? 'is not valid'}` };
   }
-}
-
-function schemaRange(s: unknown): string | null {
-  const o = s as { minimum?: number; maximum?: number } | undefined;
-  return o && o.minimum !== undefined && o.maximum !== undefined ? `${o.minimum}-${o.maximum}` : null;
 }
 
 /** Rules beyond the schema, the same ones the helper enforces (reserved user names, ".." in image names, NUL). */
