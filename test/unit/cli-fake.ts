@@ -33,6 +33,21 @@ export class FakeSession implements Session {
     return r;
   }
 
+  steps: string[] = [];
+  outputs: string[] = [];
+
+  async connection(): Promise<never> {
+    throw new DevvmError('not-supported', 'the fake session has no connection');
+  }
+
+  step(message?: string): void {
+    if (message !== undefined) this.steps.push(message);
+  }
+
+  output(text: string): void {
+    this.outputs.push(text);
+  }
+
   withToken<T extends object>(p: T): T & { progressToken: string } {
     return { ...p, progressToken: 'tok' };
   }

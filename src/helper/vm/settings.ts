@@ -24,8 +24,8 @@ export function settingsOf(p: Pick<SetParams, 'idleSuspend' | 'autostart'>): Par
 }
 
 export async function applySettings(ctx: VmContext, displays: Displays, name: string, p: Omit<SetParams, 'name'>): Promise<void> {
-  const { idleSuspend, autostart, ...machine } = p;
-  const other = idleSuspend !== undefined || autostart !== undefined;
+  const { idleSuspend, autostart, origin, ...machine } = p;
+  const other = idleSuspend !== undefined || autostart !== undefined || origin !== undefined;
   if (!other && machine.display === undefined && machine.displaySize === undefined) {
     throw new DevvmError('invalid-argument', 'nothing to change', 'give --display on|off, --display-size, --idle-suspend MIN|off|default or --autostart on|off');
   }
@@ -34,8 +34,8 @@ export async function applySettings(ctx: VmContext, displays: Displays, name: st
   if (machine.display !== undefined || machine.displaySize !== undefined) await displays.set(name, machine);
   if (!other) return;
   const fields = settingsOf({ idleSuspend, autostart });
-  ctx.store.update(name, (c) => ({ ...c, ...fields }));
-  log.info(`${name}: ${Object.entries(fields).map(([k, v]) => `${k} ${v ?? 'default'}`).join(', ')}`);
+  ctx.store.update(name, (c) => ({ ...c, ...fields, ...(origin ? { origin } : {}) }));
+  log.info(`${name}: ${Object.entries({ ...fields, ...(origin ? { origin: origin.manifestHash.slice(0, 12) } : {}) }).map(([k, v]) => `${k} ${v ?? 'default'}`).join(', ')}`);
   ctx.changed(name);
 }
 
