@@ -7,6 +7,9 @@
  */
 import { fake, window } from './extension-vscode-fake';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import type { MessageConnection } from 'vscode-jsonrpc';
 import { errorReporter, registerCommands, SHOW_HELPER_LOG, type Cx } from '../../src/extension/commands/command';
@@ -18,6 +21,7 @@ import { up as realUp, type UpOptions, type UpReporter, type UpResult } from '..
 import { DevvmError } from '../../src/shared/errors';
 
 const DIR = '/work/proj';
+const tick = () => new Promise((r) => setImmediate(r));
 const CONN = { fake: 'connection' } as unknown as MessageConnection;
 
 interface Script {
@@ -35,11 +39,15 @@ function setup(script: Script) {
   fake.folders = [fake.folder(DIR)];
   const calls: UpOptions[] = [];
   const connections: number[] = [];
+  const tokens: string[] = [];
   const deps: UpDeps = {
     findManifest: (dir) => ((script.manifests ?? [DIR]).includes(dir) ? `${dir}/devvm.json` : null),
     up: async (conn, opts, report) => {
       assert.equal(conn, CONN);
-      calls.push(opts);
+      assert.equal(opts.progressToken, 'tok', 'the helper progress token goes to up()');
+      const { progressToken: _t, ...rest } = opts;
+      calls.push(rest);
+      await tick(); // the helper's progress arrives meanwhile
       return script.runs[Math.min(calls.length, script.runs.length) - 1]!(report, opts);
     },
   };
@@ -56,6 +64,12 @@ function setup(script: Script) {
     },
     client: {
       connection: async () => (connections.push(1), CONN),
+      // The helper's progress for the token up() passes on: one message, then disposed.
+      progressToken: (l: (p: { token: string; message: string }) => void) => {
+        tokens.push('open');
+        queueMicrotask(() => l({ token: 'tok', message: 'booting (helper)' }));
+        return { token: 'tok', dispose: () => tokens.push('disposed') };
+      },
       request: async () => assert.fail('no helper request expected'),
     },
     home: '/h',
@@ -77,10 +91,8 @@ function setup(script: Script) {
   const dispose = () => {
     for (const d of [...regs, ...subscriptions]) d.dispose();
   };
-  return { deps, cx, calls, connections, log, opened, workspaceState, run, openFolders, channel, dispose };
+  return { deps, cx, calls, connections, tokens, log, opened, workspaceState, run, openFolders, channel, dispose };
 }
-
-const tick = () => new Promise((r) => setImmediate(r));
 
 test('a new VM: up() with the folder (trusted), steps in the notification, output in its channel, then exactly ssh-remote+devvm-<name><guestPath>', async () => {
   const s = setup({
@@ -97,7 +109,8 @@ test('a new VM: up() with the folder (trusted), steps in the notification, outpu
   try {
     await s.run();
     assert.deepEqual(s.calls, [{ dir: DIR, trusted: true }]);
-    assert.deepEqual(fake.progress, ['creating VM proj', 'provisioning 1/1: setup.sh']);
+    assert.deepEqual(fake.progress, ['booting (helper)', 'creating VM proj', 'provisioning 1/1: setup.sh'], 'helper progress and up() steps');
+    assert.deepEqual(s.tokens, ['open', 'disposed']);
     const ch = s.channel()!;
     assert.ok(ch.shown >= 1, 'the channel is shown when provisioning starts');
     assert.match(ch.text, /\n> provisioning 1\/1: setup.sh\nhello from setup.sh\nsetup.sh: exit 0\n/, 'output as it came, terminal escapes dropped');
@@ -202,6 +215,18 @@ test('a provisioning failure: one error naming the step and the exit code, with 
   }
 });
 
+test('made without shares (the helper cannot yet): says so, and still opens; a rebuild names the VM it replaced', async () => {
+  const s = setup({ runs: [async () => result({ unsupported: ['shares', 'ports'], replaced: 'proj-old' })] });
+  try {
+    await s.run();
+    assert.ok(fake.messages.some((m) => m.kind === 'warning' && m.message === `Dev VMs: proj was made without shares and ports (the helper cannot set them up yet), so ${DIR} may be missing in the guest.`));
+    assert.match(s.channel()!.text, /replaces proj-old, deleted/);
+    assert.equal(s.openFolders().length, 1);
+  } finally {
+    s.dispose();
+  }
+});
+
 test('other up() failures keep their message, and offer the output too', async () => {
   const s = setup({ runs: [async () => Promise.reject(new DevvmError('invalid-argument', 'devvm.json: cpus: must be an integer from 1 to 64'))] });
   try {
@@ -279,14 +304,21 @@ test('Restricted Mode: trusted some other way before Manage Workspace Trust is c
   }
 });
 
-test('the second layer: up() itself refuses an untrusted folder', async (t) => {
+test('the second layer: up() itself refuses an untrusted folder, before it reads devvm.json or asks the helper', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'devvm-untrusted-'));
+  // A file that would fail to parse: refused for trust, not for the file.
+  writeFileSync(path.join(dir, 'devvm.json'), '{ "provision": [{ "run": "touch /tmp/pwned" }], nonsense');
+  const conn = new Proxy({}, { get: () => assert.fail('up() used the helper connection for an untrusted folder') }) as MessageConnection;
+  const steps: string[] = [];
   try {
-    await realUp(CONN, { dir: DIR, trusted: false }, { step: () => {}, output: () => {} });
-    assert.fail('up() ran for an untrusted folder');
-  } catch (e) {
-    if (e instanceof DevvmError && e.code === 'not-supported') return t.skip('up() is not built in this branch yet (src/shared/devvmjson/up.ts is the stub)');
-    assert.ok(e instanceof DevvmError, String(e));
-    assert.match(e.message, /trust/i);
+    await assert.rejects(realUp(conn, { dir, trusted: false }, { step: (m) => steps.push(m), output: (m) => steps.push(m) }), (e: unknown) => {
+      assert.ok(e instanceof DevvmError, String(e));
+      assert.match(e.message, /not trusted/);
+      return true;
+    });
+    assert.deepEqual(steps, []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

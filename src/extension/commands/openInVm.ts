@@ -127,24 +127,39 @@ export function openInVmCommands(deps: UpDeps): CommandEntry[] {
     let lastStep: string | undefined;
     let shown = false;
     const conn = await cx.client.connection();
+    const reporter = (progress: vscode.Progress<{ message?: string }>): UpReporter => ({
+      step: (message) => {
+        lastStep = message;
+        progress.report({ message });
+        out.appendLine(`> ${message}`);
+        cx.out.info(`open folder in dev VM: ${message}`);
+      },
+      output: (chunk) => {
+        // Provisioning has started: show what it prints, without taking the focus.
+        if (!shown) out.show(true);
+        shown = true;
+        out.append(plainText(chunk));
+      },
+    });
     try {
-      const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Dev VM for ${path.basename(dir)}`, cancellable: false }, (progress) =>
-        deps.up(conn, { dir, trusted: vscode.workspace.isTrusted, ...mode }, {
-          step: (message) => {
-            lastStep = message;
-            progress.report({ message });
-            out.appendLine(`> ${message}`);
-            cx.out.info(`open folder in dev VM: ${message}`);
-          },
-          output: (chunk) => {
-            // Provisioning has started: show what it prints, without taking the focus.
-            if (!shown) out.show(true);
-            shown = true;
-            out.append(plainText(chunk));
-          },
-        }),
-      );
-      out.appendLine(`VM ${r.name} ready${r.created ? ' (created)' : ''}; ${dir} is ${r.guestPath} in the guest`);
+      const r = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Dev VM for ${path.basename(dir)}`, cancellable: false }, async (progress) => {
+        // The helper's own progress (booting, first setup) between up()'s steps.
+        const helper = cx.client.progressToken((p) => {
+          progress.report({ message: p.message });
+          cx.out.info(`open folder in dev VM: ${p.message}`);
+        });
+        try {
+          return await deps.up(conn, { dir, trusted: vscode.workspace.isTrusted, ...mode, progressToken: helper.token }, reporter(progress));
+        } finally {
+          helper.dispose();
+        }
+      });
+      out.appendLine(`VM ${r.name} ready${r.created ? ' (created)' : ''}${r.replaced ? ` (replaces ${r.replaced}, deleted)` : ''}; ${dir} is ${r.guestPath} in the guest`);
+      if (r.unsupported?.length) {
+        const what = r.unsupported.join(' and ');
+        out.appendLine(`made without ${what}: the helper cannot set them up yet`);
+        void vscode.window.showWarningMessage(`Dev VMs: ${r.name} was made without ${what} (the helper cannot set them up yet), so ${r.guestPath} may be missing in the guest.`);
+      }
       return r;
     } catch (e) {
       const err = e instanceof DevvmError ? e : new DevvmError('internal', e instanceof Error ? e.message : String(e));
@@ -162,10 +177,8 @@ export function openInVmCommands(deps: UpDeps): CommandEntry[] {
     if (r.changed.length > 0) {
       const a = await vscode.window.showInformationMessage(`devvm.json changed since VM ${r.name} was made (${r.changed.join(', ')})`, CHANGED.rebuild, CHANGED.apply, CHANGED.open);
       if (a === undefined) throw new Cancelled(`open folder in dev VM: devvm.json changed since ${r.name} was made; nothing chosen`);
-      if (a !== CHANGED.open) {
-        r = await runUp(cx, dir, a === CHANGED.rebuild ? { rebuild: true } : { apply: true });
-        if (r.changed.length > 0) void vscode.window.showInformationMessage(`Dev VMs: ${r.name} still differs from devvm.json in ${r.changed.join(', ')}; Rebuild makes a new VM from the file.`);
-      }
+      // (Its `changed` then lists what was rebuilt or applied.)
+      if (a !== CHANGED.open) r = await runUp(cx, dir, a === CHANGED.rebuild ? { rebuild: true } : { apply: true });
     }
     await openRemoteFolder(cx, r.name, r.guestPath, false);
   };
