@@ -8,7 +8,7 @@
  * Connect step does: code-server has no Remote-SSH extension, so nothing opens).
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Locator } from 'playwright-core';
 import { up } from '../../src/shared/devvmjson/up';
@@ -99,7 +99,8 @@ export async function openInVmSteps(d: OpenInVmDeps): Promise<void> {
   await w.shot('open-in-vm-progress');
   await w.row(d.vms, UP_VM).waitFor({ timeout: 2 * 60_000 });
 
-  const expected = `vscode-remote://ssh-remote+devvm-${UP_VM}${d.folder}`;
+  // The folder is shared at its own (real) path.
+  const expected = `vscode-remote://ssh-remote+devvm-${UP_VM}${realpathSync(d.folder)}`;
   const requested = await until(
     'the Remote-SSH URI of the devvm.json VM',
     15 * 60_000,
