@@ -215,6 +215,28 @@ test('a provisioning failure: one error naming the step and the exit code, with 
   }
 });
 
+test('a second run while the folder is being brought up does not start another up()', async () => {
+  const pending: (() => void)[] = [];
+  const s = setup({ runs: [() => new Promise<UpResult>((r) => pending.push(() => r(result())))] });
+  const finish = async (run: Promise<void>) => {
+    while (!pending.length) await tick();
+    pending.shift()!();
+    await run;
+  };
+  try {
+    const first = s.run();
+    while (!pending.length) await tick();
+    await s.run();
+    assert.ok(fake.messages.some((m) => /already being opened/.test(m.message)));
+    await finish(first);
+    assert.equal(s.calls.length, 1);
+    await finish(s.run());
+    assert.equal(s.calls.length, 2, 'free again afterwards');
+  } finally {
+    s.dispose();
+  }
+});
+
 test('made without shares (the helper cannot yet): says so, and still opens; a rebuild names the VM it replaced', async () => {
   const s = setup({ runs: [async () => result({ unsupported: ['shares', 'ports'], replaced: 'proj-old' })] });
   try {

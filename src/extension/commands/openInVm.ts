@@ -170,9 +170,25 @@ export function openInVmCommands(deps: UpDeps): CommandEntry[] {
     }
   };
 
+  /** Folders being brought up: a second run meanwhile would race the first to make the VM. */
+  const busy = new Set<string>();
+
   const openFolderInVm = async (cx: Cx, arg: unknown): Promise<void> => {
     const dir = await folderFor(arg, deps);
     await ensureTrusted(cx, dir);
+    if (busy.has(dir)) {
+      void vscode.window.showInformationMessage(`Dev VMs: ${path.basename(dir)} is already being opened in its dev VM.`);
+      return;
+    }
+    busy.add(dir);
+    try {
+      await bringUp(cx, dir);
+    } finally {
+      busy.delete(dir);
+    }
+  };
+
+  const bringUp = async (cx: Cx, dir: string): Promise<void> => {
     let r = await runUp(cx, dir, {});
     if (r.changed.length > 0) {
       const a = await vscode.window.showInformationMessage(`devvm.json changed since VM ${r.name} was made (${r.changed.join(', ')})`, CHANGED.rebuild, CHANGED.apply, CHANGED.open);
