@@ -5,7 +5,7 @@ import { down, up, type UpResult } from '../../shared/devvmjson/up';
 import type { Command, Context } from '../command';
 
 /** Output arrives in chunks; the progress line redraws over the current line, so only whole lines are written while it shows. */
-function lineWriter(ctx: Context): { write(text: string): void; flush(): void } {
+export function lineWriter(ctx: Pick<Context, "step" | "output">): { write(text: string): void; flush(): void } {
   let pending = '';
   return {
     write(text) {
