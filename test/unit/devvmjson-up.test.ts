@@ -76,6 +76,7 @@ test('the first up creates the VM from the file, then runs the create steps and 
   const { conn, calls } = fakeConn({
     'vm/list': [summary('other', 'running')],
     'vm/create': {},
+    'vm/start': {},
     'vm/provision': (p: { progressToken: string }, n: Map<string, (x: unknown) => void>) => {
       n.get('output')?.({ token: p.progressToken, text: 'hello from the guest\n' });
       n.get('output')?.({ token: 'another request', text: 'not ours\n' });
@@ -85,7 +86,7 @@ test('the first up creates the VM from the file, then runs the create steps and 
   const rep = reporter();
   const r = await up(conn, { dir, trusted: true, progressToken: 'tok' }, rep.r);
   assert.deepEqual(r, { name: 'web-app', created: true, guestPath: dir, sshHost: 'devvm-web-app', changed: [] });
-  assert.deepEqual(calls.map((c) => c.method), ['vm/list', 'vm/create', 'vm/provision', 'vm/provision']);
+  assert.deepEqual(calls.map((c) => c.method), ['vm/list', 'vm/create', 'vm/start', 'vm/provision', 'vm/provision']);
   const create = calls[1]!.params;
   assert.equal(create.name, 'web-app');
   assert.equal(create.image, 'debian-12');
@@ -95,8 +96,9 @@ test('the first up creates the VM from the file, then runs the create steps and 
   assert.deepEqual(create.ports, [{ protocol: 'tcp', hostPort: 18000, guestPort: 8000, hostAddress: '127.0.0.1' }]);
   assert.deepEqual(create.origin, currentOrigin());
   assert.equal(create.start, true);
-  assert.equal(create.waitSsh, true);
-  const [once, every] = [calls[2]!.params, calls[3]!.params];
+  // SSH is waited for by a start with a long timeout (first boots under TCG).
+  assert.deepEqual(calls[2]!.params, { progressToken: 'tok', name: 'web-app', waitSsh: true, timeoutSec: 2700 });
+  const [once, every] = [calls[3]!.params, calls[4]!.params];
   assert.deepEqual((once.steps as Array<{ label: string; as: string }>).map((s) => [s.label, s.as]), [['provision[0]', 'root'], ['dotfiles', 'user']]);
   assert.equal(once.markCreateDone, true);
   assert.deepEqual(once.env, { A: '1' });
@@ -154,16 +156,16 @@ test('--apply changes the size (stopping first), the ports, and records the new 
 
 test('--rebuild makes a new VM beside the old one (stopped, kept until the new one is provisioned), then deletes the old one', async () => {
   const old = currentOrigin({ createDone: true, fields: { ...currentOrigin().fields, image: 'y' }, manifestHash: 'old' });
-  const { conn, calls } = fakeConn({ 'vm/list': [summary('web-app', 'running', old)], 'vm/stop': {}, 'vm/create': {}, 'vm/provision': { steps: [] }, 'vm/delete': undefined });
+  const { conn, calls } = fakeConn({ 'vm/list': [summary('web-app', 'running', old)], 'vm/stop': {}, 'vm/create': {}, 'vm/start': {}, 'vm/provision': { steps: [] }, 'vm/delete': undefined });
   const r = await up(conn, { dir, trusted: true, rebuild: true }, reporter().r);
   assert.equal(r.name, 'web-app-2');
   assert.equal(r.replaced, 'web-app');
-  assert.deepEqual(calls.map((c) => `${c.method} ${String(c.params.name)}`), ['vm/list undefined', 'vm/stop web-app', 'vm/create web-app-2', 'vm/provision web-app-2', 'vm/provision web-app-2', 'vm/delete web-app']);
+  assert.deepEqual(calls.map((c) => `${c.method} ${String(c.params.name)}`), ['vm/list undefined', 'vm/stop web-app', 'vm/create web-app-2', 'vm/start web-app-2', 'vm/provision web-app-2', 'vm/provision web-app-2', 'vm/delete web-app']);
 });
 
 test('a failed rebuild keeps the old VM', async () => {
   const old = currentOrigin({ fields: {}, manifestHash: 'old' });
-  const { conn, calls } = fakeConn({ 'vm/list': [summary('web-app', 'stopped', old)], 'vm/create': {}, 'vm/provision': rpcError('provisioning-failed', 'provision[0] failed with exit code 1') });
+  const { conn, calls } = fakeConn({ 'vm/list': [summary('web-app', 'stopped', old)], 'vm/create': {}, 'vm/start': {}, 'vm/provision': rpcError('provisioning-failed', 'provision[0] failed with exit code 1') });
   await assert.rejects(up(conn, { dir, trusted: true, rebuild: true }, reporter().r), /provision\[0\] failed with exit code 1/);
   assert.ok(!calls.some((c) => c.method === 'vm/delete'));
 });
@@ -173,6 +175,7 @@ test('a helper without shares or ports yet: the VM is made without them, and the
   const { conn, calls } = fakeConn({
     'vm/list': [],
     'vm/create': () => (++creates === 1 ? rpcError('not-supported', 'shared folders are not built yet') : {}),
+    'vm/start': {},
     'vm/provision': { steps: [] },
   });
   const rep = reporter();
