@@ -100,7 +100,7 @@ const ok: Array<[string[], Expect]> = [
   [['stop', 'web', '--force'], [['vm/stop', { name: 'web', force: true, progressToken: T }]]],
   [['suspend', 'web'], [['vm/suspend', { name: 'web', progressToken: T }]]],
   [['delete', 'web', '--force'], [['vm/delete', { name: 'web', force: true }]]],
-  [['up', proj], [['vm/list'], ['vm/start', { progressToken: T, name: 'proj', waitSsh: true }]]],
+  [['up', proj], [['vm/list'], ['vm/start', { progressToken: T, name: 'proj', waitSsh: true, timeoutSec: 2700 }]]],
   [['down', proj], [['vm/list'], ['vm/stop', { name: 'proj' }]]],
   [['list'], [['vm/list']]],
   [['list', '--json'], [['vm/list']]],

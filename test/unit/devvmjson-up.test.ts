@@ -116,6 +116,7 @@ test('a second up reuses the VM: it is started and only the start steps run', as
   assert.deepEqual(r.changed, []);
   assert.deepEqual(calls.map((c) => c.method), ['vm/list', 'vm/start', 'vm/provision']);
   assert.equal(calls[1]!.params.waitSsh, true);
+  assert.equal(calls[1]!.params.timeoutSec, 2700);
   assert.deepEqual((calls[2]!.params.steps as Array<{ label: string }>).map((s) => s.label), ['provision[1]']);
   assert.ok(rep.steps.includes('resuming VM web-app'));
 });

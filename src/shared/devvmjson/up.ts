@@ -162,7 +162,7 @@ class Up {
 
   async start(vm: VmSummary): Promise<void> {
     if (vm.state !== 'running') this.report.step(`${vm.state === 'suspended' ? 'resuming' : 'starting'} VM ${vm.name}`);
-    await this.call(Rpc.vmStart, { progressToken: this.token, name: vm.name, waitSsh: true });
+    await this.call(Rpc.vmStart, { progressToken: this.token, name: vm.name, waitSsh: true, timeoutSec: FIRST_BOOT_TIMEOUT_SEC });
   }
 
   /** `create` steps and dotfiles when they have not run to the end yet, then the `start` steps. */
