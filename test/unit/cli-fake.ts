@@ -1,5 +1,5 @@
 /** A Session without a helper: records every RPC call and answers from canned results. */
-import type { RequestType, RequestType0 } from 'vscode-jsonrpc';
+import type { MessageConnection, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import { DevvmError } from '../../src/shared/errors';
 import type { RpcErrorData } from '../../src/shared/rpc';
 import { run, type Session } from '../../src/cli/run';
@@ -36,8 +36,12 @@ export class FakeSession implements Session {
   steps: string[] = [];
   outputs: string[] = [];
 
-  async connection(): Promise<never> {
-    throw new DevvmError('not-supported', 'the fake session has no connection');
+  /** A connection whose requests are recorded and answered like call()'s (for verbs built on shared modules, devvm up). */
+  async connection(): Promise<MessageConnection> {
+    return {
+      sendRequest: (type: { method: string }, params?: unknown) => this.call(type as RequestType<unknown, unknown, RpcErrorData>, params),
+      onNotification: () => ({ dispose: () => {} }),
+    } as unknown as MessageConnection;
   }
 
   step(message?: string): void {

@@ -1,10 +1,11 @@
 /** `devvm up [DIR]` and `devvm down [DIR]`: a folder's devvm.json VM (src/shared/devvmjson/up.ts does the work). */
 import path from 'node:path';
+import { shellQuote } from '../../shared/devvmjson/shell';
 import { down, up, type UpResult } from '../../shared/devvmjson/up';
 import type { Command, Context } from '../command';
 
 /** Output arrives in chunks; the progress line redraws over the current line, so only whole lines are written while it shows. */
-function lineWriter(ctx: Context): { write(text: string): void; flush(): void } {
+export function lineWriter(ctx: Pick<Context, "step" | "output">): { write(text: string): void; flush(): void } {
   let pending = '';
   return {
     write(text) {
@@ -28,7 +29,7 @@ export function connectText(r: UpResult): string {
     ...(r.unsupported ? [`not set up (this helper does not support them yet): ${r.unsupported.join(', ')}`] : []),
     ...(r.changed.length && !r.created ? [`devvm.json differs from the VM in: ${r.changed.join(', ')}`] : []),
     `connect: ssh ${r.sshHost}   (or: devvm ssh ${r.name}; for plain ssh, once: devvm ssh-config --include)`,
-    `VS Code: code --remote ssh-remote+${r.sshHost} ${r.guestPath}`,
+    `VS Code: code --remote ssh-remote+${r.sshHost} ${/^[A-Za-z0-9_.\/@:+,=-]+$/.test(r.guestPath) ? r.guestPath : shellQuote(r.guestPath)}`,
   ].join('\n');
 }
 

@@ -7,7 +7,8 @@
 import type { ErrorObject } from 'ajv';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { findNodeAtLocation, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser';
+// The ESM build: the UMD one (package main) requires its parts at run time, which esbuild cannot bundle.
+import { findNodeAtLocation, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser/lib/esm/main.js';
 import { validate as compiled } from './schema-validator.generated';
 import { DevvmError } from '../errors';
 import * as v from '../validate';
@@ -99,7 +100,7 @@ function lineCol(text: string, offset: number): string {
 }
 
 const PARSE_ERRORS: Record<string, string> = {
-  InvalidSymbol: 'unexpected character',
+  InvalidSymbol: 'unexpected character (names and text need double quotes)',
   InvalidNumberFormat: 'invalid number',
   PropertyNameExpected: 'a field name in double quotes was expected',
   ValueExpected: 'a value was expected',

@@ -64,6 +64,9 @@ export function findManifest(dir: string): string | null {
   return find(dir);
 }
 
+/** A first boot (cloud-init's first setup) under TCG on a loaded host: minutes, sometimes many. */
+const FIRST_BOOT_TIMEOUT_SEC = 45 * 60;
+
 type Call = <P, R>(type: RequestType<P, R, RpcErrorData>, params: P) => Promise<R>;
 
 async function listVms(conn: MessageConnection): Promise<VmSummary[]> {
@@ -143,7 +146,6 @@ class Up {
       ports: p.ports.map((x) => ({ ...x, hostAddress: '127.0.0.1' })),
       origin: originOf(p),
       start: true,
-      waitSsh: true,
     };
     try {
       await this.call(Rpc.vmCreate, params);
@@ -154,11 +156,13 @@ class Up {
       this.report.step(`the helper cannot set up ${this.unsupported.join(' and ')} yet (${e.message}); creating VM ${name} without them`);
       await this.call(Rpc.vmCreate, { ...params, shares: [], ports: [] });
     }
+    // Waited for here, not by create: a first boot under TCG on a busy host can take longer than create's 15 minutes.
+    await this.call(Rpc.vmStart, { progressToken: this.token, name, waitSsh: true, timeoutSec: FIRST_BOOT_TIMEOUT_SEC });
   }
 
   async start(vm: VmSummary): Promise<void> {
     if (vm.state !== 'running') this.report.step(`${vm.state === 'suspended' ? 'resuming' : 'starting'} VM ${vm.name}`);
-    await this.call(Rpc.vmStart, { progressToken: this.token, name: vm.name, waitSsh: true });
+    await this.call(Rpc.vmStart, { progressToken: this.token, name: vm.name, waitSsh: true, timeoutSec: FIRST_BOOT_TIMEOUT_SEC });
   }
 
   /** `create` steps and dotfiles when they have not run to the end yet, then the `start` steps. */
