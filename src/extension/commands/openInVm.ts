@@ -13,7 +13,7 @@ import * as vscode from 'vscode';
 import type { MessageConnection } from 'vscode-jsonrpc';
 import * as devvmjson from '../../shared/devvmjson/up';
 import type { UpOptions, UpReporter, UpResult } from '../../shared/devvmjson/up';
-import { DevvmError } from '../../shared/errors';
+import { asDevvmError, DevvmError } from '../../shared/errors';
 import { plain as plainText } from '../logs';
 import { Cancelled, plain, withActions, type CommandEntry, type Cx } from './command';
 import { openRemoteFolder } from './connect';
@@ -162,7 +162,7 @@ export function openInVmCommands(deps: UpDeps): CommandEntry[] {
       }
       return r;
     } catch (e) {
-      const err = e instanceof DevvmError ? e : new DevvmError('internal', e instanceof Error ? e.message : String(e));
+      const err = asDevvmError(e);
       // Which step failed, with the exit code up() names, and the output it printed.
       const message = err.code === 'provisioning-failed' && lastStep && !err.message.includes(lastStep) ? `${lastStep}: ${err.message}` : err.message;
       out.appendLine(`failed: ${message}${err.hint ? ` (${err.hint})` : ''}`);
