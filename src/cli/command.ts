@@ -3,7 +3,7 @@
  * util.parseArgs, and its handler. The usage text and the dispatch are both made from
  * the one table in commands/index.ts, so they cannot drift apart.
  */
-import type { RequestType, RequestType0 } from 'vscode-jsonrpc';
+import type { MessageConnection, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import type { RpcErrorData } from '../shared/rpc';
 import type { Options, Parsed } from './args';
 
@@ -17,6 +17,12 @@ export interface Context {
   print(value: unknown, text: () => string): void;
   /** A promise that resolves when the helper's connection closes (it is connected first). */
   untilClosed(): Promise<{ closed: Promise<void> }>;
+  /** The connection itself, for shared modules that speak RPC on their own (devvm up). */
+  connection(): Promise<MessageConnection>;
+  /** Progress: the progress line on a TTY, a plain line on stderr otherwise; no message clears the line. */
+  step(message?: string): void;
+  /** Streamed text (provisioning output): stdout, or stderr with --json so stdout stays one JSON value. */
+  output(text: string): void;
   /** Closes the connection to the helper, runs a program on this terminal, resolves with its exit code. */
   exec(file: string, args: string[]): Promise<number>;
   /** Closes the connection to the helper, relays stdin/stdout to a TCP port until either side ends (ssh-proxy). */

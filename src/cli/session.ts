@@ -31,6 +31,20 @@ export class RpcSession implements Session {
     return this.conn;
   }
 
+  connection(): Promise<MessageConnection> {
+    return this.rpc();
+  }
+
+  step(message?: string): void {
+    if (message === undefined) this.progress.done();
+    else if (this.progress.enabled) this.progress.update(message);
+    else process.stderr.write(`${message}\n`);
+  }
+
+  output(text: string): void {
+    (this.json ? process.stderr : process.stdout).write(text);
+  }
+
   withToken<T extends object>(p: T): T & { progressToken: string } {
     const token = randomUUID();
     this.tokens.add(token);

@@ -7,6 +7,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import * as vscode from 'vscode';
+import { findManifest } from '../shared/devvmjson/up';
 import { devvmHome } from '../shared/paths';
 import { Rpc } from '../shared/rpc';
 import type { VmSummary } from '../shared/types';
@@ -15,6 +16,7 @@ import { COMMANDS } from './commands/index';
 import { isNode } from './commands/util';
 import { HelperClient } from './helperclient';
 import { LayerTreeDocument } from './layerTree';
+import { offerOpenInVm, watchManifestFolders } from './manifestWatch';
 import { VmLogs } from './logs';
 import { noCandidateMessage, ruleApplies, type VmRule } from './menus';
 import { stateIcon, statusText } from './model';
@@ -205,6 +207,7 @@ export function activate(context: vscode.ExtensionContext): DevvmApi {
     { dispose: () => client.dispose() },
     ...registerCommands(COMMANDS, cx, (id, f) => vscode.commands.registerCommand(id, f)),
     ...watchUsb(cx),
+    ...watchManifestFolders(),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('devvm.home') || e.affectsConfiguration('devvm.qemuPath')) {
         void vscode.window.showInformationMessage('Dev VMs: reload the window to use the new data directory or QEMU path (a running helper keeps its QEMU).', 'Reload Window').then((a) => {
@@ -214,6 +217,8 @@ export function activate(context: vscode.ExtensionContext): DevvmApi {
     }),
   );
 
+  // A folder with a devvm.json: one question (not awaited: activation must not wait for it).
+  void offerOpenInVm(cx, { findManifest }).catch((e) => report(e));
   // Connect in the background: activation must not wait for the helper.
   void client.connection().catch(helperUnavailable);
   const activateMs = performance.now() - started;

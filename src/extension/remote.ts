@@ -15,8 +15,16 @@ export const sshAlias = (vm: string) => `devvm-${vm}`;
  * [a-z0-9-]), which Remote-SSH takes as the ssh_config Host to connect to.
  */
 export function remoteFolderUri(vm: string, user: string): string {
-  return `vscode-remote://ssh-remote+${sshAlias(vm)}/home/${user}`;
+  return remotePathUri(vm, `/home/${user}`);
 }
+
+/** `vscode-remote://ssh-remote+devvm-<vm><guestPath>`: a folder in the guest (devvm.json's folder, shared at its path). */
+export function remotePathUri(vm: string, guestPath: string): string {
+  return `vscode-remote://${remoteAuthority(vm)}${guestPath}`;
+}
+
+/** The URI authority Remote-SSH resolves to the ssh_config Host of a VM. */
+export const remoteAuthority = (vm: string) => `ssh-remote+${sshAlias(vm)}`;
 
 /**
  * Microsoft's Remote-SSH is only on Microsoft's marketplace and licensed for Microsoft's

@@ -41,6 +41,8 @@ export interface ServerDeps {
 /** What a handler gets besides its parameters. */
 export interface RequestContext {
   progress: Progress;
+  /** Output for the client (Notify.output with the request's progress token); dropped without one. */
+  output: (text: string) => void;
 }
 
 export class Server {
@@ -128,6 +130,7 @@ export class Server {
       vmDisplay: (p) => vms.display(p.name),
       vmDisplayResize: (p) => vms.displayResize(p.name, { width: p.width, height: p.height }),
       vmScreenshot: (p) => vms.screenshot(p.name),
+      vmProvision: ({ progressToken: _t, ...p }, { progress, output }) => vms.provision(p, progress, output),
       vmShare: () => notYet('shared folders'),
       vmUnshare: () => notYet('shared folders'),
       vmPorts: () => notYet('port forwarding'),
@@ -172,6 +175,14 @@ export class Server {
         // disposed between the check and the send
       }
     };
+    const outputFor = (token: string | undefined) => (text: string) => {
+      if (!token || !this.conns.has(conn)) return;
+      try {
+        conn.sendNotification(Notify.output, { token, text }).catch(() => {});
+      } catch {
+        // disposed between the check and the send
+      }
+    };
     const handlers = this.handlers();
     for (const key of Object.keys(Rpc) as RpcName[]) {
       const type = Rpc[key];
@@ -182,7 +193,7 @@ export class Server {
         try {
           const params = type.params.parse(raw, 'params');
           const token = (params as { progressToken?: string } | undefined)?.progressToken;
-          return await handler(params, { progress: progressFor(token) });
+          return await handler(params, { progress: progressFor(token), output: outputFor(token) });
         } catch (e) {
           const err = asDevvmError(e);
           if (err.code === 'internal') log.error(`${type.method}: ${(e as Error).stack ?? err.message}`);

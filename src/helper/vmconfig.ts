@@ -1,4 +1,5 @@
 import type { DisplaySize } from '../shared/display';
+import type { VmOrigin } from '../shared/types';
 
 /** vm.json: what a VM is. Runtime state is never stored here; it is derived (see vms.ts). */
 export interface VmConfig {
@@ -51,6 +52,8 @@ export interface VmConfig {
    */
   fsFrozen?: string;
   clonedFrom?: { vm: string; layer: string };
+  /** Made by `devvm up` from a folder's devvm.json. */
+  origin?: VmOrigin;
 }
 
 export interface RamState {

@@ -10,8 +10,8 @@ import { existsSync, rmSync } from 'node:fs';
 import { DevvmError } from '../shared/errors';
 import { allows, assertAllowed, busy, type Operation } from '../shared/lifecycle';
 import type { Size } from '../shared/display';
-import type { CreateParams, SetParams, SshTarget } from '../shared/rpc';
-import type { AttachedDisk, DisplayInfo, DisplayResizeResult, HostUsbDevice, Screenshot, LayerInfo, LayerNode, NbdExport, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
+import type { CreateParams, ProvisionParams, SetParams, SshTarget } from '../shared/rpc';
+import type { AttachedDisk, DisplayInfo, DisplayResizeResult, HostUsbDevice, ProvisionResult, Screenshot, LayerInfo, LayerNode, NbdExport, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
 import type { ExportRecord } from './exports';
 import * as v from '../shared/validate';
 import type { AccelChoice } from './accel';
@@ -42,6 +42,7 @@ import { VmStore } from './vm/store';
 import { IdleWatch, procTables } from './vm/idle';
 import { applySettings, autostart, idleLimit } from './vm/settings';
 import { wake } from './vm/wake';
+import { provision } from './vm/guestrun';
 
 export interface VmsOptions {
   qemuBinary: string;
@@ -167,6 +168,7 @@ export class Vms extends EventEmitter {
     const idle = idleLimit(c, this.idleDefault);
     if (idle) s.idleSuspendMin = idle;
     if (c.autostart) s.autostart = true;
+    if (c.origin) s.origin = c.origin;
     const error = s.state === 'error' ? c.crashed?.reason : c.provisionError;
     if (error) s.error = error;
     return s;
@@ -440,6 +442,11 @@ export class Vms extends EventEmitter {
 
   waitSsh(name: string, timeoutSec: number, progress: Progress): Promise<void> {
     return waitSsh(this.ctx, name, timeoutSec, () => this.watch.has(name), progress);
+  }
+
+  /** vm/provision (vm/guestrun.ts): steps over SSH in the running guest. */
+  provision(p: Omit<ProvisionParams, 'progressToken'>, progress: Progress, output: (text: string) => void): Promise<ProvisionResult> {
+    return provision(this.ctx, p, progress, output);
   }
 
   // ---- snapshots -------------------------------------------------------------

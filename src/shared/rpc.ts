@@ -8,7 +8,7 @@ import { displaySize } from './display';
 import { idleSetting } from './idle';
 import * as S from './schema';
 import * as v from './validate';
-import type { AttachedDisk, DisplayInfo, DisplayResizeResult, DoctorReport, HelperInfo, HostUsbDevice, ImageInfo, LayerNode, NbdExport, PortForward, Screenshot, ShareInfo, SnapshotInfo, VmInfo, VmSummary } from './types';
+import type { AttachedDisk, DisplayInfo, DisplayResizeResult, DoctorReport, HelperInfo, HostUsbDevice, ImageInfo, LayerNode, NbdExport, PortForward, ProvisionResult, Screenshot, ShareInfo, SnapshotInfo, VmInfo, VmSummary } from './types';
 
 /** Error data attached to every ResponseError the helper sends. */
 export interface RpcErrorData {
@@ -36,6 +36,22 @@ const port = {
   hostAddress: S.optional(S.text(64)),
   hostPort: S.int(1, 65535),
   guestPort: S.int(1, 65535),
+};
+
+/** Where a VM made by `devvm up` came from (VmOrigin). */
+const origin = S.object({
+  dir: S.rule((x) => v.absolutePath('folder', x)),
+  manifestHash: S.text(128),
+  fields: S.optional(S.record(/^[A-Za-z:]{1,40}$/, S.text(128), 64)),
+  createDone: S.optional(S.bool),
+});
+
+/** A provisioning step: its text goes to the guest on stdin, never on a command line. */
+const provisionStep = {
+  label: S.text(300),
+  as: S.oneOf('root', 'user'),
+  script: S.text(1024 * 1024),
+  files: S.optional(S.rule((x) => v.absolutePath('files folder', x))),
 };
 
 // Every request's parameters, declared once: clients get the types, the helper parses
@@ -68,6 +84,8 @@ export const Params = {
     autostart: S.optional(S.bool),
     shares: S.optional(S.list(S.object(share), 32)),
     ports: S.optional(S.list(S.object(port), 64)),
+    /** Made by `devvm up`: the folder and devvm.json it came from. */
+    origin: S.optional(origin),
   }),
   /** Changes a stopped VM's machine (a suspended one keeps the machine its saved state needs). */
   set: S.object({
@@ -81,6 +99,23 @@ export const Params = {
     cpus: S.optional(S.rule((x) => v.cpus(x))),
     memoryMiB: S.optional(S.rule((x) => v.memoryMiB(x))),
     diskGiB: S.optional(S.rule(v.diskGiB)),
+    /** `devvm up --apply`: the devvm.json the VM now follows. */
+    origin: S.optional(origin),
+  }),
+  /**
+   * Runs steps in the running guest over SSH, in order, as the user or as root (sudo);
+   * output goes to the client as `output` notifications with the progress token. A failing
+   * step ends the call with its label, exit code and line.
+   */
+  provision: S.object({
+    ...withProgress,
+    name: vm,
+    steps: S.list(S.object(provisionStep), 200),
+    env: S.optional(S.record(/^[A-Za-z_][A-Za-z0-9_]*$/, S.text(65536), 256)),
+    /** The working directory in the guest (the shared folder); $HOME when it does not exist there. */
+    cwd: S.optional(S.rule((x) => v.absolutePath('guest folder', x))),
+    /** All steps ran: record origin.createDone in vm.json (the `create` steps run once). */
+    markCreateDone: S.optional(S.bool),
   }),
   share: S.object({ name: vm, ...share }),
   unshare: S.object({ name: vm, guestPath: S.rule((x) => v.absolutePath('guest folder', x)) }),
@@ -180,6 +215,7 @@ export type DiskExportParams = S.Infer<typeof Params.diskExport>;
 export type UsbParams = S.Infer<typeof Params.usb>;
 export type ShareParams = S.Infer<typeof Params.share>;
 export type PortAddParams = S.Infer<typeof Params.portAdd>;
+export type ProvisionParams = S.Infer<typeof Params.provision>;
 
 export interface UsbEvent {
   action: 'add' | 'remove';
@@ -193,6 +229,11 @@ export interface SshTarget {
   host: string;
   user: string;
   port: number;
+}
+
+export interface OutputParams {
+  token: string;
+  text: string;
 }
 
 export interface ProgressParams {
@@ -234,6 +275,7 @@ export const Rpc = {
   /** Asks the guest for a new resolution and waits (up to 2 s) until it shows it or keeps its own. */
   vmDisplayResize: request<DisplayResizeResult>()('vm/displayResize', Params.displayResize),
   vmScreenshot: request<Screenshot>()('vm/screenshot', Params.name),
+  vmProvision: request<ProvisionResult>()('vm/provision', Params.provision),
   layerTree: request<LayerNode[]>()('layer/tree', S.none),
 
   /** Adds a share to the configuration, and mounts it now when the VM runs and the transport allows. */
@@ -277,6 +319,8 @@ export const Notify = {
   usb: new NotificationType<UsbEvent>('usb/event'),
   /** A VM's forwards changed (a guest process started or stopped listening, a static one added). */
   ports: new NotificationType<{ name: string; ports: PortForward[] }>('vm/ports'),
+  /** Output of a long request (vm/provision's steps) as it comes, for the request's progress token. */
+  output: new NotificationType<OutputParams>('output'),
 } as const;
 
 /** Numeric JSON-RPC error code used for every devvm error; the symbolic code is in data. */

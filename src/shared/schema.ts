@@ -62,6 +62,23 @@ export function list<T>(item: Schema<T>, maxItems: number): Schema<T[]> {
   };
 }
 
+/** An object used as a map: keys matching `key`, at most `maxKeys` of them. */
+export function record<T>(key: RegExp, item: Schema<T>, maxKeys: number): Schema<Record<string, T>> {
+  return {
+    parse: (value, at) => {
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) invalid(at, 'an object', value);
+      const entries = Object.entries(value as Record<string, unknown>);
+      if (entries.length > maxKeys) throw new DevvmError('invalid-argument', `${at} has more than ${maxKeys} entries`);
+      const out: Record<string, T> = Object.create(null) as Record<string, T>;
+      for (const [k, x] of entries) {
+        if (!key.test(k)) throw new DevvmError('invalid-argument', `${at} has an invalid key ${preview(k)}`);
+        out[k] = item.parse(x, `${at}.${k}`);
+      }
+      return { ...out };
+    },
+  };
+}
+
 export function optional<T>(s: Schema<T>): OptionalSchema<T> {
   return { optional: true, parse: (value, at) => (value === undefined ? undefined : s.parse(value, at)) };
 }

@@ -24,6 +24,35 @@ export interface VmSummary {
   idleSuspendMin?: number;
   /** Started or resumed when the helper starts. */
   autostart?: boolean;
+  /** Made by `devvm up` from a folder's devvm.json. */
+  origin?: VmOrigin;
+}
+
+/** Which folder and which devvm.json a VM was made from (`devvm up`), so the next `up` finds it and sees changes. */
+export interface VmOrigin {
+  /** The folder, absolute, symlinks resolved. */
+  dir: string;
+  /** Of the plan the VM was made from (devvm.json with defaults, scripts by content). */
+  manifestHash: string;
+  /** A hash per field of that plan, to name the fields that changed. */
+  fields?: Record<string, string>;
+  /** The `create` steps (and dotfiles) ran to the end once. */
+  createDone?: boolean;
+}
+
+/** One step of vm/provision: a bash script run in the guest, its text sent on stdin. */
+export interface ProvisionStep {
+  /** How output and errors name it: a script path or "provision[2]". */
+  label: string;
+  as: 'root' | 'user';
+  script: string;
+  /** A host folder copied into the guest first (tar over ssh); the script finds it in $DEVVM_FILES. */
+  files?: string;
+}
+
+/** vm/provision's answer: each step that ran, in order (a failing one ends the call with an error instead). */
+export interface ProvisionResult {
+  steps: Array<{ label: string; exitCode: number; ms: number }>;
 }
 
 export type LayerRole = 'overlay' | 'snapshot' | 'cache' | 'base';

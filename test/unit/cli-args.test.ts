@@ -3,11 +3,14 @@
  * and params, exactly), or a usage error with exit 2 and no RPC call at all.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { COMMANDS } from '../../src/cli/commands';
+import { fingerprint } from '../../src/shared/devvmjson/changes';
+import { loadManifest } from '../../src/shared/devvmjson/manifest';
+import { makePlan } from '../../src/shared/devvmjson/plan';
 import { cli, FakeSession } from './cli-fake';
 import { run } from '../../src/cli/run';
 
@@ -21,10 +24,16 @@ const abs = (p: string) => path.resolve(p);
 process.env.XDG_CONFIG_HOME = path.join(tmp, 'config');
 const T = '<token>';
 
+// A folder with a devvm.json whose VM exists, set up and up to date.
+const proj = path.join(realpathSync(tmp), 'proj');
+mkdirSync(proj);
+writeFileSync(path.join(proj, 'devvm.json'), '{ "user": "dev" }');
+const projOrigin = { dir: proj, ...fingerprint(makePlan(loadManifest(proj), proj)), createDone: true };
+
 const vm = { name: 'web', state: 'running', image: 'debian-12', user: 'alice', sshHost: 'devvm-web', sshPort: 2222, cpus: 2, memoryMiB: 2048 };
 const info = { ...vm, diskGiB: 20, fullName: 'Alice', autologin: false, ssh: true, provisioned: true, accelerator: 'tcg', pid: 1, dir: '/h/vms/web', serialLog: '/h/vms/web/serial.log', createdAt: '', layers: [], snapshots: [], disks: [], usb: [] };
 const answers: Record<string, unknown> = {
-  'vm/list': [{ ...vm, state: 'suspended' }],
+  'vm/list': [{ ...vm, state: 'suspended' }, { ...vm, name: 'proj', origin: projOrigin }],
   'vm/info': info,
   'vm/create': { ...vm, state: 'stopped' },
   'vm/start': vm, 'vm/stop': { ...vm, state: 'stopped' }, 'vm/suspend': { ...vm, state: 'suspended' },
@@ -91,6 +100,8 @@ const ok: Array<[string[], Expect]> = [
   [['stop', 'web', '--force'], [['vm/stop', { name: 'web', force: true, progressToken: T }]]],
   [['suspend', 'web'], [['vm/suspend', { name: 'web', progressToken: T }]]],
   [['delete', 'web', '--force'], [['vm/delete', { name: 'web', force: true }]]],
+  [['up', proj], [['vm/list'], ['vm/start', { progressToken: T, name: 'proj', waitSsh: true, timeoutSec: 2700 }]]],
+  [['down', proj], [['vm/list'], ['vm/stop', { name: 'proj' }]]],
   [['list'], [['vm/list']]],
   [['list', '--json'], [['vm/list']]],
   [['info', 'web'], [['vm/info', { name: 'web' }]]],

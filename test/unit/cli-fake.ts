@@ -1,5 +1,5 @@
 /** A Session without a helper: records every RPC call and answers from canned results. */
-import type { RequestType, RequestType0 } from 'vscode-jsonrpc';
+import type { MessageConnection, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import { DevvmError } from '../../src/shared/errors';
 import type { RpcErrorData } from '../../src/shared/rpc';
 import { run, type Session } from '../../src/cli/run';
@@ -31,6 +31,25 @@ export class FakeSession implements Session {
     const r = typeof a === 'function' ? (a as (p: unknown) => unknown)(params) : a;
     if (r instanceof DevvmError) throw r;
     return r;
+  }
+
+  steps: string[] = [];
+  outputs: string[] = [];
+
+  /** A connection whose requests are recorded and answered like call()'s (for verbs built on shared modules, devvm up). */
+  async connection(): Promise<MessageConnection> {
+    return {
+      sendRequest: (type: { method: string }, params?: unknown) => this.call(type as RequestType<unknown, unknown, RpcErrorData>, params),
+      onNotification: () => ({ dispose: () => {} }),
+    } as unknown as MessageConnection;
+  }
+
+  step(message?: string): void {
+    if (message !== undefined) this.steps.push(message);
+  }
+
+  output(text: string): void {
+    this.outputs.push(text);
   }
 
   withToken<T extends object>(p: T): T & { progressToken: string } {

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DevvmError } from '../../src/shared/errors';
-import { cli } from './cli-fake';
+import { run } from '../../src/cli/run';
+import { cli, FakeSession } from './cli-fake';
 
 const vm = (state: string) => ({ name: 'web', state, image: 'd', user: 'a', sshHost: 'devvm-web', sshPort: 2222, cpus: 1, memoryMiB: 256 });
 
@@ -81,12 +82,10 @@ test('helper stop: the helper exiting before its answer arrives is still "stoppe
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /helper stopped/);
   // The fake's socket never closes here: the error is real.
-  const { FakeSession } = await import('./cli-fake');
   const s = new FakeSession({ 'helper/shutdown': gone });
   s.untilClosed = async () => ({ closed: new Promise<void>(() => {}) });
-  const { run } = await import('../../src/cli/run');
   let stderr = '';
-  const code = await run(['helper', 'stop'], s, { stdout: () => {}, stderr: (t) => (stderr += t) });
+  const code = await run(['helper', 'stop'], s, { stdout: () => {}, stderr: (t: string) => (stderr += t) });
   assert.equal(code, 1);
   assert.match(stderr, /went away/);
 });

@@ -18,9 +18,14 @@ interface MenuEntry {
   group?: string;
 }
 const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
-  contributes: { commands: { command: string; title: string; category?: string }[]; menus: Record<string, MenuEntry[]> };
+  contributes: {
+    commands: { command: string; title: string; category?: string }[];
+    menus: Record<string, MenuEntry[]>;
+    jsonValidation: { fileMatch: string[]; url: string }[];
+    languages: { id: string; filenames?: string[] }[];
+  };
   activationEvents: string[];
-  capabilities: { untrustedWorkspaces: { supported: boolean } };
+  capabilities: { untrustedWorkspaces: { supported: boolean | 'limited'; description?: string; restrictedConfigurations?: string[] } };
 };
 
 /** Evaluates the subset of when-clause syntax the manifest uses: `a == b`, `a =~ /re/`, `&&`. */
@@ -175,9 +180,30 @@ test('image delete only for unused images', () => {
   }
 });
 
-test('lazy activation and Restricted Mode support', () => {
+test('lazy activation (a folder with a devvm.json activates, to ask about it) and Restricted Mode support', () => {
   assert.ok(!pkg.activationEvents.includes('*') && !pkg.activationEvents.includes('onStartupFinished'));
-  assert.equal(pkg.capabilities.untrustedWorkspaces.supported, true);
+  assert.deepEqual(pkg.activationEvents, ['workspaceContains:devvm.json', 'workspaceContains:.devvm/devvm.json']);
+  // Enabled in Restricted Mode, but Open Folder in Dev VM (repo scripts) waits for trust: 'limited', saying so.
+  const trust = pkg.capabilities.untrustedWorkspaces;
+  assert.equal(trust.supported, 'limited');
+  assert.match(trust.description ?? '', /Open Folder in Dev VM.*trusted/);
+  // The settings that name programs or data directories cannot come from a workspace at all.
+  const props = (JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { contributes: { configuration: { properties: Record<string, { scope?: string }> } } }).contributes.configuration.properties;
+  for (const k of ['devvm.home', 'devvm.qemuPath']) assert.equal(props[k]?.scope, 'machine', k);
+});
+
+test('devvm.json: JSON with comments, validated by the packaged schema', () => {
+  assert.deepEqual(pkg.contributes.jsonValidation, [{ fileMatch: ['devvm.json', '.devvm/devvm.json'], url: './schemas/devvm.schema.json' }]);
+  assert.ok(pkg.contributes.languages.some((l) => l.id === 'jsonc' && l.filenames?.includes('devvm.json')));
+  const schema = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'schemas', 'devvm.schema.json'), 'utf8')) as { type?: string };
+  assert.equal(schema.type, 'object');
+  const ignore = readFileSync(path.join(__dirname, '..', '..', '.vscodeignore'), 'utf8').split('\n');
+  assert.ok(ignore.includes('!schemas/*.json'), '.vscodeignore ships the schema');
+});
+
+test('Explorer: Open Folder in Dev VM on folders with a devvm.json (context key) and on devvm.json itself', () => {
+  const entries = pkg.contributes.menus['explorer/context']!.filter((e) => e.command === 'devvm.openFolderInVm');
+  assert.deepEqual(entries.map((e) => e.when), ['explorerResourceIsFolder && resourcePath in devvm.manifestFolders', '!explorerResourceIsFolder && resourceFilename == devvm.json']);
 });
 
 // ---- shares, ports, Change Size… ---------------------------------------------------

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { bytes as formatBytes, date as formatDate, layerTreeText } from '../../src/shared/format';
 import { deleteDetail, diskItem, normalizeInfo, diskLabel, groupChildren, groupItem, imageItem, layerItem, nbdUriProblem, nextFreeName, portItem, restoreDetail, snapshotItem, sshCommand, statusText, usbItem, vmItem } from '../../src/extension/model';
-import { remoteFolderUri, preferredRemoteSsh, installedRemoteSsh, vmFromRemoteAuthority } from '../../src/extension/remote';
+import { remoteFolderUri, remotePathUri, preferredRemoteSsh, installedRemoteSsh, vmFromRemoteAuthority } from '../../src/extension/remote';
 import type { HostUsbDevice, ImageInfo, LayerNode, SnapshotInfo, VmInfo, VmSummary } from '../../src/shared/types';
 
 const summary = (over: Partial<VmSummary> = {}): VmSummary => ({
@@ -266,6 +266,7 @@ test('ssh command quotes a config path with spaces', () => {
 
 test('Remote-SSH: exact folder URI, extension per product, connected VM from the authority', () => {
   assert.equal(remoteFolderUri('web', 'alice'), 'vscode-remote://ssh-remote+devvm-web/home/alice');
+  assert.equal(remotePathUri('web', '/work/my-repo'), 'vscode-remote://ssh-remote+devvm-web/work/my-repo');
   assert.equal(preferredRemoteSsh('Visual Studio Code', 'vscode'), 'ms-vscode-remote.remote-ssh');
   assert.equal(preferredRemoteSsh('Visual Studio Code - Insiders', 'vscode-insiders'), 'ms-vscode-remote.remote-ssh');
   assert.equal(preferredRemoteSsh('code-server', 'code-oss'), 'jeanp413.open-remote-ssh');

@@ -12,12 +12,14 @@ import { imageCommands } from './image';
 import { setCommands } from './set';
 import { sshCommands } from './ssh';
 import { snapshotCommands } from './snapshot';
+import { upCommands } from './up';
 import { usbCommands } from './usb';
 import { vmCommands } from './vm';
 
 export const COMMANDS: readonly Command[] = [
   ...imageCommands,
   ...vmCommands,
+  ...upCommands,
   ...sshCommands.filter((c) => c.name === 'ssh'),
   ...setCommands,
   ...displayCommands,

@@ -75,6 +75,20 @@ export class Cancelled extends Error {
 export const SHOW_HELPER_LOG = 'Show Helper Log';
 export const SHOW_VM_LOGS = 'Show VM Logs';
 
+/** A button on an error message beyond the logs (e.g. Show Output after a provisioning failure). */
+export interface ErrorAction {
+  title: string;
+  run(): void;
+}
+
+const errorActions = new WeakMap<object, readonly ErrorAction[]>();
+
+/** Gives an error buttons of its own, offered first by the one error handler; returns it. */
+export function withActions<E extends object>(e: E, ...actions: ErrorAction[]): E {
+  errorActions.set(e, [...(errorActions.get(e) ?? []), ...actions]);
+  return e;
+}
+
 export interface ErrorUi {
   /** vscode.window.showErrorMessage */
   showError(message: string, ...actions: string[]): PromiseLike<string | undefined>;
@@ -102,8 +116,10 @@ export function errorReporter(ui: ErrorUi): (e: unknown, vm?: string) => void {
     }
     const err = e instanceof DevvmError ? e : new DevvmError('internal', e instanceof Error ? e.message : String(e));
     ui.log('error', `${vm ? `${vm}: ` : ''}${err.oneLine()}`);
-    const actions = vm ? [SHOW_VM_LOGS, SHOW_HELPER_LOG] : [SHOW_HELPER_LOG];
+    const own = (typeof e === 'object' && e !== null && errorActions.get(e)) || [];
+    const actions = [...own.map((a) => a.title), ...(vm ? [SHOW_VM_LOGS, SHOW_HELPER_LOG] : [SHOW_HELPER_LOG])];
     void Promise.resolve(ui.showError(`Dev VMs: ${err.oneLine()}`, ...actions)).then((a) => {
+      own.find((x) => x.title === a)?.run();
       if (a === SHOW_HELPER_LOG) ui.showHelperLog();
       if (a === SHOW_VM_LOGS && vm) ui.showVmLogs(vm);
     });

@@ -4,7 +4,7 @@ import * as vscode from 'vscode';
 import { DevvmError } from '../../shared/errors';
 import { Rpc } from '../../shared/rpc';
 import { sshCommand } from '../model';
-import { installedRemoteSsh, preferredRemoteSsh, remoteFolderUri } from '../remote';
+import { installedRemoteSsh, preferredRemoteSsh, remoteAuthority, remotePathUri } from '../remote';
 import { openSerialConsole, openSshShell } from '../serial';
 import { Cancelled, onVm, type CommandEntry, type Cx } from './command';
 import { startVm } from './lifecycle';
@@ -50,8 +50,20 @@ export async function connectVm(cx: Cx, name: string, newWindow: boolean): Promi
   const info = await cx.client.request(Rpc.vmInfo, { name });
   if (!info.ssh) throw new DevvmError('invalid-state', `SSH is off for VM "${name}"`, 'use Open Serial Console');
   await startVm(cx, name, true);
+  await openRemoteFolder(cx, name, `/home/${info.user}`, newWindow);
+}
+
+/**
+ * Opens `guestPath` in a running VM over Remote-SSH: the ~/.ssh/config Include consent
+ * first, then `vscode.openFolder` on `vscode-remote://ssh-remote+devvm-<name><guestPath>`,
+ * or, with no Remote-SSH extension installed, an offer to install one.
+ */
+export async function openRemoteFolder(cx: Cx, name: string, guestPath: string, newWindow: boolean): Promise<void> {
+  if (!guestPath.startsWith('/')) throw new DevvmError('internal', `guest path "${guestPath}" of VM "${name}" is not absolute`);
   await ensureInclude(cx);
-  const uri = remoteFolderUri(name, info.user);
+  const uri = remotePathUri(name, guestPath);
+  // From parts, not parsed: a path may hold "#", "?" or "%".
+  const target = vscode.Uri.from({ scheme: 'vscode-remote', authority: remoteAuthority(name), path: guestPath });
   cx.out.info(`connect: requesting ${uri} (${newWindow ? 'new window' : 'current window'})`);
   const remote = installedRemoteSsh((id) => vscode.extensions.getExtension(id) !== undefined);
   if (!remote) {
@@ -67,12 +79,12 @@ export async function connectVm(cx: Cx, name: string, newWindow: boolean): Promi
     if (a === install) {
       await vscode.commands.executeCommand('workbench.extensions.installExtension', id);
       const again = await vscode.window.showInformationMessage(`Installed ${id}. Connect to ${name} now?`, 'Connect');
-      if (again) await vscode.commands.executeCommand('vscode.openFolder', vscode.Uri.parse(uri), { forceNewWindow: newWindow });
+      if (again) await vscode.commands.executeCommand('vscode.openFolder', target, { forceNewWindow: newWindow });
     }
     return;
   }
   cx.out.info(`connect: opening with ${remote}`);
-  await vscode.commands.executeCommand('vscode.openFolder', vscode.Uri.parse(uri), { forceNewWindow: newWindow });
+  await vscode.commands.executeCommand('vscode.openFolder', target, { forceNewWindow: newWindow });
 }
 
 export const CONNECT: CommandEntry[] = [

@@ -7,9 +7,10 @@ import { DISPLAY } from './display';
 import { HELP } from './help';
 import { IMAGES } from './images';
 import { LIFECYCLE } from './lifecycle';
+import { OPEN_IN_DEV_VM } from './openInVm';
 import { PORTS } from './ports';
 import { SHARES } from './shares';
 import { SIZE } from './size';
 import { SNAPSHOTS } from './snapshots';
 
-export const COMMANDS: readonly CommandEntry[] = [...CREATE, ...LIFECYCLE, ...CONNECT, ...DISPLAY, ...SNAPSHOTS, ...DEVICES, ...SHARES, ...PORTS, ...SIZE, ...IMAGES, ...HELP];
+export const COMMANDS: readonly CommandEntry[] = [...CREATE, ...LIFECYCLE, ...CONNECT, ...OPEN_IN_DEV_VM, ...DISPLAY, ...SNAPSHOTS, ...DEVICES, ...SHARES, ...PORTS, ...SIZE, ...IMAGES, ...HELP];

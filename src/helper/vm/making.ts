@@ -71,7 +71,7 @@ export class Making {
         await this.buildVm(
           name,
           { image: imageName, img, parent: null, diskGiB },
-          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB, ...displayOf(p), ...settingsOf(p) }),
+          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB, ...displayOf(p), ...settingsOf(p), ...(p.origin ? { origin: p.origin } : {}) }),
           async (cfg, clientKey) => ({ hostname: name, instanceId: cfg.instanceId, user, fullName, passwordHash: await hashing, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey, ...sshKeys] }),
           progress,
         );
@@ -131,7 +131,7 @@ export class Making {
         await this.buildVm(
           name,
           { image: s.image, img: this.ctx.images.get(s.image), parent: layer, diskGiB: s.diskGiB },
-          (fresh) => ({ ...s, ...fresh, provisionError: undefined, crashed: undefined, suspended: undefined, pending: undefined, snapshots: undefined, clonedFrom: { vm: source, layer } }),
+          (fresh) => ({ ...s, ...fresh, provisionError: undefined, crashed: undefined, suspended: undefined, pending: undefined, snapshots: undefined, origin: undefined, clonedFrom: { vm: source, layer } }),
           async (cfg, clientKey) => ({ hostname: name, instanceId: cfg.instanceId, user: cfg.user, fullName: cfg.fullName, passwordHash: null, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey], clone: true }),
           progress,
         );

@@ -25,9 +25,9 @@ export function settingsOf(p: Pick<SetParams, 'idleSuspend' | 'autostart'>): Par
 }
 
 export async function applySettings(ctx: VmContext, displays: Displays, name: string, p: Omit<SetParams, 'name'>, host?: HostLimits): Promise<void> {
-  const { idleSuspend, autostart, cpus, memoryMiB, diskGiB, ...screen } = p;
+  const { idleSuspend, autostart, origin, cpus, memoryMiB, diskGiB, ...screen } = p;
   const size = { cpus, memoryMiB, diskGiB };
-  const other = idleSuspend !== undefined || autostart !== undefined;
+  const other = idleSuspend !== undefined || autostart !== undefined || origin !== undefined;
   const withDisplay = screen.display !== undefined || screen.displaySize !== undefined;
   if (!other && !withDisplay && !hasSize(size)) {
     throw new DevvmError('invalid-argument', 'nothing to change', 'give --cpus, --memory, --disk, --display on|off, --display-size, --idle-suspend MIN|off|default or --autostart on|off');
@@ -38,8 +38,8 @@ export async function applySettings(ctx: VmContext, displays: Displays, name: st
   else if (withDisplay) await displays.set(name, screen);
   if (!other) return;
   const fields = settingsOf({ idleSuspend, autostart });
-  ctx.store.update(name, (c) => ({ ...c, ...fields }));
-  log.info(`${name}: ${Object.entries(fields).map(([k, v]) => `${k} ${v ?? 'default'}`).join(', ')}`);
+  ctx.store.update(name, (c) => ({ ...c, ...fields, ...(origin ? { origin } : {}) }));
+  log.info(`${name}: ${Object.entries({ ...fields, ...(origin ? { origin: origin.manifestHash.slice(0, 12) } : {}) }).map(([k, v]) => `${k} ${v ?? 'default'}`).join(', ')}`);
   ctx.changed(name);
 }
 
