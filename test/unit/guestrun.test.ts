@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { provision } from '../../src/helper/vm/guestrun';
+import { Params } from '../../src/shared/rpc';
 import type { VmContext } from '../../src/helper/vm/context';
 import type { VmConfig } from '../../src/helper/vmconfig';
 
@@ -99,4 +100,16 @@ test('a VM that is not running, or has no SSH, is refused before anything runs',
   await assert.rejects(provision(fakeCtx('stopped').ctx, { name: 'web', steps: [step('a', 'true')] }, () => {}, () => {}), /VM "web" is stopped$/);
   await assert.rejects(provision(fakeCtx('running', { ssh: false }).ctx, { name: 'web', steps: [step('a', 'true')] }, () => {}, () => {}), /SSH is disabled/);
   assert.throws(() => readFileSync(argvLog), /ENOENT/);
+});
+
+test('vm/provision and the origin field are checked before a handler runs', () => {
+  const ok = Params.provision.parse({ name: 'web', steps: [{ label: 'a', as: 'root', script: 'true' }], env: { A: 'x' }, cwd: '/src', markCreateDone: true }, 'params');
+  assert.deepEqual(ok.env, { A: 'x' });
+  assert.throws(() => Params.provision.parse({ name: 'web', steps: [], env: { 'A;B': 'x' } }, 'params'), /env has an invalid key "A;B"/);
+  assert.throws(() => Params.provision.parse({ name: 'web', steps: [{ label: 'a', as: 'admin', script: 'x' }] }, 'params'), /as must be one of root, user/);
+  assert.throws(() => Params.provision.parse({ name: 'web', steps: [], cwd: 'rel' }, 'params'), /not an absolute path/);
+  assert.throws(() => Params.provision.parse({ name: 'web', steps: [{ label: 'a', as: 'user', script: 'x', files: 'dots' }] }, 'params'), /not an absolute path/);
+  assert.throws(() => Params.create.parse({ name: 'web', image: 'debian-12', user: 'dev', origin: { dir: 'rel', manifestHash: 'h' } }, 'params'), /folder "rel" is not an absolute path/);
+  assert.throws(() => Params.set.parse({ name: 'web', origin: { dir: '/a', manifestHash: 'h', fields: { 'bad key': 'x' } } }, 'params'), /fields has an invalid key/);
+  assert.deepEqual(Params.set.parse({ name: 'web', origin: { dir: '/a', manifestHash: 'h', fields: { 'provision:create': 'x' }, createDone: true } }, 'params').origin, { dir: '/a', manifestHash: 'h', fields: { 'provision:create': 'x' }, createDone: true });
 });
