@@ -130,6 +130,7 @@ const message = (kind: 'info' | 'warning' | 'error') => async (m: string, ...res
   const actions = rest.filter((a): a is string => typeof a === 'string');
   fake.messages.push({ kind, message: m, actions });
   if (kind === 'error') fake.errors.push(m);
+  else fake.infos.push(m);
   return fake.answer(m, actions);
 };
 
