@@ -45,7 +45,8 @@ export function provisioningTests(sb: Sandbox, via: 'devvm' | 'cloud-init'): voi
     debianImage(sb);
     sb.ok(['create', 'alice', '--image', 'debian-12', '--user', 'alice', '--full-name', 'Alice Example', '--password-stdin', '--memory', '1024', '--disk', String(DISK_GIB)], `${PASSWORD}\n`);
     sb.ok(['create', 'quiet', '--image', 'debian-12', '--user', 'carol', '--no-ssh', '--autologin', '--memory', '768', '--cpus', '1']);
-    const [a, q] = await Promise.all([sb.cliAsync(['start', 'alice', '--wait-ssh']), sb.cliAsync(['start', 'quiet'])]);
+    // Generous (under the runner's 20 min per test): with other agents' guests on the same 2 cores a first boot took over 15 min.
+    const [a, q] = await Promise.all([sb.cliAsync(['start', 'alice', '--wait-ssh', '--timeout', '1140']), sb.cliAsync(['start', 'quiet'])]);
     assert.equal(a.code, 0, a.stderr);
     assert.equal(q.code, 0, q.stderr);
   });
@@ -146,7 +147,7 @@ export function rebootTests(sb: Sandbox): void {
     sb.ok(['stop', 'alice']);
     assert.equal(sb.json<{ state: string }>(['info', 'alice']).state, 'stopped');
     for (const seed of ['seed.iso', 'seed.devvm']) assert.ok(!existsSync(path.join(sb.home, 'vms', 'alice', seed)), `${seed} deleted on the host once used and detached`);
-    sb.ok(['start', 'alice', '--wait-ssh']);
+    sb.ok(['start', 'alice', '--wait-ssh', '--timeout', '1140']);
     assert.notEqual(sb.ssh('alice', ['blkid', '-L', 'cidata']).code, 0, 'no cidata disk attached');
     assert.doesNotMatch(sb.ssh('alice', ['lsblk', '-rno', 'NAME']).stdout, /vdb/);
     assert.notEqual(sb.ssh('alice', ['test', '-e', '/sys/firmware/qemu_fw_cfg/by_name/opt/devvm/seed']).code, 0, 'no devvm seed in fw_cfg');
