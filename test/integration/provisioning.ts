@@ -54,7 +54,8 @@ export function provisioningTests(sb: Sandbox, via: 'devvm' | 'cloud-init'): voi
   test(`first setup went through ${via}, and only it`, () => {
     const cfg = JSON.parse(readFileSync(path.join(sb.home, 'vms', 'alice', 'vm.json'), 'utf8')) as { instanceId: string; provision?: string };
     assert.equal(cfg.provision, via === 'devvm' ? 'devvm' : undefined);
-    const r = sb.ssh('alice', ['sh', '-c', 'echo "devvm:$(cat /var/lib/devvm/instance-id 2>/dev/null)"; echo "cloud:$(ls /var/lib/cloud/instances 2>/dev/null)"; echo "local:$(systemctl is-active cloud-init-local.service)"']);
+    // One string: ssh joins its arguments into the remote shell's command line.
+    const r = sb.ssh('alice', ['echo "devvm:$(cat /var/lib/devvm/instance-id 2>/dev/null)"; echo "cloud:$(ls /var/lib/cloud/instances 2>/dev/null)"; echo "local:$(systemctl is-active cloud-init-local.service)"']);
     if (via === 'devvm') {
       assert.match(r.stdout, new RegExp(`^devvm:${cfg.instanceId}$`, 'm'), `devvm-firstboot recorded the instance: ${r.stdout}`);
       assert.match(r.stdout, /^cloud:$/m, 'cloud-init never made an instance');
@@ -82,11 +83,15 @@ export function provisioningTests(sb: Sandbox, via: 'devvm' | 'cloud-init'): voi
     assert.doesNotMatch(ok.stderr, /unable to resolve host/);
     const bad = sb.ssh('alice', ['sudo', '-S', '-p', "''", 'id', '-u'], 'wrong\n');
     assert.notEqual(bad.code, 0);
-    const sshd = sb.ssh('alice', ['sudo', '-S', '-p', "''", 'sh', '-c', 'passwd -S root; sshd -T | grep -E "^(passwordauthentication|permitrootlogin) "; ls /etc/ssh/ | grep ^ssh_host_'], `${PASSWORD}\n`);
+    const root = sb.ssh('alice', ['sudo', '-S', '-p', "''", 'passwd', '-S', 'root'], `${PASSWORD}\n`);
+    assert.equal(root.code, 0, root.stderr);
+    assert.match(root.stdout, /^root L /m, 'root locked');
+    const sshd = sb.ssh('alice', ['sudo', '-S', '-p', "''", 'sshd', '-T'], `${PASSWORD}\n`);
     assert.equal(sshd.code, 0, sshd.stderr);
-    assert.match(sshd.stdout, /^root L /m, 'root locked');
     assert.match(sshd.stdout, /^passwordauthentication no$/m);
-    assert.deepEqual(sshd.stdout.split('\n').filter((l) => l.startsWith('ssh_host_')), ['ssh_host_ed25519_key', 'ssh_host_ed25519_key.pub'], 'only the host key made on the host');
+    assert.match(sshd.stdout, /^permitrootlogin no$/m);
+    const keys = sb.ssh('alice', ['ls', '/etc/ssh/']);
+    assert.deepEqual(keys.stdout.split('\n').filter((l) => l.startsWith('ssh_host_')), ['ssh_host_ed25519_key', 'ssh_host_ed25519_key.pub'], 'only the host key made on the host');
   });
 
   test('the host key is pinned: StrictHostKeyChecking=yes connects, a wrong known_hosts is refused', () => {
