@@ -3,16 +3,17 @@
  * with ratios against a baseline taken in the same run (machines here are noisy).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, copyFileSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { KERNEL_CMDLINE } from '../src/helper/qemu/args';
+import { CLOUD_INIT_ON, KERNEL_CMDLINE } from '../src/helper/qemu/args';
 import { Qmp } from '../src/helper/qemu/qmp';
 import { Sandbox } from '../test/integration/harness';
 import { serveSlowly } from '../test/integration/slownbd';
 import { type BenchSection, median } from './section';
 import { resizeSection } from './sections/resize';
+import { firstboot } from './sections/firstboot';
 import { watch } from './vncviewer';
 
 const json = process.argv.includes('--json');
@@ -22,7 +23,7 @@ const only = onlyArg > 0 ? new Set((process.argv[onlyArg + 1] ?? '').split(','))
 const note = (m: string) => process.stderr.write(`bench: ${m}\n`);
 
 /** Sections features add (bench/sections/*.ts), run after the core figures. */
-const SECTIONS: BenchSection[] = [resizeSection];
+const SECTIONS: BenchSection[] = [firstboot, resizeSection];
 
 function timed(f: () => void): number {
   const t = performance.now();
@@ -59,7 +60,7 @@ async function guestClockSkewMs(sb: Sandbox, vm: string): Promise<number> {
   }
 }
 
-/** The same readiness devvm waits for: cloud-init's final message on the console, then a working SSH command. */
+/** The same readiness devvm waits for: first setup's line on the console (devvm-firstboot or cloud-init), then a working SSH command. */
 async function readyAndSsh(serialLog: string, args: string[], deadlineMs: number): Promise<number> {
   const t0 = performance.now();
   for (;;) {
@@ -128,8 +129,13 @@ async function core(sb: Sandbox, tmp: string, out: Record<string, number>): Prom
     const img = sb.json<Array<{ name: string; file: string; kernel: string; initrd: string }>>(['image', 'list']).find((i) => i.name === 'debian-12')!;
     // The baseline boots the same image and kernel with a seed devvm made (same first-user work).
     sb.ok(['create', 'seedsrc', '--image', 'debian-12', '--user', 'bench']);
-    const seed = path.join(tmp, 'seed.iso');
-    copyFileSync(path.join(sb.home, 'vms', 'seedsrc', 'seed.iso'), seed);
+    // The seed the VM got: devvm's (fw_cfg) on images built here, else cloud-init's ISO.
+    const devvmSeed = existsSync(path.join(sb.home, 'vms', 'seedsrc', 'seed.devvm'));
+    const seed = path.join(tmp, devvmSeed ? 'seed.devvm' : 'seed.iso');
+    copyFileSync(path.join(sb.home, 'vms', 'seedsrc', path.basename(seed)), seed);
+    const seedArgs = devvmSeed
+      ? ['-append', KERNEL_CMDLINE, '-fw_cfg', `name=opt/devvm/seed,file=${seed}`]
+      : ['-append', `${KERNEL_CMDLINE} ${CLOUD_INIT_ON}`, '-drive', `file=${seed},if=virtio,format=raw,readonly=on`];
     const port = sb.json<{ sshPort: number }>(['info', 'seedsrc']).sshPort;
     const overlay = path.join(tmp, 'baseline.qcow2');
     spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', img.file, '-F', 'qcow2', overlay, '20G']);
@@ -137,8 +143,8 @@ async function core(sb: Sandbox, tmp: string, out: Record<string, number>): Prom
     const t0 = performance.now();
     const qemu = spawn('qemu-system-x86_64', [
       '-machine', 'q35', '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', '1024', '-nodefaults', '-display', 'none',
-      '-kernel', img.kernel, '-initrd', img.initrd, '-append', KERNEL_CMDLINE,
-      '-drive', `file=${overlay},if=virtio,format=qcow2`, '-drive', `file=${seed},if=virtio,format=raw,readonly=on`,
+      '-kernel', img.kernel, '-initrd', img.initrd,
+      '-drive', `file=${overlay},if=virtio,format=qcow2`, ...seedArgs,
       '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:22`, '-device', 'virtio-net-pci,netdev=n0', '-device', 'virtio-rng-pci',
       '-serial', `file:${path.join(tmp, 'baseline-serial.log')}`,
     ], { stdio: 'ignore' });

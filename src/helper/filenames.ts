@@ -44,6 +44,8 @@ export class VmFiles {
   /** Before the layer pool: the overlay lived here (moved into the pool on next start). */
   get legacyOverlay() { return path.join(this.dir, 'overlay.qcow2'); }
   get seed() { return path.join(this.dir, 'seed.iso'); }
+  /** The devvm seed (fw_cfg), for images with devvm-firstboot (see devvmseed.ts). */
+  get devvmSeed() { return path.join(this.dir, 'seed.devvm'); }
   get hostKey() { return path.join(this.dir, 'ssh_host_ed25519_key'); }
   get qmp() { return path.join(this.dir, 'qmp.sock'); }
   get serial() { return path.join(this.dir, 'serial.sock'); }

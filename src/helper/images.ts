@@ -17,6 +17,7 @@ import { imgInfo } from './layers';
 import { buildImage } from './images/build';
 import type { DebianRecipe } from './images/recipe';
 import { recipeByName, RECIPE_NAMES } from './images/recipes';
+import { FIRSTBOOT_HOOK } from './images/firstboot';
 import { parseNbdUri, sourceReachable } from './nbd';
 import { run } from './proc';
 import { fsyncDirAsync, fsyncPathAsync, readJson, writeJsonAtomic } from './store';
@@ -137,7 +138,9 @@ export class Images {
       sha = await sha256File(built.disk);
       writeFileSync(shaFile, `${sha}\n`);
     }
-    return this.register(target, { disk: built.disk, format: 'qcow2', kernel: built.kernel, initrd: built.initrd, sha256: sha, source: `recipe:${recipe.name}#${built.recipeHash}`, how: 'link' });
+    // Only builds whose hook installs devvm-firstboot say so; older registered images keep cloud-init.
+    const firstBoot = recipe.customizeHook.includes(FIRSTBOOT_HOOK) ? ('devvm' as const) : undefined;
+    return this.register(target, { disk: built.disk, format: 'qcow2', kernel: built.kernel, initrd: built.initrd, sha256: sha, source: `recipe:${recipe.name}#${built.recipeHash}`, how: 'link', firstBoot });
   }
 
   /**
@@ -337,7 +340,7 @@ export class Images {
   private async register(
     name: string,
     /** `how`: the disk is moved or linked into the image's folder, or used where it is (a remote base). */
-    src: { disk: string; format: DiskFormat; how: 'move' | 'link' | 'in-place'; kernel: string | null; initrd: string | null; sha256: string | null; source: string },
+    src: { disk: string; format: DiskFormat; how: 'move' | 'link' | 'in-place'; kernel: string | null; initrd: string | null; sha256: string | null; source: string; firstBoot?: 'devvm' },
   ): Promise<ImageMeta> {
     const f = this.home.image(name);
     mkdirSync(this.home.imagesDir, { recursive: true, mode: 0o700 });
@@ -371,6 +374,7 @@ export class Images {
           initrd: src.initrd ? f.initrd : null,
           source: src.source,
           createdAt: new Date().toISOString(),
+          ...(src.firstBoot ? { firstBoot: src.firstBoot } : {}),
         };
         writeJsonAtomic(path.join(staging, 'image.json'), meta);
         renameSync(staging, f.dir);

@@ -69,7 +69,7 @@ function invalid(message: string, hint?: string): never {
 }
 
 /** Every string that ends up in user-data must survive PyYAML unchanged. */
-function assertYamlReadable(value: unknown, where: string): void {
+export function assertYamlReadable(value: unknown, where: string): void {
   if (typeof value === 'string') {
     const bad = NOT_YAML_READABLE.exec(value);
     if (bad) {
@@ -88,7 +88,8 @@ function checkInstanceId(value: unknown): string {
   return value;
 }
 
-function checkedSpec(spec: ProvisionSpec): ProvisionSpec {
+/** The spec with every value checked (both seeds carry exactly these values). */
+export function checkedSpec(spec: ProvisionSpec): ProvisionSpec {
   const hostname = v.vmName(spec.hostname);
   const user = v.userName(spec.user);
   v.fullName(spec.fullName); // checked only: it trims, and the name given is the name written

@@ -23,8 +23,10 @@ export interface VmConfig {
   mac: string;
   instanceId: string;
   createdAt: string;
-  /** Set once cloud-init reported first setup done; the seed is then deleted and never attached again. */
+  /** Set once the guest reported first setup done; the seed is then deleted and never attached again. */
   provisioned: boolean;
+  /** "devvm": first setup by the image's devvm-firstboot from seed.devvm in fw_cfg; absent: cloud-init's seed.iso. */
+  provision?: 'devvm';
   /** Why first setup failed, when it did (read from the serial log). */
   provisionError?: string;
   /**

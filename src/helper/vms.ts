@@ -319,7 +319,10 @@ export class Vms extends EventEmitter {
     if (!this.store.exists(name)) return;
     const cfg = this.config(name);
     const needed = cfg.suspended?.seed || (cfg.snapshots ?? []).some((s) => s.ram?.seed);
-    if (cfg.provisioned && !needed) rmSync(this.home.vm(name).seed, { force: true });
+    if (cfg.provisioned && !needed) {
+      rmSync(this.home.vm(name).seed, { force: true });
+      rmSync(this.home.vm(name).devvmSeed, { force: true });
+    }
   }
 
   private changed(name: string): void {

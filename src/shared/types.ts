@@ -222,6 +222,8 @@ export interface ImageInfo {
   initrd: string | null;
   source: string;
   createdAt: string;
+  /** "devvm": built here with the devvm-firstboot unit, provisioned without cloud-init (docs/firstboot.md). */
+  firstBoot?: 'devvm';
   usedBy: string[];
 }
 

@@ -67,7 +67,7 @@ test('accelerator picks the CPU model', () => {
 
 test('kernel command line boots root on vda with a serial console', () => {
   const a = qemuArgs(spec);
-  assert.deepEqual(after(a, '-append'), [KERNEL_CMDLINE]);
+  assert.deepEqual(after(a, '-append'), [`${KERNEL_CMDLINE} cloud-init=enabled`], 'the cloud-init path (no provision given) enables it');
   assert.match(KERNEL_CMDLINE, /root=\/dev\/vda/);
   assert.match(KERNEL_CMDLINE, /console=ttyS0/);
 });

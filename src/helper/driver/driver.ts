@@ -53,6 +53,11 @@ export interface LaunchSpec {
   kernel: string | null;
   initrd: string | null;
   seed: string | null;
+  /**
+   * Who reads the seed: "devvm" (the image's devvm-firstboot, from fw_cfg), or by default
+   * cloud-init (a NoCloud disk; the kernel command line enables cloud-init).
+   */
+  provision?: 'devvm';
   /** null: SSH disabled, nothing forwarded. */
   sshPort: number | null;
   mac: string;
@@ -212,6 +217,8 @@ export interface FingerprintParts {
   image: string | null;
   kernel: string | null;
   seed: boolean;
+  /** A devvm seed is a fw_cfg file, not a disk: another machine. */
+  provision?: 'devvm';
   ssh: boolean;
   /** The screen is a device: a state saved with one only restores with the same one. */
   display: DisplaySize | null;

@@ -317,6 +317,7 @@ export class QemuDriver implements Driver {
       kernel: s.kernel,
       initrd: s.initrd,
       seed: s.seed,
+      provision: s.provision,
       sshPort: s.sshPort,
       mac: s.mac,
       display: s.display,
@@ -368,8 +369,8 @@ export class QemuDriver implements Driver {
     this.version ??= run(this.binary, ['--version']).then((r) => r.stdout.trim().split('\n')[0] ?? '');
     this.accel ??= await this.accelerator();
     // Key order is part of the hash: kept as it was, so states saved before still restore.
-    // A display is added only when there is one, so states saved without keep their hash.
-    const parts = { qemu: await this.version, accel: this.accel.name, cpus: p.cpus, memoryMiB: p.memoryMiB, image: p.image, kernel: p.kernel, seed: p.seed, ssh: p.ssh, layout: MACHINE_LAYOUT, ...(p.display ? { display: p.display } : {}) };
+    // A display (and a devvm seed) is added only when there is one, so states saved without keep their hash.
+    const parts = { qemu: await this.version, accel: this.accel.name, cpus: p.cpus, memoryMiB: p.memoryMiB, image: p.image, kernel: p.kernel, seed: p.seed, ssh: p.ssh, layout: MACHINE_LAYOUT, ...(p.display ? { display: p.display } : {}), ...(p.provision ? { provision: p.provision } : {}) };
     return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
   }
 }

@@ -1,11 +1,17 @@
 /**
  * What the images devvm builds carry for their own boots, beside cloud-init: the
- * every-boot root filesystem growth (devvm-growfs). Runs inside the customize hook
- * after BASE_CONFIGURE ($R is the tree). docs/firstboot.md says why each part is there.
+ * every-boot root filesystem growth (devvm-growfs) and devvm's own first setup
+ * (devvm-firstboot), which reads the host's seed from QEMU's fw_cfg and does what the
+ * cloud-init seed does, without cloud-init's Python stages. cloud-init stays installed
+ * but disabled, unless the kernel command line says cloud-init=enabled (the helper adds
+ * it for VMs provisioned through cloud-init). Runs inside the customize hook after
+ * BASE_CONFIGURE ($R is the tree). docs/firstboot.md says why each part is there.
  */
+import { DEVVM_SEED_FWCFG, DEVVM_SEED_MAGIC } from '../devvmseed';
+import { READY_MARKER } from '../provision';
 
 // String.raw: the shell text keeps its backslashes; it holds no "${" (no interpolation).
-export const FIRSTBOOT_HOOK = String.raw`
+const GROWFS = String.raw`
 echo "devvm: installing the first-boot units"
 mkdir -p "$R/usr/local/lib/devvm" "$R/etc/systemd/system/sysinit.target.wants"
 
@@ -49,3 +55,161 @@ WantedBy=sysinit.target
 EOF
 ln -sf ../devvm-growfs.service "$R/etc/systemd/system/sysinit.target.wants/devvm-growfs.service"
 `;
+
+/**
+ * The guest side of the devvm seed (devvmseed.ts writes it): POSIX sh, no eval. Every
+ * field is base64 on its own line under a fixed name; each is decoded into its own file
+ * in a private directory and used from there as one quoted word, never as shell text.
+ * The host validated every value; the ones used as names are checked again here.
+ */
+const FIRSTBOOT_SCRIPT = String.raw`#!/bin/sh
+# devvm-firstboot: first setup of a devvm VM from the seed in QEMU fw_cfg (docs/firstboot.md).
+set -eu
+umask 077
+SEED=/sys/firmware/qemu_fw_cfg/by_name/@FWCFG@/raw
+DONE=/var/lib/devvm/instance-id
+[ -e "$SEED" ] || modprobe -q qemu_fw_cfg 2>/dev/null || :
+# No seed: this boot has nothing to set up.
+[ -r "$SEED" ] || exit 0
+
+say() { printf '%s\n' "$*" > /dev/ttyS0 2>/dev/null || :; printf '%s\n' "$*"; }
+fail() { say "devvm-firstboot failed: $*"; exit 1; }
+# A field that must be non-empty and made only of the characters $2 allows.
+word() {
+  w=$(cat "$D/$1")
+  case $w in ''|*[!$2]*) fail "invalid $1 in the seed" ;; esac
+  printf '%s' "$w"
+}
+
+D=$(mktemp -d /run/devvm-seed.XXXXXX)
+trap 'rm -rf "$D"' EXIT
+{
+  read -r magic || fail "empty seed"
+  [ "$magic" = "@MAGIC@" ] || fail "unknown seed format"
+  while read -r key value; do
+    case $key in
+      instance-id|hostname|user|full-name|password-hash|autologin|ssh|clone|authorized-keys|host-key|host-key-pub) ;;
+      *) fail "unknown seed field" ;;
+    esac
+    printf '%s' "$value" | base64 -d > "$D/$key" 2>/dev/null || fail "seed field $key is not base64"
+  done
+} < "$SEED"
+for k in instance-id hostname user full-name autologin ssh clone authorized-keys host-key host-key-pub; do
+  [ -f "$D/$k" ] || fail "the seed lacks $k"
+done
+
+id=$(word instance-id 'A-Za-z0-9._-')
+# This instance was set up already (a reboot before the host dropped the seed): say so only.
+if [ -f "$DONE" ] && [ "$(cat "$DONE")" = "$id" ]; then
+  say "@MARKER@ $id after $(cut -d' ' -f1 /proc/uptime) s (set up before)"
+  exit 0
+fi
+host=$(word hostname 'a-z0-9-')
+user=$(word user 'a-z0-9_-')
+case $user in [!a-z_]*) fail "invalid user in the seed" ;; esac
+clone=$(word clone '01')
+ssh=$(word ssh '01')
+autologin=$(word autologin '01')
+reload=no
+
+# Identity: the hostname (and the /etc/hosts entry sudo resolves it by), a clone's machine-id.
+printf '%s\n' "$host" > /etc/hostname
+printf '%s' "$host" > /proc/sys/kernel/hostname
+printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n' "$host" > /etc/hosts
+chmod 644 /etc/hostname /etc/hosts
+if [ "$clone" = 1 ]; then
+  rm -f /etc/machine-id /var/lib/dbus/machine-id
+  systemd-machine-id-setup > /dev/null
+fi
+
+# The host key made on the host (pinned in its known_hosts); every other one goes.
+grep -q '^-----BEGIN OPENSSH PRIVATE KEY-----$' "$D/host-key" || fail "invalid host key in the seed"
+grep -q '^ssh-ed25519 ' "$D/host-key-pub" || fail "invalid host key in the seed"
+rm -f /etc/ssh/ssh_host_*
+install -m 600 "$D/host-key" /etc/ssh/ssh_host_ed25519_key
+install -m 644 "$D/host-key-pub" /etc/ssh/ssh_host_ed25519_key.pub
+mkdir -p -m 755 /etc/ssh/sshd_config.d
+printf '%s\n' '# devvm: keys only, no root' 'PasswordAuthentication no' 'KbdInteractiveAuthentication no' 'PermitRootLogin no' > /etc/ssh/sshd_config.d/50-devvm.conf
+chmod 644 /etc/ssh/sshd_config.d/50-devvm.conf
+usermod -L root
+
+# The first user (a clone keeps the one on its disk, with their password and keys).
+if [ "$clone" = 0 ]; then
+  if ! getent passwd "$user" > /dev/null; then
+    useradd --create-home --shell /bin/bash --groups sudo --user-group --comment "$(cat "$D/full-name")" "$user" ||
+      fail "Failed to create user $user"
+  fi
+  if [ -f "$D/password-hash" ]; then
+    hash=$(cat "$D/password-hash")
+    case $hash in '$6$'*) ;; *) fail "invalid password hash in the seed" ;; esac
+    printf '%s:%s\n' "$user" "$hash" | chpasswd --encrypted
+  else
+    usermod -L "$user"
+    printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$user" > /etc/sudoers.d/90-devvm-users
+    chmod 440 /etc/sudoers.d/90-devvm-users
+  fi
+  home=$(getent passwd "$user" | cut -d: -f6)
+  install -d -m 700 -o "$user" -g "$user" "$home/.ssh"
+  install -m 600 -o "$user" -g "$user" "$D/authorized-keys" "$home/.ssh/authorized_keys"
+fi
+
+# SSH off: masked before sshd can ever listen (this runs before sysinit.target; ssh.service
+# and ssh.socket start after it); the reload turns the start job already queued into a failure.
+if [ "$ssh" = 0 ]; then
+  ln -sf /dev/null /etc/systemd/system/ssh.service
+  ln -sf /dev/null /etc/systemd/system/ssh.socket
+  reload=yes
+fi
+# Console autologin: the drop-in the cloud-init seed writes (the desktop's tty1 reads it too).
+if [ "$autologin" = 1 ]; then
+  mkdir -p /etc/systemd/system/serial-getty@ttyS0.service.d
+  printf '%s\n' '[Service]' 'ExecStart=' "ExecStart=-/sbin/agetty --autologin $user --keep-baud 115200,57600,38400,9600 - \$TERM" > /etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf
+  chmod 644 /etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf
+  reload=yes
+fi
+# The units were loaded before this ran: a new mask or drop-in takes a reload.
+[ "$reload" = no ] || systemctl daemon-reload
+
+mkdir -p -m 755 /var/lib/devvm
+printf '%s\n' "$id" > "$DONE.tmp"
+mv "$DONE.tmp" "$DONE"
+sync
+say "@MARKER@ $id after $(cut -d' ' -f1 /proc/uptime) s"
+`
+  .replace(/@FWCFG@/g, DEVVM_SEED_FWCFG)
+  .replace(/@MAGIC@/g, DEVVM_SEED_MAGIC)
+  .replace(/@MARKER@/g, READY_MARKER);
+
+/**
+ * devvm-firstboot runs every boot (a few milliseconds when there is no seed, or its
+ * instance was set up before) and before sysinit.target: every unit with default
+ * dependencies (ssh.service, ssh.socket, the gettys, logins) starts after it.
+ */
+const FIRSTBOOT_UNITS = String.raw`
+cat > "$R/usr/local/lib/devvm/firstboot" <<'DEVVM_SCRIPT_END'
+${FIRSTBOOT_SCRIPT}DEVVM_SCRIPT_END
+chmod 755 "$R/usr/local/lib/devvm/firstboot"
+cat > "$R/etc/systemd/system/devvm-firstboot.service" <<'EOF'
+[Unit]
+Description=devvm first setup from the host's seed (user, SSH, host key)
+DefaultDependencies=no
+After=systemd-remount-fs.service local-fs.target systemd-modules-load.service
+Before=sysinit.target ssh.service ssh.socket systemd-user-sessions.service getty.target shutdown.target
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/lib/devvm/firstboot
+TimeoutStartSec=5min
+
+[Install]
+WantedBy=sysinit.target
+EOF
+ln -sf ../devvm-firstboot.service "$R/etc/systemd/system/sysinit.target.wants/devvm-firstboot.service"
+# cloud-init stays (images from here can still be provisioned through it, and the bench
+# compares both) but costs nothing: its generator disables it because of this file,
+# unless the kernel command line says cloud-init=enabled, which it reads first.
+touch "$R/etc/cloud/cloud-init.disabled"
+`;
+
+export const FIRSTBOOT_HOOK = GROWFS + FIRSTBOOT_UNITS;

@@ -7,6 +7,7 @@
  */
 
 import type { LaunchSpec } from '../driver/driver';
+import { DEVVM_SEED_FWCFG } from '../devvmseed';
 import { protocolNode } from '../nbd';
 
 /** Empty PCIe root ports for hot-plugged disks (q35's root bus takes no hot-plug). */
@@ -44,6 +45,12 @@ export function optValue(s: string): string {
 /** Root on /dev/vda with no partition table (see images/debian.ts). */
 export const KERNEL_CMDLINE = 'root=/dev/vda rw console=ttyS0,115200n8 net.ifnames=1 quiet loglevel=4';
 
+/**
+ * VMs provisioned through cloud-init: images built here disable it with
+ * /etc/cloud/cloud-init.disabled, which its generator reads after the command line.
+ */
+export const CLOUD_INIT_ON = 'cloud-init=enabled';
+
 const blockdev = (o: Record<string, unknown>) => ['-blockdev', JSON.stringify(o)];
 
 export function qemuArgs(s: QemuSpec): string[] {
@@ -61,7 +68,7 @@ export function qemuArgs(s: QemuSpec): string[] {
     '-serial', 'chardev:serial0',
   ];
   if (s.kernel) {
-    args.push('-kernel', s.kernel, '-append', KERNEL_CMDLINE);
+    args.push('-kernel', s.kernel, '-append', s.provision === 'devvm' ? KERNEL_CMDLINE : `${KERNEL_CMDLINE} ${CLOUD_INIT_ON}`);
     if (s.initrd) args.push('-initrd', s.initrd);
   }
   const { base, cache, layers } = s.disks;
@@ -85,7 +92,11 @@ export function qemuArgs(s: QemuSpec): string[] {
     below = l.id;
   });
   args.push('-device', `virtio-blk-pci,drive=${below},id=disk0,addr=0x3`);
-  if (s.seed) {
+  if (s.seed && s.provision === 'devvm') {
+    // A file path only: the seed's secrets never appear on the command line, which other
+    // local users can read in /proc/PID/cmdline. QEMU reads the file when it starts.
+    args.push('-fw_cfg', `name=${DEVVM_SEED_FWCFG},file=${optValue(s.seed)}`);
+  } else if (s.seed) {
     args.push(
       ...blockdev({ driver: 'file', filename: s.seed, 'node-name': 'seed-file', 'read-only': true }),
       ...blockdev({ driver: 'raw', file: 'seed-file', 'node-name': 'seed', 'read-only': true }),

@@ -10,6 +10,7 @@ import type { ImageMeta, Progress } from '../images';
 import type { Reservation } from '../layerpool';
 import { createLayer } from '../layers';
 import { freePort } from '../ports';
+import { seedFile, writeDevvmSeed } from '../devvmseed';
 import * as provision from '../provision';
 import { randomMac } from '../qemu/args';
 import { sshHostAlias } from '../sshconfig';
@@ -22,7 +23,10 @@ export interface Provisioner {
   hashPassword(password: string): Promise<string>;
   generateHostKey(file: string, comment: string): Promise<{ privateKey: string; publicKey: string }>;
   ensureClientKey(privateKeyFile: string): Promise<string>;
+  /** The cloud-init NoCloud ISO. */
   writeSeed(isoFile: string, spec: provision.ProvisionSpec, workDir: string): Promise<void>;
+  /** The devvm seed (images with devvm-firstboot). */
+  writeDevvmSeed(file: string, spec: provision.ProvisionSpec, workDir: string): Promise<void>;
 }
 
 export const realProvisioner: Provisioner = {
@@ -30,6 +34,7 @@ export const realProvisioner: Provisioner = {
   generateHostKey: provision.generateHostKey,
   ensureClientKey: provision.ensureClientKey,
   writeSeed: provision.writeSeed,
+  writeDevvmSeed,
 };
 
 export type FreshFields = Pick<VmConfig, 'name' | 'sshPort' | 'mac' | 'instanceId' | 'createdAt' | 'provisioned' | 'overlay'>;
@@ -81,7 +86,9 @@ export class Builder {
         overlay: overlay.id,
       });
       progress('writing first-boot seed');
-      await provisioner.writeSeed(f.seed, { ...(await seed(cfg, clientKey)), hostKey }, f.dir);
+      const spec = { ...(await seed(cfg, clientKey)), hostKey };
+      if (cfg.provision === 'devvm') await provisioner.writeDevvmSeed(seedFile(f, cfg.provision), spec, f.dir);
+      else await provisioner.writeSeed(f.seed, spec, f.dir);
       writeFileSync(ctx.home.knownHosts(name), `${provision.knownHostsLine(sshHostAlias(name), hostKey.publicKey)}\n`, { mode: 0o600 });
       // The private host key now lives only in the seed (deleted after first setup).
       rmSync(f.hostKey, { force: true });

@@ -10,6 +10,7 @@ import type { CreateParams } from '../../shared/rpc';
 import { settingsOf } from './settings';
 import * as v from '../../shared/validate';
 import type { Progress } from '../images';
+import { chooseProvisionPath } from '../devvmseed';
 import { log } from '../log';
 import { requireFeature } from '../driver/driver';
 import { admit, GiB, poolOverlay, type VmContext } from './context';
@@ -58,6 +59,8 @@ export class Making {
       if (diskGiB * GiB < img.virtualSize) {
         throw new DevvmError('invalid-argument', `disk size ${diskGiB} GiB is smaller than the image (${Math.ceil(img.virtualSize / GiB)} GiB)`);
       }
+      // The helper's environment is read here, once per create (DEVVM_PROVISION, docs/firstboot.md).
+      const provisionPath = chooseProvisionPath(img);
       mkdirSync(this.ctx.home.vmsDir, { recursive: true, mode: 0o700 });
       const free = statfsSync(this.ctx.home.vmsDir);
       if (free.bavail * free.bsize < MIN_FREE_BYTES) {
@@ -71,7 +74,7 @@ export class Making {
         await this.buildVm(
           name,
           { image: imageName, img, parent: null, diskGiB },
-          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB, ...displayOf(p), ...settingsOf(p), ...(p.origin ? { origin: p.origin } : {}) }),
+          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB, ...displayOf(p), ...settingsOf(p), ...(p.origin ? { origin: p.origin } : {}), ...(provisionPath === 'devvm' ? { provision: 'devvm' as const } : {}) }),
           async (cfg, clientKey) => ({ hostname: name, instanceId: cfg.instanceId, user, fullName, passwordHash: await hashing, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey, ...sshKeys] }),
           progress,
         );

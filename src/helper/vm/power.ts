@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { bootSize } from '../../shared/display';
 import { DevvmError } from '../../shared/errors';
+import { seedFile } from '../devvmseed';
 import { need, requireFeature, type Instance } from '../driver/driver';
 import type { Progress } from '../images';
 import { log } from '../log';
@@ -109,16 +110,17 @@ export class Power {
       }
     }
     if (!saved) this.d.dropUsedSeed(name);
-    // A restore needs exactly the devices the state was saved with.
-    const seed = saved ? (saved.seed ? f.seed : null) : !cfg.provisioned && existsSync(f.seed) ? f.seed : null;
-    if (saved?.seed && !existsSync(f.seed)) throw new DevvmError('not-found', `the first-boot seed the saved state needs is missing: ${f.seed}`, 'start with --discard-state to cold boot');
+    // A restore needs exactly the devices (and fw_cfg files) the state was saved with.
+    const seedPath = seedFile(f, cfg.provision);
+    const seed = saved ? (saved.seed ? seedPath : null) : !cfg.provisioned && existsSync(seedPath) ? seedPath : null;
+    if (saved?.seed && !existsSync(seedPath)) throw new DevvmError('not-found', `the first-boot seed the saved state needs is missing: ${seedPath}`, 'start with --discard-state to cold boot');
     if (op.signal.aborted) throw this.cancelled(name);
     progress(saved ? 'restoring saved RAM state' : 'booting');
     const serialStart = existsSync(f.serialLog) ? statSync(f.serialLog).size : 0;
     const inst = await this.driver
       .launch({
         name, cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, disks: { base: { file: img.file, format: img.format }, cache: f.cache, layers },
-        kernel: img.kernel, initrd: img.initrd, seed, sshPort: cfg.ssh ? cfg.sshPort : null, mac: cfg.mac, display: cfg.display ? bootSize(cfg.display) : null, files: instanceFiles(f), incoming: saved !== null, signal: op.signal,
+        kernel: img.kernel, initrd: img.initrd, seed, provision: cfg.provision, sshPort: cfg.ssh ? cfg.sshPort : null, mac: cfg.mac, display: cfg.display ? bootSize(cfg.display) : null, files: instanceFiles(f), incoming: saved !== null, signal: op.signal,
       })
       .catch((e: unknown) => {
         throw op.signal.aborted ? this.cancelled(name) : e;
@@ -165,7 +167,7 @@ export class Power {
 
   private fingerprint(cfg: VmConfig, seed: boolean): Promise<string> {
     const img = this.images.get(cfg.image);
-    return this.driver.fingerprint({ cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, image: img.sha256, kernel: img.kernel, seed, ssh: cfg.ssh, display: cfg.display ?? null });
+    return this.driver.fingerprint({ cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, image: img.sha256, kernel: img.kernel, seed, ...(cfg.provision ? { provision: cfg.provision } : {}), ssh: cfg.ssh, display: cfg.display ?? null });
   }
 
   /** Saves RAM and device state and ends the process (lock held, state checked). */

@@ -1,4 +1,4 @@
-/** Watching a first boot's serial output until cloud-init reports first setup done (or failed). */
+/** Watching a first boot's serial output until cloud-init or devvm-firstboot reports first setup done (or failed). */
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { log } from '../log';
 import * as provision from '../provision';
@@ -52,7 +52,8 @@ export class ProvisionWatch {
       } catch {
         return this.stop(name);
       }
-      const failed = /Failed to create user[^\r\n]*|cc_users_groups[^\r\n]*(?:Error|Traceback)[^\r\n]*/.exec(window);
+      // cloud-init's failures, and devvm-firstboot's (which names the step).
+      const failed = /Failed to create user[^\r\n]*|cc_users_groups[^\r\n]*(?:Error|Traceback)[^\r\n]*|devvm-firstboot failed[^\r\n]*/.exec(window);
       if (failed && !cfg.provisionError) {
         ctx.store.update(name, (c) => ({ ...c, provisionError: `first-user setup failed in the guest: ${failed[0].slice(0, 160)}` }));
         ctx.changed(name);
