@@ -13,6 +13,7 @@ import { Sandbox } from '../test/integration/harness';
 import { serveSlowly } from '../test/integration/slownbd';
 import { type BenchSection, median } from './section';
 import { watch } from './vncviewer';
+import { sharesSection } from './sections/shares';
 
 const json = process.argv.includes('--json');
 const onlyArg = process.argv.indexOf('--only');
@@ -21,7 +22,7 @@ const only = onlyArg > 0 ? new Set((process.argv[onlyArg + 1] ?? '').split(','))
 const note = (m: string) => process.stderr.write(`bench: ${m}\n`);
 
 /** Sections features add (bench/sections/*.ts), run after the core figures. */
-const SECTIONS: BenchSection[] = [];
+const SECTIONS: BenchSection[] = [sharesSection];
 
 function timed(f: () => void): number {
   const t = performance.now();
