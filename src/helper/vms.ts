@@ -287,6 +287,7 @@ export class Vms extends EventEmitter {
         log.info(`reattached to ${name} (pid ${inst.pid})`);
         this.adopt(name, inst);
         if (!this.config(name).provisioned) this.watch.watch(name, 0);
+        this.shares.reattached(name);
       } else {
         removeAttachKeys(f);
         const why = this.driver.reap(instanceFiles(f));

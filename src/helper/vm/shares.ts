@@ -19,6 +19,8 @@ import { launchRecord } from './sshready';
 /** How long a booting guest's agent is waited for before the shares are marked not mounted. */
 const AGENT_WAIT_MS = 15 * 60_000;
 const INFO_TIMEOUT_MS = 3000;
+/** How long a hot-plugged device may take to show up in the guest. */
+const PLUG_SETTLE_MS = 30_000;
 
 export const MAX_SHARES = 32;
 
@@ -119,6 +121,12 @@ export class Shares {
     return Promise.resolve();
   }
 
+  /** A VM a restarted helper found running: whatever is not mounted yet is mounted (in the background). */
+  reattached(name: string): void {
+    if (!(this.ctx.store.read(name).shares ?? []).length) return;
+    this.serial(name, () => this.mountAll(name, false)).catch(() => {});
+  }
+
   private async waitAgent(name: string, timeoutMs: number): Promise<Instance> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -161,8 +169,8 @@ export class Shares {
     for (const r of wanted) {
       if (mounted.get(r.tag) === r.guestPath) continue;
       try {
-        await this.ensureDevice(name, inst, r);
-        await mountInGuest(agent, this.transport(r), r.tag, r.guestPath, r.readOnly);
+        const plugged = await this.ensureDevice(name, inst, r);
+        await this.mountRetrying(agent, r, plugged ? PLUG_SETTLE_MS : 0);
         this.setProblem(name, r.tag, null);
         log.info(`${name}: mounted ${r.hostPath} at ${r.guestPath} (${this.transport(r)}${r.readOnly ? ', read-only' : ''})`);
       } catch (e) {
@@ -171,14 +179,29 @@ export class Shares {
     }
   }
 
-  /** The device for `r` exists in the machine, hot-plugged now if it can be. */
-  private async ensureDevice(name: string, inst: Instance, r: ShareRecord): Promise<void> {
-    if (this.available(name, inst).has(r.tag)) return;
+  /** A device plugged just now appears in the guest once its PCIe slot powered on and the driver probed it: the mount is retried meanwhile. */
+  private async mountRetrying(agent: NonNullable<Instance['agent']>, r: ShareRecord, forMs: number): Promise<void> {
+    const deadline = Date.now() + forMs;
+    for (;;) {
+      try {
+        await mountInGuest(agent, this.transport(r), r.tag, r.guestPath, r.readOnly);
+        return;
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+        await new Promise((res) => setTimeout(res, 1000));
+      }
+    }
+  }
+
+  /** The device for `r` exists in the machine, hot-plugged now if it can be (true: plugged just now). */
+  private async ensureDevice(name: string, inst: Instance, r: ShareRecord): Promise<boolean> {
+    if (this.available(name, inst).has(r.tag)) return false;
     const ops = inst.shares;
     const d: ShareDevice = { tag: r.tag, hostPath: r.hostPath, readOnly: r.readOnly, transport: this.transport(r) };
     const why = ops ? ops.canPlug(d) : `the ${this.ctx.driver.name} driver shares no folders`;
     if (why) throw new DevvmError('not-supported', `${why}; it is mounted at the next boot`);
     await ops!.plug(d);
+    return true;
   }
 
   // ---- requests --------------------------------------------------------------
