@@ -42,6 +42,7 @@ before(async () => {
   writeFileSync(path.join(ro, 'readme.txt'), 'read only\n');
   chownSync(ro, HOST_UID, HOST_UID);
   writeFileSync(path.join(live, 'live.txt'), 'added live\n');
+  chownSync(live, HOST_UID, HOST_UID);
   await bootDebian(sb, VM, ['--share', rw, '--share', `${ro}:/mnt/ro:ro`]);
 });
 
