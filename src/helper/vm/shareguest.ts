@@ -7,7 +7,8 @@ import { DevvmError } from '../../shared/errors';
 import type { ShareTransport } from '../../shared/types';
 import type { AgentOps, GuestExecResult } from '../driver/driver';
 
-const EXEC_TIMEOUT_MS = 30_000;
+/** A loaded TCG guest can take tens of seconds to load the 9p or virtiofs module and mount. */
+const EXEC_TIMEOUT_MS = 120_000;
 
 type Exec = Required<Pick<AgentOps, 'exec'>>['exec'];
 

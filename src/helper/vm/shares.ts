@@ -21,6 +21,7 @@ const AGENT_WAIT_MS = 15 * 60_000;
 const INFO_TIMEOUT_MS = 3000;
 /** How long a hot-plugged device may take to show up in the guest. */
 const PLUG_SETTLE_MS = 30_000;
+const MOUNT_ATTEMPTS = 3;
 
 export const MAX_SHARES = 32;
 
@@ -168,13 +169,28 @@ export class Shares {
     const mounted = await mountedInGuest(agent).catch(() => new Map<string, string>());
     for (const r of wanted) {
       if (mounted.get(r.tag) === r.guestPath) continue;
-      try {
-        const plugged = await this.ensureDevice(name, inst, r);
-        await this.mountRetrying(agent, r, plugged ? PLUG_SETTLE_MS : 0);
-        this.setProblem(name, r.tag, null);
-        log.info(`${name}: mounted ${r.hostPath} at ${r.guestPath} (${this.transport(r)}${r.readOnly ? ', read-only' : ''})`);
-      } catch (e) {
-        this.setProblem(name, r.tag, `not mounted: ${(e as Error).message}`);
+      // A guest busy booting may time out a first try: a few more before giving up (not for what cannot be plugged).
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const plugged = await this.ensureDevice(name, inst, r);
+          await this.mountRetrying(agent, r, plugged ? PLUG_SETTLE_MS : 0);
+          this.setProblem(name, r.tag, null);
+          log.info(`${name}: mounted ${r.hostPath} at ${r.guestPath} (${this.transport(r)}${r.readOnly ? ', read-only' : ''})`);
+          break;
+        } catch (e) {
+          const final = attempt >= MOUNT_ATTEMPTS || (e as DevvmError).code === 'not-supported' || !this.ctx.instance(name);
+          if (final) {
+            this.setProblem(name, r.tag, `not mounted: ${(e as Error).message}`);
+            break;
+          }
+          log.info(`${name}: mounting ${r.guestPath} failed (${(e as Error).message}); trying again`);
+          // Already mounted by the try that timed out?
+          if ((await mountedInGuest(agent).catch(() => new Map<string, string>())).get(r.tag) === r.guestPath) {
+            this.setProblem(name, r.tag, null);
+            break;
+          }
+          await new Promise((res) => setTimeout(res, 5000));
+        }
       }
     }
   }
