@@ -41,7 +41,8 @@ export const sharesSection: BenchSection = {
       note(`shares: ${shares.map((s) => `${s.guestPath} over ${s.transport}`).join(', ')}`);
       /** Nanoseconds a guest command took, timed in the guest (no SSH round trip in it). */
       const guestNs = (cmd: string): number => {
-        const res = sb.ssh(VM, ['sh', '-c', `s=$(date +%s%N); ${cmd}; e=$(date +%s%N); echo $((e-s))`]);
+        // One string: ssh joins its arguments for the remote shell.
+        const res = sb.ssh(VM, [`s=$(date +%s%N); ${cmd}; e=$(date +%s%N); echo $((e-s))`]);
         if (res.code !== 0) throw new Error(`${cmd}: ${res.stderr}`);
         return Number(res.stdout.trim().split('\n').pop());
       };
@@ -49,7 +50,7 @@ export const sharesSection: BenchSection = {
       const mibps = (ns: number) => +(MIB / (ns / 1e9)).toFixed(1);
       const write = (file: string) => mibps(guestNs(`dd if=/dev/zero of=${file} bs=1M count=${MIB} conv=fsync status=none`));
       const read = (file: string) => {
-        sb.ssh(VM, ['sh', '-c', drop]);
+        sb.ssh(VM, [drop]);
         return mibps(guestNs(`cat ${file} > /dev/null`));
       };
       out.shareWriteMiBps = write('/mnt/rw/big');

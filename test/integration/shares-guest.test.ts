@@ -24,7 +24,8 @@ const live = mkdtempSync(path.join(os.tmpdir(), 'devvm-share-live-'));
 const HOST_UID = 1000;
 
 const shares = () => sb.json<{ shares: ShareInfo[]; state: string }>(['info', VM]).shares;
-const guest = (cmd: string) => sb.ssh(VM, ['sh', '-c', cmd]);
+// One string: ssh joins its arguments for the remote shell, so ['sh', '-c', cmd] would run `sh -c <first word>`.
+const guest = (cmd: string) => sb.ssh(VM, [cmd]);
 const guestOk = (cmd: string) => {
   const r = guest(cmd);
   assert.equal(r.code, 0, `${cmd}: ${r.stderr}${r.stdout}`);
