@@ -15,6 +15,7 @@ import { type BenchSection, median } from './section';
 import { resizeSection } from './sections/resize';
 import { firstboot } from './sections/firstboot';
 import { watch } from './vncviewer';
+import { sharesSection } from './sections/shares';
 
 const json = process.argv.includes('--json');
 const onlyArg = process.argv.indexOf('--only');
@@ -23,7 +24,7 @@ const only = onlyArg > 0 ? new Set((process.argv[onlyArg + 1] ?? '').split(','))
 const note = (m: string) => process.stderr.write(`bench: ${m}\n`);
 
 /** Sections features add (bench/sections/*.ts), run after the core figures. */
-const SECTIONS: BenchSection[] = [firstboot, resizeSection];
+const SECTIONS: BenchSection[] = [firstboot, resizeSection, sharesSection];
 
 function timed(f: () => void): number {
   const t = performance.now();

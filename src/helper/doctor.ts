@@ -9,6 +9,17 @@ import { loadNative } from './native';
 import { run } from './proc';
 import { includeLine } from './sshconfig';
 import type { UsbMonitor } from './usb/monitor';
+import type { TransportChoice } from './shares/host';
+
+/** Shared folders: which transport and why (9p always works; virtiofs is faster). */
+export function shareCheck(c: TransportChoice): DoctorCheck {
+  return {
+    name: 'shared folders',
+    ok: c.transport === 'virtiofs',
+    detail: c.reason,
+    ...(c.transport === 'virtiofs' ? {} : { fix: 'shares work over 9p (slower); for virtiofs run the helper as root with qemu-system-common, or install the Rust virtiofsd (apt-get install virtiofsd)' }),
+  };
+}
 
 function onPath(cmd: string): string | null {
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {

@@ -68,6 +68,10 @@ export class VmFiles {
   legacySnapshotRam(snapshot: string) { return path.join(this.ramDir, `${snapshot}.ram`); }
   /** Disks hot-plugged into the running QEMU (removed when it ends). */
   get attached() { return path.join(this.dir, 'attached.json'); }
+  /** The running VM's virtiofsd daemons (pid, socket, root port), removed when they end. */
+  get shareRecord() { return path.join(this.dir, 'shares.json'); }
+  /** What the virtiofsd daemons print. */
+  get virtiofsdLog() { return path.join(this.dir, 'virtiofsd.log'); }
   /** Host USB devices passed to the running QEMU (removed when it ends). */
   get usb() { return path.join(this.dir, 'usb.json'); }
   /** The read-only NBD export of one of its layers (qemu-nbd). */

@@ -9,7 +9,7 @@ import { asDevvmError, DevvmError } from '../shared/errors';
 import { Notify, Rpc, RPC_ERROR, type Handlers, type ImageBuildParams, type RpcName } from '../shared/rpc';
 import type { HelperInfo } from '../shared/types';
 import type { AccelChoice } from './accel';
-import { doctor, usbMonitorCheck } from './doctor';
+import { doctor, shareCheck, usbMonitorCheck } from './doctor';
 import type { Home } from './filenames';
 import type { Images, Progress } from './images';
 import { log } from './log';
@@ -110,7 +110,11 @@ export class Server {
       shutdown: (p) => {
         setTimeout(() => this.d.shutdown(p.stopVms ?? false), 10);
       },
-      doctor: async () => doctor(home, this.d.qemuBinary, await this.d.accelerator(), usbMonitorCheck(this.d.usb, this.d.usbUnavailable)),
+      doctor: async () => {
+        const r = await doctor(home, this.d.qemuBinary, await this.d.accelerator(), usbMonitorCheck(this.d.usb, this.d.usbUnavailable));
+        r.checks.push(shareCheck(vms.shareChoice));
+        return r;
+      },
 
       vmList: () => vms.list(),
       vmInfo: (p) => vms.info(p.name),
@@ -131,8 +135,8 @@ export class Server {
       vmDisplayResize: (p) => vms.displayResize(p.name, { width: p.width, height: p.height }),
       vmScreenshot: (p) => vms.screenshot(p.name),
       vmProvision: ({ progressToken: _t, ...p }, { progress, output }) => vms.provision(p, progress, output),
-      vmShare: () => notYet('shared folders'),
-      vmUnshare: () => notYet('shared folders'),
+      vmShare: ({ name, ...spec }) => vms.share(name, spec),
+      vmUnshare: (p) => vms.unshare(p.name, p.guestPath),
       vmPorts: () => notYet('port forwarding'),
       vmPortAdd: () => notYet('port forwarding'),
       vmPortRemove: () => notYet('port forwarding'),

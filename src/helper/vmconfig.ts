@@ -56,6 +56,23 @@ export interface VmConfig {
   clonedFrom?: { vm: string; layer: string };
   /** Made by `devvm up` from a folder's devvm.json. */
   origin?: VmOrigin;
+  /** Host folders shared into the guest, mounted at every boot (vm/shares.ts). */
+  shares?: ShareRecord[];
+}
+
+/** A share as configured: the host folder's real path (symlinks resolved when added), devvm's tag for it. */
+export interface ShareRecord {
+  hostPath: string;
+  guestPath: string;
+  readOnly: boolean;
+  /** "devvm0".."devvm31": the mount tag, never user text. */
+  tag: string;
+}
+
+/** The share devices a machine was started with (9p ones are fixed for its life) and whether its RAM is shared memory. */
+export interface MachineShares {
+  sharedMemory?: boolean;
+  ninep?: Array<{ tag: string; hostPath: string; readOnly: boolean }>;
 }
 
 export interface RamState {
@@ -71,12 +88,15 @@ export interface RamState {
   fingerprint: string;
   /** A login over SSH had worked in the saved run: after a restore, sshd answering is enough. */
   sshReady?: boolean;
+  /** The machine's share devices: a restore starts the same ones (virtiofs ones were unplugged before the save). */
+  shares?: MachineShares;
 }
 
 /** vms/<name>/launch.json: what the running QEMU was started with, and what it has shown. */
 export interface LaunchRecord {
   seed: boolean;
   sshReady?: boolean;
+  shares?: MachineShares;
 }
 
 export interface SnapshotRecord {

@@ -43,6 +43,9 @@ import { IdleWatch, procTables } from './vm/idle';
 import { applySettings, autostart, idleLimit } from './vm/settings';
 import { wake } from './vm/wake';
 import { provision } from './vm/guestrun';
+import { Shares } from './vm/shares';
+import { chooseTransport, probeHost, type HostProbe, type TransportChoice } from './shares/host';
+import type { ShareInfo } from '../shared/types';
 
 export interface VmsOptions {
   qemuBinary: string;
@@ -57,6 +60,8 @@ export interface VmsOptions {
   cliRunner?: CliRunner;
   /** Idle suspend minutes for VMs without their own setting (DEVVM_IDLE_SUSPEND); null: off. */
   idleDefaultMin?: number | null;
+  /** What the share transport is chosen from; default: this host (shares/host.ts). */
+  shareHost?: HostProbe;
 }
 
 export class Vms extends EventEmitter {
@@ -75,7 +80,10 @@ export class Vms extends EventEmitter {
   private readonly power: Power;
   private readonly making: Making;
   private readonly displays: Displays;
+  private readonly shares: Shares;
   readonly idle: IdleWatch;
+  /** How this host shares folders (decided once: it depends on the host, not the VM). */
+  readonly shareChoice: TransportChoice;
 
   constructor(
     private readonly home: Home,
@@ -84,7 +92,11 @@ export class Vms extends EventEmitter {
   ) {
     super();
     this.pool = new LayerPool(home.layersDir);
-    this.driver = opts.driver ?? new QemuDriver(opts.qemuBinary, opts.accelerator);
+    const probe = opts.shareHost ?? probeHost();
+    this.shareChoice = chooseTransport(probe);
+    const choice = this.shareChoice;
+    const daemon = choice.virtiofsd ? { binary: choice.virtiofsd, rust: choice.virtiofsd === probe.rustVirtiofsd, root: probe.uid === 0 } : null;
+    this.driver = opts.driver ?? new QemuDriver(opts.qemuBinary, opts.accelerator, () => daemon);
     this.store = new VmStore(home);
     this.locks = new OpLocks((name) => this.changed(name));
     this.ctx = {
@@ -102,7 +114,11 @@ export class Vms extends EventEmitter {
       changed: (name) => this.changed(name),
       collectLayers: () => this.layers.collect(),
     };
-    this.snaps = new Snapshots(this.ctx, (name, savedAt) => this.power.ramStateNow(name, savedAt));
+    this.shares = new Shares(this.ctx, () => choice);
+    this.snaps = new Snapshots(this.ctx, (name, savedAt) => this.power.ramStateNow(name, savedAt), {
+      before: (name) => this.shares.beforeSave(name, 'take a RAM snapshot of'),
+      after: (name) => this.shares.remount(name, []),
+    });
     this.exports = new Exports(this.ctx, this.snaps);
     this.layers = new LayerView(this.pool, () => this.configs(), (n) => home.vm(n), (n) => this.exports.current(n)?.layer ?? null);
     this.devices = new Devices(this.ctx, () => this.runningNames());
@@ -117,6 +133,7 @@ export class Vms extends EventEmitter {
       clearError: (n) => this.clearError(n),
       writeSshConfig: () => this.writeSshConfig(),
       usedPorts,
+      shares: this.shares,
     });
     this.displays = new Displays(this.ctx);
     this.idle = new IdleWatch({
@@ -133,7 +150,7 @@ export class Vms extends EventEmitter {
       suspend: (n) => this.suspend(n, () => {}),
       log: (m) => log.info(m),
     });
-    this.making = new Making(this.ctx, { builder: this.builder, power: this.power, snaps: this.snaps, writeSshConfig: () => this.writeSshConfig() });
+    this.making = new Making(this.ctx, { builder: this.builder, power: this.power, snaps: this.snaps, writeSshConfig: () => this.writeSshConfig(), shares: this.shares });
   }
 
   // ---- reading -------------------------------------------------------------
@@ -223,7 +240,7 @@ export class Vms extends EventEmitter {
       snapshots: snaps.map(snapshotInfo),
       disks: this.attachedDisks(name).map(publicDisk),
       usb: this.usbAttached(name).map(({ qemuId: _q, ...d }) => ({ ...d, attachedTo: name })),
-      shares: [],
+      shares: await this.shares.info(name),
       ports: [],
       ...(inst ? { agent: await guestAgentInfo(inst, c.mac) } : {}),
     };
@@ -272,6 +289,7 @@ export class Vms extends EventEmitter {
         log.info(`reattached to ${name} (pid ${inst.pid})`);
         this.adopt(name, inst);
         if (!this.config(name).provisioned) this.watch.watch(name, 0);
+        this.shares.reattached(name);
       } else {
         removeAttachKeys(f);
         const why = this.driver.reap(instanceFiles(f));
@@ -538,6 +556,16 @@ export class Vms extends EventEmitter {
 
   unexportDisk(name: string): Promise<void> {
     return this.exports.unexport(name);
+  }
+
+  // ---- shared folders (vm/shares.ts) ---------------------------------------
+
+  share(name: string, spec: { hostPath: string; guestPath?: string; readOnly?: boolean }): Promise<ShareInfo> {
+    return this.shares.add(name, spec);
+  }
+
+  unshare(name: string, guestPath: string): Promise<void> {
+    return this.shares.remove(name, guestPath);
   }
 
   // ---- the machine and its display (vm/display.ts) -------------------------

@@ -21,7 +21,7 @@ mkdirSync(dir);
 after(() => rmSync(root, { recursive: true, force: true }));
 
 const driver = new QemuDriver(process.env.DEVVM_QEMU || 'qemu-system-x86_64', async () => ({ name: 'tcg', reason: 'test' }));
-const files: InstanceFiles = { control: path.join(dir, 'qmp.sock'), serialSocket: path.join(dir, 'serial.sock'), serialLog: path.join(dir, 'serial.log'), pidFile: path.join(dir, 'pid'), log: path.join(dir, 'qemu.log'), displaySocket: path.join(dir, 'vnc.sock'), screendump: path.join(dir, 'screendump.png'), agentSocket: path.join(dir, 'qga.sock') };
+const files: InstanceFiles = { control: path.join(dir, 'qmp.sock'), serialSocket: path.join(dir, 'serial.sock'), serialLog: path.join(dir, 'serial.log'), pidFile: path.join(dir, 'pid'), log: path.join(dir, 'qemu.log'), displaySocket: path.join(dir, 'vnc.sock'), screendump: path.join(dir, 'screendump.png'), agentSocket: path.join(dir, 'qga.sock'), dir, shareRecord: path.join(dir, 'shares.json') };
 const img = (n: string) => path.join(dir, n);
 
 async function launch(): Promise<Instance> {

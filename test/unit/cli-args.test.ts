@@ -56,6 +56,7 @@ const answers: Record<string, unknown> = {
   'vm/display': { name: 'web', state: 'running', display: 'auto', socket: '/h/vms/web/vnc.sock', size: { width: 1024, height: 640 }, bootSize: { width: 1920, height: 1200 }, limits: {} },
   'vm/displayResize': { requested: { width: 1024, height: 640 }, size: { width: 1024, height: 640 }, applied: true, ms: 20 },
   'vm/screenshot': { png: '', width: 1024, height: 640 },
+  'vm/share': { hostPath: '/src', guestPath: '/src', readOnly: false, transport: '9p', mounted: false, problem: 'mounted at the next boot' },
 };
 
 type Expect = Array<[string, unknown?]>;
@@ -76,6 +77,8 @@ const ok: Array<[string[], Expect]> = [
     '--autologin', '--no-ssh', '--cpus', '4', '--memory', '4096', '--disk', '30', '--wait-ssh'],
     [['vm/create', { name: 'web', image: 'd', user: 'alice', fullName: 'Alice E', password: 'secret', sshKeys: ['ssh-ed25519 AAAAC3Nza alice@host', 'ssh-rsa AAAA k'], autologin: true, ssh: false, cpus: 4, memoryMiB: 4096, diskGiB: 30, start: true, waitSsh: true, progressToken: T }]]],
   // A negative number reaches the helper's range check (exit 1 there), not parseArgs.
+  [['create', 'web', '--image', 'd', '--user', 'a', '--share', 'proj', '--share', '/data:/mnt/data:ro', '--share', '/x:rw'],
+    [['vm/create', { name: 'web', image: 'd', user: 'a', sshKeys: [], autologin: false, ssh: true, shares: [{ hostPath: abs('proj'), readOnly: false }, { hostPath: '/data', guestPath: '/mnt/data', readOnly: true }, { hostPath: '/x', readOnly: false }], start: false, waitSsh: false, progressToken: T }]]],
   [['create', 'web', '--image', 'd', '--user', 'a', '--cpus', '-1'], [['vm/create', { name: 'web', image: 'd', user: 'a', sshKeys: [], autologin: false, ssh: true, cpus: -1, start: false, waitSsh: false, progressToken: T }]]],
   [['create', 'web', '--image', 'd', '--user', 'a', '--display'], [['vm/create', { name: 'web', image: 'd', user: 'a', sshKeys: [], autologin: false, ssh: true, display: true, start: false, waitSsh: false, progressToken: T }]]],
   [['create', 'web', '--image', 'd', '--user', 'a', '--display-size', '1280x800'],
@@ -130,6 +133,9 @@ const ok: Array<[string[], Expect]> = [
   [['ssh-config'], [['helper/ping']]],
   [['ssh-config', '--include', '--user-config', '/tmp/cfg'], [['helper/ping'], ['ssh/include', { userConfig: '/tmp/cfg' }]]],
   [['doctor'], [['helper/doctor']]],
+  [['share', 'web', 'proj'], [['vm/share', { name: 'web', hostPath: abs('proj'), readOnly: false }]]],
+  [['share', 'web', '/src', '/mnt/src', '--read-only'], [['vm/share', { name: 'web', hostPath: '/src', guestPath: '/mnt/src', readOnly: true }]]],
+  [['unshare', 'web', '/mnt/src'], [['vm/unshare', { name: 'web', guestPath: '/mnt/src' }]]],
   [['helper', 'status'], [['helper/ping']]],
   [['helper', 'stop', '--stop-vms'], [['helper/shutdown', { stopVms: true }]]],
   [['helper', 'install'], []],

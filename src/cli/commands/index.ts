@@ -10,6 +10,7 @@ import { doctorCommands } from './doctor';
 import { helperCommands } from './helper';
 import { imageCommands } from './image';
 import { setCommands } from './set';
+import { shareCommands } from './share';
 import { sshCommands } from './ssh';
 import { snapshotCommands } from './snapshot';
 import { upCommands } from './up';
@@ -22,6 +23,7 @@ export const COMMANDS: readonly Command[] = [
   ...upCommands,
   ...sshCommands.filter((c) => c.name === 'ssh'),
   ...setCommands,
+  ...shareCommands,
   ...displayCommands,
   ...snapshotCommands,
   ...diskCommands,

@@ -14,6 +14,9 @@ import { agentText } from '../../shared/agent';
 import { displayText } from './display';
 import { idleArg } from './set';
 import { idleText } from '../../shared/idle';
+import { parseShareArg } from '../../shared/shares';
+import path from 'node:path';
+import { shareText } from './share';
 
 function readPassword(values: Values): string | undefined {
   let raw: string;
@@ -47,7 +50,7 @@ const startOptions = { 'wait-ssh': { type: 'boolean' }, timeout: { type: 'string
 export const vmCommands: Command[] = [
   {
     name: 'create',
-    usage: 'NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]\n[--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]\n[--display] [--display-size WxH|auto] [--idle-suspend MIN|off] [--autostart]\n[--start] [--wait-ssh]',
+    usage: 'NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]\n[--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]\n[--display] [--display-size WxH|auto] [--idle-suspend MIN|off] [--autostart]\n[--share HOSTDIR[:GUESTDIR][:ro]]... [--start] [--wait-ssh]',
     summary: 'a new VM on a base image (one small overlay)',
     options: {
       image: { type: 'string' }, user: { type: 'string' }, 'full-name': { type: 'string' },
@@ -56,6 +59,7 @@ export const vmCommands: Command[] = [
       cpus: { type: 'string' }, memory: { type: 'string' }, disk: { type: 'string' },
       display: { type: 'boolean' }, 'display-size': { type: 'string' },
       'idle-suspend': { type: 'string' }, autostart: { type: 'boolean' },
+      share: { type: 'string', multiple: true },
       start: { type: 'boolean' }, 'wait-ssh': { type: 'boolean' },
     },
     positionals: 1,
@@ -63,6 +67,7 @@ export const vmCommands: Command[] = [
       if (!values.image) throw new UsageError('--image is required');
       if (values['password-stdin'] && values['password-file']) throw new UsageError('use either --password-stdin or --password-file');
       const idle = idleArg(values['idle-suspend'], false);
+      const shares = ((values.share as string[] | undefined) ?? []).map((x) => parseShareArg(x, (p) => path.resolve(p)));
       const s = await ctx.call(Rpc.vmCreate, ctx.withToken({
         name: positionals[0]!,
         image: values.image as string,
@@ -79,6 +84,7 @@ export const vmCommands: Command[] = [
         ...(typeof values['display-size'] === 'string' ? { displaySize: displaySize(values['display-size']) } : {}),
         ...(idle !== undefined ? { idleSuspend: idle } : {}),
         ...(values.autostart ? { autostart: true } : {}),
+        ...(shares.length ? { shares } : {}),
         start: Boolean(values.start || values['wait-ssh']),
         waitSsh: Boolean(values['wait-ssh']),
       }));
@@ -167,6 +173,8 @@ export const vmCommands: Command[] = [
         `  serial console log: ${i.serialLog}`,
         `  layers (top first, ${bytes(i.layers.reduce((a, l) => a + l.actualSize, 0))} on disk):`,
         table(i.layers.map((l) => layerRow(l, '    '))),
+        // An older helper sends no shares.
+        ...(i.shares?.length ? ['  shared folders:', ...i.shares.map((s) => `    ${shareText(s)}`)] : []),
         ...(i.disks.length ? ['  attached disks:', ...i.disks.map((d) => `    ${d.id} ${d.bus}${d.readOnly ? ' ro' : ''} ${d.source}`)] : []),
       ].join('\n'));
     },

@@ -8,6 +8,7 @@
  */
 import type { DisplaySize, Size } from '../../shared/display';
 import { DevvmError } from '../../shared/errors';
+import type { ShareTransport } from '../../shared/types';
 
 export interface DriverFeatures {
   /** Save and restore RAM + device state to a file (suspend, RAM snapshots). */
@@ -43,6 +44,33 @@ export interface InstanceFiles {
   screendump: string;
   /** The guest agent's channel (a unix socket the engine serves, 0600). */
   agentSocket: string;
+  /** The VM's own 0700 directory: share daemons' sockets (0600) live there. */
+  dir: string;
+  /** The share daemons (virtiofsd) of the running VM, so a restarted helper finds or ends them. */
+  shareRecord: string;
+}
+
+/** A share as a device of the machine: devvm's tag (never user text), the real host folder, its transport. */
+export interface ShareDevice {
+  tag: string;
+  hostPath: string;
+  readOnly: boolean;
+  transport: ShareTransport;
+}
+
+/**
+ * Shared folders of a running VM. virtiofs devices come and go live (a daemon, a socket,
+ * a hot-plugged device); 9p ones exist only from boot (QEMU 7.2 has no fsdev_add).
+ */
+export interface ShareOps {
+  /** Tags of the virtiofs devices the machine has now. */
+  plugged(): string[];
+  /** Hot-plugs a virtiofs share; refused (not-supported) for anything the machine cannot take live. */
+  plug(d: ShareDevice): Promise<void>;
+  /** Unplugs a virtiofs share and ends its daemon (the guest must have unmounted it). */
+  unplug(tag: string): Promise<void>;
+  /** Whether `d` can be hot-plugged into this machine now, and if not why. */
+  canPlug(d: ShareDevice): string | null;
 }
 
 export interface LaunchSpec {
@@ -66,6 +94,11 @@ export interface LaunchSpec {
   files: InstanceFiles;
   /** Start paused, waiting for a RAM state (`RamStateOps.load`). */
   incoming: boolean;
+  /**
+   * Shares: `sharedMemory` gives guest RAM a daemon can map (virtiofs; it changes the
+   * machine, so a restore uses what the state was saved with); `devices` are present at boot.
+   */
+  shares?: { sharedMemory: boolean; devices: ShareDevice[] };
   /** Aborted by `stop --force` while the VM comes up: the launch kills what it started and fails. */
   signal?: AbortSignal;
 }
@@ -188,6 +221,14 @@ export interface AgentOps {
   shutdown(timeoutMs: number): Promise<void>;
   /** `mac`: the NIC whose IPv4 address is wanted. */
   facts(mac: string, timeoutMs: number): Promise<GuestFacts>;
+  /** Runs a program in the guest as root (argument array, no shell unless `path` is one) and waits for it. Optional. */
+  exec?(path: string, args: string[], timeoutMs: number): Promise<GuestExecResult>;
+}
+
+export interface GuestExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
 }
 
 export interface FrozenRun<T> {
@@ -208,6 +249,8 @@ export interface Instance extends Lifecycle {
   readonly display: DisplayOps | null;
   /** null: no agent channel (a driver without one, or a VM started before devvm had it). */
   readonly agent: AgentOps | null;
+  /** Shared folders; absent or null: this driver shares none. */
+  readonly shares?: ShareOps | null;
 }
 
 /** What a saved RAM state depends on from the VM's side; the driver adds its own (version, accelerator, device layout). */
@@ -222,6 +265,9 @@ export interface FingerprintParts {
   ssh: boolean;
   /** The screen is a device: a state saved with one only restores with the same one. */
   display: DisplaySize | null;
+  /** Guest RAM from shared memory (virtiofs hosts), and the 9p devices present at boot (tag, read-only). */
+  sharedMemory?: boolean;
+  ninep?: Array<{ tag: string; readOnly: boolean }>;
 }
 
 export interface Driver {

@@ -10,14 +10,17 @@ import { DevvmError } from '../../shared/errors';
 import type { AccelChoice } from '../accel';
 import { loadNative } from '../native';
 import { protocolNode } from '../nbd';
+import { log } from '../log';
 import { run } from '../proc';
 import { HOTPLUG_PORTS, MACHINE_LAYOUT, qemuArgs } from '../qemu/args';
 import { livePid, Machine } from '../qemu/machine';
 import type { Qmp } from '../qemu/qmp';
 import { loadRamState, saveRamState } from '../qemu/ramstate';
 import { VncClient } from '../qemu/vnc';
+import { reapDaemons, readRecord, killDaemon } from '../qemu/virtiofsd';
 import { QemuAgent } from './qemuagent';
-import type { DeviceOps, DiskAttachSpec, DisplayOps, Driver, ExitInfo, FingerprintParts, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps } from './driver';
+import { QemuShares, startBootDaemons, type VirtiofsdChoice } from './qemushares';
+import type { DeviceOps, DiskAttachSpec, DisplayOps, Driver, ExitInfo, FingerprintParts, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps, ShareOps } from './driver';
 
 const machineFiles = (f: InstanceFiles) => ({ qmpSocket: f.control, pidFile: f.pidFile, qemuLog: f.log });
 
@@ -109,6 +112,7 @@ class QemuInstance implements Instance {
   readonly devices: DeviceOps;
   readonly display: QemuDisplay | null;
   readonly agent: QemuAgent | null;
+  readonly shares: ShareOps;
 
   constructor(
     private readonly m: Machine,
@@ -116,11 +120,17 @@ class QemuInstance implements Instance {
     files: InstanceFiles,
     hasDisplay: boolean,
     hasAgent: boolean,
+    share: { daemon: VirtiofsdChoice | null; sharedMemory: boolean },
   ) {
     const qmp = m.qmp;
     this.display = hasDisplay ? new QemuDisplay(qmp, files) : null;
     this.agent = hasAgent ? new QemuAgent(qmp, files.agentSocket) : null;
-    m.once('exit', () => this.display?.close());
+    this.shares = new QemuShares(qmp, files, share.daemon, share.sharedMemory, `${files.dir}/virtiofsd.log`);
+    m.once('exit', () => {
+      this.display?.close();
+      // Each daemon exits when QEMU's connection closes; this makes sure none outlives the VM.
+      if (!this.detached) reapDaemons(files.shareRecord);
+    });
     this.ram = {
       save: (file) => saveRamState(qmp, file),
       load: (file) => loadRamState(qmp, file),
@@ -304,13 +314,31 @@ export class QemuDriver implements Driver {
   constructor(
     private readonly binary: string,
     private readonly accelerator: () => Promise<AccelChoice>,
+    /** The virtiofsd this host can run (null: virtiofs is not available, shares use 9p). */
+    private readonly virtiofsd: () => VirtiofsdChoice | null = () => null,
   ) {}
 
   async launch(s: LaunchSpec): Promise<Instance> {
     this.accel ??= await this.accelerator();
+    const daemon = this.virtiofsd();
+    const shares = s.shares ?? { sharedMemory: false, devices: [] };
+    if (shares.devices.some((d) => d.transport === 'virtiofs') && (!daemon || !shares.sharedMemory)) throw new DevvmError('internal', 'a virtiofs share needs a virtiofsd and shared memory');
+    const daemons = await startBootDaemons(daemon!, s.files, shares.devices, `${s.files.dir}/virtiofsd.log`);
+    const ninep = shares.devices.filter((d) => d.transport === '9p').map(({ tag, hostPath, readOnly }) => ({ tag, hostPath, readOnly }));
+    try {
+      return await this.launchQemu(s, { sharedMemory: shares.sharedMemory, ninep, virtiofs: daemons.map(({ tag, socket, port }) => ({ tag, socket, port })) }, daemon);
+    } catch (e) {
+      daemons.forEach(killDaemon);
+      reapDaemons(s.files.shareRecord);
+      throw e;
+    }
+  }
+
+  private async launchQemu(s: LaunchSpec, sh: { sharedMemory: boolean; ninep: Array<{ tag: string; hostPath: string; readOnly: boolean }>; virtiofs: Array<{ tag: string; socket: string; port: string }> }, daemon: VirtiofsdChoice | null): Promise<Instance> {
+    const accel = this.accel!;
     const args = qemuArgs({
       name: s.name,
-      accel: this.accel.name,
+      accel: accel.name,
       cpus: s.cpus,
       memoryMiB: s.memoryMiB,
       disks: s.disks,
@@ -328,6 +356,10 @@ export class QemuDriver implements Driver {
       serialLog: s.files.serialLog,
       pidFile: s.files.pidFile,
       incoming: s.incoming,
+      sharedMemory: sh.sharedMemory,
+      ninep: sh.ninep,
+      virtiofs: sh.virtiofs,
+      root: process.getuid?.() === 0,
     });
     if (s.display) rmSync(s.files.displaySocket, { force: true });
     rmSync(s.files.agentSocket, { force: true });
@@ -342,16 +374,27 @@ export class QemuDriver implements Driver {
         throw new DevvmError('process-failed', `QEMU did not open its ${what} socket: ${(e as Error).message}`, `see ${s.files.log}`);
       }
     }
-    return new QemuInstance(m, this.accel.name, s.files, s.display !== null, true);
+    return new QemuInstance(m, accel.name, s.files, s.display !== null, true, { daemon, sharedMemory: sh.sharedMemory });
   }
 
   async attach(files: InstanceFiles): Promise<Instance | null> {
     const m = await Machine.attach(machineFiles(files));
     // A QEMU an older helper started may have no agent channel.
-    return m ? new QemuInstance(m, this.accel?.name ?? null, files, existsSync(files.displaySocket), existsSync(files.agentSocket)) : null;
+    if (!m) return null;
+    let sharedMemory = false;
+    try {
+      sharedMemory = readFileSync(`/proc/${m.pid}/cmdline`, 'utf8').includes('memory-backend-memfd');
+    } catch {
+      // no /proc: no live virtiofs
+    }
+    // Daemons of shares unplugged or ended while no helper watched: the record keeps only the live ones.
+    const live = readRecord(files.shareRecord);
+    if (live.length) log.info(`${files.dir}: ${live.length} virtiofsd daemon(s) still serve the running VM`);
+    return new QemuInstance(m, this.accel?.name ?? null, files, existsSync(files.displaySocket), existsSync(files.agentSocket), { daemon: this.virtiofsd(), sharedMemory });
   }
 
   reap(files: InstanceFiles): string | null {
+    reapDaemons(files.shareRecord);
     // QEMU removes its pid file when it exits in order; one left behind by a process that
     // is gone means it was killed or crashed.
     if (!existsSync(files.pidFile) || livePid(files.pidFile, files.control) !== null) return null;
@@ -369,8 +412,8 @@ export class QemuDriver implements Driver {
     this.version ??= run(this.binary, ['--version']).then((r) => r.stdout.trim().split('\n')[0] ?? '');
     this.accel ??= await this.accelerator();
     // Key order is part of the hash: kept as it was, so states saved before still restore.
-    // A display (and a devvm seed) is added only when there is one, so states saved without keep their hash.
-    const parts = { qemu: await this.version, accel: this.accel.name, cpus: p.cpus, memoryMiB: p.memoryMiB, image: p.image, kernel: p.kernel, seed: p.seed, ssh: p.ssh, layout: MACHINE_LAYOUT, ...(p.display ? { display: p.display } : {}), ...(p.provision ? { provision: p.provision } : {}) };
+    // A display, a devvm seed and share devices are added only when there are some, so states saved without keep their hash.
+    const parts = { qemu: await this.version, accel: this.accel.name, cpus: p.cpus, memoryMiB: p.memoryMiB, image: p.image, kernel: p.kernel, seed: p.seed, ssh: p.ssh, layout: MACHINE_LAYOUT, ...(p.display ? { display: p.display } : {}), ...(p.provision ? { provision: p.provision } : {}), ...(p.sharedMemory ? { sharedMemory: true } : {}), ...(p.ninep?.length ? { ninep: p.ninep } : {}) };
     return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
   }
 }

@@ -1,7 +1,8 @@
 /** The QEMU driver's guest agent part: qemu-guest-agent over the VM's agent socket (qemu/qga.ts), its port's state over QMP. */
 import { QgaClient } from '../qemu/qga';
 import type { Qmp } from '../qemu/qmp';
-import type { AgentOps, FrozenRun, GuestFacts } from './driver';
+import { DevvmError } from '../../shared/errors';
+import type { AgentOps, FrozenRun, GuestExecResult, GuestFacts } from './driver';
 
 /** The chardev id of the agent's channel (qemu/args.ts). */
 const AGENT_CHARDEV = 'qga0';
@@ -105,6 +106,23 @@ export class QemuAgent implements AgentOps {
     const os = (await ask<{ 'pretty-name'?: string }>('guest-get-osinfo'))?.['pretty-name'] ?? null;
     const hostname = (await ask<{ 'host-name'?: string }>('guest-get-host-name'))?.['host-name'] ?? null;
     return { ip, os, hostname, uptimeSec: await this.uptime(ask) };
+  }
+
+  /** guest-exec with an argument array, then guest-exec-status until it exited (output captured, base64). */
+  async exec(path: string, args: string[], timeoutMs: number): Promise<GuestExecResult> {
+    const deadline = Date.now() + timeoutMs;
+    const left = () => Math.max(1, deadline - Date.now());
+    const { pid } = await this.qga.execute<{ pid: number }>({ command: 'guest-exec', args: { path, arg: args, 'capture-output': true } }, left());
+    for (let wait = 20; ; wait = Math.min(wait * 2, 250)) {
+      type Status = { exited: boolean; exitcode?: number; signal?: number; 'out-data'?: string; 'err-data'?: string };
+      const st = await this.qga.execute<Status>({ command: 'guest-exec-status', args: { pid } }, left());
+      if (st.exited) {
+        const text = (b?: string) => Buffer.from(b ?? '', 'base64').toString('utf8');
+        return { exitCode: st.exitcode ?? (st.signal !== undefined ? 128 + st.signal : -1), stdout: text(st['out-data']), stderr: text(st['err-data']) };
+      }
+      if (Date.now() + wait > deadline) throw new DevvmError('timeout', `${path} in the guest did not finish within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
   }
 
   /** /proc/uptime through the agent's file commands (the agent has no uptime command; guest-exec is not used). */

@@ -14,6 +14,15 @@ import { protocolNode } from '../nbd';
 export const HOTPLUG_PORTS = ['hp0', 'hp1', 'hp2', 'hp3'];
 
 /**
+ * Root ports of their own for virtiofs devices (boot-time and hot-plugged), so shares never
+ * take a disk's slot. Only on machines with shared memory, whose fingerprint differs anyway.
+ */
+export const SHARE_PORTS = ['fs0', 'fs1', 'fs2', 'fs3'];
+
+/** 9p devices sit on the root bus at fixed slots (restores need the same device set): at most this many. */
+export const MAX_9P = 8;
+
+/**
  * Bumped whenever the device set changes: a saved RAM state only restores into the
  * machine it was saved from. 3: the guest agent's virtio-serial channel (0x7).
  */
@@ -32,6 +41,14 @@ export type QemuSpec = Omit<LaunchSpec, 'files' | 'incoming' | 'signal'> & {
   vncSocket?: string;
   /** Start paused, waiting for a RAM state over QMP (`migrate-incoming`). */
   incoming?: boolean;
+  /** Guest RAM from a shared memfd (virtiofs needs it) and the virtiofs root ports. */
+  sharedMemory?: boolean;
+  /** 9p exports (`-fsdev local`), in slot order. */
+  ninep?: Array<{ tag: string; hostPath: string; readOnly: boolean }>;
+  /** QEMU runs as root: 9p then sets the guest's owners on host files (passthrough); else it cannot (none). */
+  root?: boolean;
+  /** virtiofs devices present at boot, their daemon listening on `socket`. */
+  virtiofs?: Array<{ tag: string; socket: string; port: string }>;
 };
 
 /**
@@ -56,11 +73,13 @@ const blockdev = (o: Record<string, unknown>) => ['-blockdev', JSON.stringify(o)
 export function qemuArgs(s: QemuSpec): string[] {
   const args = [
     '-name', `guest=${optValue(s.name)},debug-threads=on`,
-    '-machine', 'q35',
+    '-machine', s.sharedMemory ? 'q35,memory-backend=ram0' : 'q35',
     '-accel', s.accel === 'tcg' ? 'tcg,thread=multi' : s.accel,
     '-cpu', s.accel === 'tcg' ? 'max' : 'host',
     '-smp', String(s.cpus),
     '-m', `${s.memoryMiB}M`,
+    // virtiofs: the daemon maps guest RAM, so it must come from a shared memfd.
+    ...(s.sharedMemory ? ['-object', `memory-backend-memfd,id=ram0,size=${s.memoryMiB}M,share=on`] : []),
     '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none',
     '-pidfile', s.pidFile,
     '-qmp', `unix:${optValue(s.qmpSocket)},server=on,wait=off`,
@@ -115,6 +134,8 @@ export function qemuArgs(s: QemuSpec): string[] {
     '-device', 'virtserialport,bus=vserial0.0,chardev=qga0,name=org.qemu.guest_agent.0',
   );
   HOTPLUG_PORTS.forEach((id, i) => args.push('-device', `pcie-root-port,id=${id},chassis=${i + 1},addr=${(0x10 + i).toString(16)}`));
+  if (s.sharedMemory) SHARE_PORTS.forEach((id, i) => args.push('-device', `pcie-root-port,id=${id},chassis=${HOTPLUG_PORTS.length + i + 1},addr=${(0x14 + i).toString(16)}`));
+  args.push(...shareArgs(s));
   if (s.display) {
     if (!s.vncSocket) throw new Error('a display needs a VNC socket');
     // virtio-vga: the guest takes the size a VNC client asks for (SetDesktopSize); its first
@@ -128,6 +149,29 @@ export function qemuArgs(s: QemuSpec): string[] {
   }
   if (s.incoming) args.push('-incoming', 'defer');
   return args;
+}
+
+/** A share's tag as devvm makes them ("devvm0".."devvm31"): never user text inside an option string. */
+export const SHARE_TAG = /^devvm[0-9]{1,2}$/;
+
+function shareArgs(s: QemuSpec): string[] {
+  const out: string[] = [];
+  const ninep = s.ninep ?? [];
+  if (ninep.length > MAX_9P) throw new Error(`at most ${MAX_9P} 9p shares`);
+  ninep.forEach((d, i) => {
+    if (!SHARE_TAG.test(d.tag)) throw new Error(`bad share tag ${d.tag}`);
+    // readonly=on: QEMU itself refuses writes, whatever the guest's mount says.
+    out.push(
+      '-fsdev', `local,id=fsd-${d.tag},path=${optValue(d.hostPath)},security_model=${s.root ? 'passthrough' : 'none'}${d.readOnly ? ',readonly=on' : ''}`,
+      '-device', `virtio-9p-pci,fsdev=fsd-${d.tag},mount_tag=${d.tag},id=${d.tag},addr=0x${(0x8 + i).toString(16)}`,
+    );
+  });
+  for (const d of s.virtiofs ?? []) {
+    if (!s.sharedMemory) throw new Error('virtiofs needs shared memory');
+    if (!SHARE_TAG.test(d.tag) || !SHARE_PORTS.includes(d.port)) throw new Error(`bad virtiofs device ${d.tag} on ${d.port}`);
+    out.push('-chardev', `socket,id=fsc-${d.tag},path=${optValue(d.socket)}`, '-device', `vhost-user-fs-pci,chardev=fsc-${d.tag},tag=${d.tag},id=${d.tag},bus=${d.port}`);
+  }
+  return out;
 }
 
 export function randomMac(bytes: Buffer): string {

@@ -28,7 +28,7 @@ export interface VmContext {
 }
 
 export function instanceFiles(f: VmFiles): InstanceFiles {
-  return { control: f.qmp, serialSocket: f.serial, serialLog: f.serialLog, pidFile: f.pid, log: f.qemuLog, displaySocket: f.vnc, screendump: f.screendump, agentSocket: f.qga };
+  return { control: f.qmp, serialSocket: f.serial, serialLog: f.serialLog, pidFile: f.pid, log: f.qemuLog, displaySocket: f.vnc, screendump: f.screendump, agentSocket: f.qga, dir: f.dir, shareRecord: f.shareRecord };
 }
 
 /**

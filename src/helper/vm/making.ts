@@ -18,6 +18,7 @@ import { displayOf } from './display';
 import type { Builder } from './create';
 import type { Power } from './power';
 import { findSnapshot, type Snapshots } from './snapshots';
+import type { Shares } from './shares';
 
 const MIN_FREE_BYTES = 256 * 1024 * 1024;
 
@@ -26,6 +27,7 @@ export interface MakingDeps {
   power: Power;
   snaps: Snapshots;
   writeSshConfig(): void;
+  shares: Shares;
 }
 
 export class Making {
@@ -51,6 +53,8 @@ export class Making {
     const memoryMiB = v.memoryMiB(p.memoryMiB ?? 2048, Math.floor(os.totalmem() / 1024 / 1024));
     const diskGiB = v.diskGiB(p.diskGiB ?? 20);
     if (displayOf(p).display) requireFeature(this.ctx.driver, 'display', 'show a display');
+    // Checked before anything is made: a bad share refuses the create and leaves nothing.
+    const shares = this.d.shares.records(p.shares ?? [], user);
     this.assertNameFree(name);
     // Held from before the base is checked until the VM exists: `image delete` is refused meanwhile.
     const release = this.ctx.images.hold(imageName);
@@ -74,7 +78,7 @@ export class Making {
         await this.buildVm(
           name,
           { image: imageName, img, parent: null, diskGiB },
-          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB, ...displayOf(p), ...settingsOf(p), ...(p.origin ? { origin: p.origin } : {}), ...(provisionPath === 'devvm' ? { provision: 'devvm' as const } : {}) }),
+          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB, ...displayOf(p), ...settingsOf(p), ...(p.origin ? { origin: p.origin } : {}), ...(provisionPath === 'devvm' ? { provision: 'devvm' as const } : {}), ...(shares.length ? { shares } : {}) }),
           async (cfg, clientKey) => ({ hostname: name, instanceId: cfg.instanceId, user, fullName, passwordHash: await hashing, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey, ...sshKeys] }),
           progress,
         );

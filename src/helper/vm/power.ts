@@ -13,7 +13,8 @@ import type { Progress } from '../images';
 import { log } from '../log';
 import { freePort, portIsFree } from '../ports';
 import { writeJsonAtomic } from '../store';
-import type { LaunchRecord, RamState, VmConfig } from '../vmconfig';
+import type { LaunchRecord, MachineShares, RamState, VmConfig } from '../vmconfig';
+import type { Shares } from './shares';
 import { instanceFiles, type VmContext } from './context';
 import type { LayerView } from './layerview';
 import type { Op } from './oplock';
@@ -47,6 +48,7 @@ export interface PowerDeps {
   clearError(name: string): void;
   writeSshConfig(): void;
   usedPorts(): Set<number>;
+  shares: Shares;
 }
 
 export class Power {
@@ -101,7 +103,7 @@ export class Power {
       log.info(`${name}: saved RAM state discarded on request`);
     } else if (saved) {
       requireFeature(this.driver, 'ramState', 'restore a saved RAM state');
-      if ((await this.fingerprint(cfg, saved.seed)) !== saved.fingerprint) {
+      if ((await this.fingerprint(cfg, saved.seed, saved.shares)) !== saved.fingerprint) {
         if ((saved.display ?? false) !== (cfg.display !== undefined)) {
           const was = saved.display ? 'with a display' : 'without a display';
           throw new DevvmError('invalid-state', `the saved state of VM "${name}" was saved ${was}; the VM now has ${cfg.display ? 'one' : 'none'}`, `set it back (devvm set ${name} --display ${saved.display ? 'on' : 'off'}), or start it with --discard-state to cold boot`);
@@ -115,12 +117,14 @@ export class Power {
     const seed = saved ? (saved.seed ? seedPath : null) : !cfg.provisioned && existsSync(seedPath) ? seedPath : null;
     if (saved?.seed && !existsSync(seedPath)) throw new DevvmError('not-found', `the first-boot seed the saved state needs is missing: ${seedPath}`, 'start with --discard-state to cold boot');
     if (op.signal.aborted) throw this.cancelled(name);
+    // A restore gets exactly the share devices (and memory backend) the state was saved with.
+    const plan = saved ? this.d.shares.restorePlan(saved) : this.d.shares.bootPlan(cfg);
     progress(saved ? 'restoring saved RAM state' : 'booting');
     const serialStart = existsSync(f.serialLog) ? statSync(f.serialLog).size : 0;
     const inst = await this.driver
       .launch({
         name, cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, disks: { base: { file: img.file, format: img.format }, cache: f.cache, layers },
-        kernel: img.kernel, initrd: img.initrd, seed, provision: cfg.provision, sshPort: cfg.ssh ? cfg.sshPort : null, mac: cfg.mac, display: cfg.display ? bootSize(cfg.display) : null, files: instanceFiles(f), incoming: saved !== null, signal: op.signal,
+        kernel: img.kernel, initrd: img.initrd, seed, provision: cfg.provision, sshPort: cfg.ssh ? cfg.sshPort : null, mac: cfg.mac, display: cfg.display ? bootSize(cfg.display) : null, files: instanceFiles(f), incoming: saved !== null, signal: op.signal, shares: plan.shares,
       })
       .catch((e: unknown) => {
         throw op.signal.aborted ? this.cancelled(name) : e;
@@ -128,7 +132,7 @@ export class Power {
     op.instance = inst;
     try {
       // What this process was started with, for a later suspend (a restore needs the same devices).
-      writeJsonAtomic(f.launch, { seed: seed !== null, sshReady: saved?.sshReady } satisfies LaunchRecord);
+      writeJsonAtomic(f.launch, { seed: seed !== null, sshReady: saved?.sshReady, shares: plan.record } satisfies LaunchRecord);
       if (saved) {
         try {
           await need(inst.ram, this.driver.name, 'restore a saved RAM state').load(f.suspendState);
@@ -152,6 +156,8 @@ export class Power {
     }
     this.d.adopt(name, inst);
     if (seed && !this.config(name).provisioned) this.d.watch.watch(name, serialStart);
+    // Mounted once the agent answers: waited for after a restore (the guest is up), in the background after a boot.
+    await this.d.shares.started(name, plan, saved !== null).catch((e: Error) => log.warn(`${name}: shares: ${e.message}`));
   }
 
   private cancelled(name: string): DevvmError {
@@ -160,14 +166,16 @@ export class Power {
 
   /** The record of a RAM state saved now from the running VM. */
   async ramStateNow(name: string, savedAt: string): Promise<RamState> {
-    const { seed, sshReady } = launchRecord(this.ctx, name);
+    const { seed, sshReady, shares } = launchRecord(this.ctx, name);
     const cfg = this.config(name);
-    return { savedAt, seed, fingerprint: await this.fingerprint(cfg, seed), sshReady, ...(cfg.display ? { display: true } : {}), cpus: cfg.cpus, memoryMiB: cfg.memoryMiB };
+    const m = shares?.sharedMemory || shares?.ninep?.length ? { shares } : {};
+    return { savedAt, seed, fingerprint: await this.fingerprint(cfg, seed, shares), sshReady, ...(cfg.display ? { display: true } : {}), cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, ...m };
   }
 
-  private fingerprint(cfg: VmConfig, seed: boolean): Promise<string> {
+  private fingerprint(cfg: VmConfig, seed: boolean, shares?: MachineShares): Promise<string> {
     const img = this.images.get(cfg.image);
-    return this.driver.fingerprint({ cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, image: img.sha256, kernel: img.kernel, seed, ...(cfg.provision ? { provision: cfg.provision } : {}), ssh: cfg.ssh, display: cfg.display ?? null });
+    const ninep = shares?.ninep?.map((d) => ({ tag: d.tag, readOnly: d.readOnly }));
+    return this.driver.fingerprint({ cpus: cfg.cpus, memoryMiB: cfg.memoryMiB, image: img.sha256, kernel: img.kernel, seed, ...(cfg.provision ? { provision: cfg.provision } : {}), ssh: cfg.ssh, display: cfg.display ?? null, sharedMemory: shares?.sharedMemory ?? false, ...(ninep?.length ? { ninep } : {}) });
   }
 
   /** Saves RAM and device state and ends the process (lock held, state checked). */
@@ -178,6 +186,10 @@ export class Power {
     const ram = need(inst.ram, this.driver.name, 'save RAM state');
     mkdirSync(f.ramDir, { recursive: true, mode: 0o700 });
     const tmp = `${f.suspendState}.partial`;
+    // QEMU refuses to migrate with a mounted 9p export or a vhost-user-fs device: unmounted
+    // (synced first) and unplugged here, or refused while a guest process holds a file there.
+    progress('unmounting shared folders');
+    const remount = await this.d.shares.beforeSave(name, 'suspend');
     // Made before the save, so that the state file and the record naming it appear in one
     // synchronous step: a QEMU killed after the save then leaves a suspended VM, not an error.
     const state = await this.ramStateNow(name, new Date().toISOString());
@@ -188,6 +200,7 @@ export class Power {
     } catch (e) {
       rmSync(tmp, { force: true });
       await inst.resume().catch(() => {});
+      await this.d.shares.remount(name, remount).catch(() => {});
       throw e;
     }
     renameSync(tmp, f.suspendState);

@@ -40,6 +40,8 @@ export class Snapshots {
     private readonly ctx: VmContext,
     /** The record of a RAM state saved now from the running VM. */
     private readonly ramStateNow: (name: string, savedAt: string) => Promise<RamState>,
+    /** Around a RAM save of the running VM: shares unmounted and unplugged (or the save refused), then back. */
+    private readonly aroundSave: { before(name: string): Promise<unknown>; after(name: string): Promise<void> } = { before: async () => [], after: async () => {} },
   ) {}
 
   /**
@@ -206,7 +208,14 @@ export class Snapshots {
         throw e;
       }
     }
-    return this.freeze(name, { ...rec, ram: await this.ramStateNow(name, rec.createdAt) }, f.snapshotRam(snap), progress);
+    progress('unmounting shared folders');
+    await this.aroundSave.before(name);
+    try {
+      return await this.freeze(name, { ...rec, ram: await this.ramStateNow(name, rec.createdAt) }, f.snapshotRam(snap), progress);
+    } finally {
+      // The VM goes on: its shares are mounted again, whether the save worked or not.
+      await this.aroundSave.after(name).catch(() => {});
+    }
   }
 
   /** A fresh overlay on the snapshot's layer; with RAM the VM becomes suspended at that moment. VM stopped, lock held. */
