@@ -7,7 +7,8 @@ import net from 'node:net';
 import { createMessageConnection, MessageConnection, ResponseError, SocketMessageReader, SocketMessageWriter } from 'vscode-jsonrpc/node';
 import { asDevvmError, DevvmError } from '../shared/errors';
 import { Notify, Rpc, RPC_ERROR, type Handlers, type ImageBuildParams, type RpcName } from '../shared/rpc';
-import type { HelperInfo } from '../shared/types';
+import type { HelperInfo, PortForward } from '../shared/types';
+import { staticPort } from '../shared/portspec';
 import type { AccelChoice } from './accel';
 import { doctor, usbMonitorCheck } from './doctor';
 import type { Home } from './filenames';
@@ -48,6 +49,7 @@ export class Server {
 
   constructor(private readonly d: ServerDeps) {
     d.vms.on('changed', (s) => this.broadcast((c) => c.sendNotification(Notify.vmChanged, s)));
+    d.vms.on('ports', (e: { name: string; ports: PortForward[] }) => this.broadcast((c) => c.sendNotification(Notify.ports, e)));
     d.vms.on('removed', (name: string) => this.broadcast((c) => c.sendNotification(Notify.vmRemoved, { name })));
     d.usb?.on('add', (device) => {
       const runningVms = d.vms.runningNames();
@@ -130,9 +132,10 @@ export class Server {
       vmScreenshot: (p) => vms.screenshot(p.name),
       vmShare: () => notYet('shared folders'),
       vmUnshare: () => notYet('shared folders'),
-      vmPorts: () => notYet('port forwarding'),
-      vmPortAdd: () => notYet('port forwarding'),
-      vmPortRemove: () => notYet('port forwarding'),
+      vmPorts: (p) => vms.ports(p.name),
+      vmPortStatus: (p) => vms.portStatus(p.name),
+      vmPortAdd: ({ name, ...p }) => vms.portAdd(name, staticPort(p)),
+      vmPortRemove: (p) => vms.portRemove(p.name, p.protocol ?? 'tcp', p.hostPort),
 
       diskAttach: (p) => vms.attachDisk(p.name, { source: p.source, usb: p.usb ?? false, readOnly: p.readOnly ?? false, format: p.format, tlsPskFile: p.tlsPskFile }),
       diskDetach: (p) => vms.detachDisk(p.name, p.id),

@@ -1,4 +1,5 @@
 import type { DisplaySize } from '../shared/display';
+import type { StaticPort } from '../shared/portspec';
 
 /** vm.json: what a VM is. Runtime state is never stored here; it is derived (see vms.ts). */
 export interface VmConfig {
@@ -51,6 +52,8 @@ export interface VmConfig {
    */
   fsFrozen?: string;
   clonedFrom?: { vm: string; layer: string };
+  /** Static port forwards (`port add`, create --port), applied whenever the VM runs. */
+  ports?: StaticPort[];
 }
 
 export interface RamState {

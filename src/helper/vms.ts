@@ -11,7 +11,7 @@ import { DevvmError } from '../shared/errors';
 import { allows, assertAllowed, busy, type Operation } from '../shared/lifecycle';
 import type { Size } from '../shared/display';
 import type { CreateParams, SetParams, SshTarget } from '../shared/rpc';
-import type { AttachedDisk, DisplayInfo, DisplayResizeResult, HostUsbDevice, Screenshot, LayerInfo, LayerNode, NbdExport, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
+import type { AttachedDisk, PortForward, PortProtocol, PortStatus, DisplayInfo, DisplayResizeResult, HostUsbDevice, Screenshot, LayerInfo, LayerNode, NbdExport, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
 import type { ExportRecord } from './exports';
 import * as v from '../shared/validate';
 import type { AccelChoice } from './accel';
@@ -42,6 +42,8 @@ import { VmStore } from './vm/store';
 import { IdleWatch, procTables } from './vm/idle';
 import { applySettings, autostart, idleLimit } from './vm/settings';
 import { wake } from './vm/wake';
+import { PortForwards } from './vm/ports';
+import type { StaticPort } from '../shared/portspec';
 
 export interface VmsOptions {
   qemuBinary: string;
@@ -74,6 +76,7 @@ export class Vms extends EventEmitter {
   private readonly power: Power;
   private readonly making: Making;
   private readonly displays: Displays;
+  private readonly forwards: PortForwards;
   readonly idle: IdleWatch;
 
   constructor(
@@ -118,6 +121,12 @@ export class Vms extends EventEmitter {
       usedPorts,
     });
     this.displays = new Displays(this.ctx);
+    this.forwards = new PortForwards(this.ctx, {
+      reserved: () => new Set(this.configs().map((c) => c.sshPort)),
+      // ProxyCommand=none: a relayed connection must never wake or boot the VM.
+      sshArgv: (n, target) => (this.config(n).ssh ? ['-F', home.sshConfig, '-o', 'ProxyCommand=none', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=20', '-W', target, sshHostAlias(n)] : null),
+      changed: (n, ports) => this.emit('ports', { name: n, ports }),
+    });
     this.idle = new IdleWatch({
       now: () => Date.now(),
       vms: () =>
@@ -222,7 +231,8 @@ export class Vms extends EventEmitter {
       disks: this.attachedDisks(name).map(publicDisk),
       usb: this.usbAttached(name).map(({ qemuId: _q, ...d }) => ({ ...d, attachedTo: name })),
       shares: [],
-      ports: [],
+      ports: this.forwards.list(name),
+      autoPorts: this.forwards.autoState(name),
       ...(inst ? { agent: await guestAgentInfo(inst, c.mac) } : {}),
     };
   }
@@ -288,9 +298,11 @@ export class Vms extends EventEmitter {
   private adopt(name: string, inst: Instance): void {
     this.instances.set(name, inst);
     this.displays.adopted(name, inst);
+    this.forwards.adopted(name, inst);
     inst.onExit((info) => {
       if (this.instances.get(name) !== inst) return;
       this.instances.delete(name);
+      this.forwards.ended(name);
       this.watch.stop(name);
       const f = this.home.vm(name);
       rmSync(f.pid, { force: true });
@@ -530,6 +542,25 @@ export class Vms extends EventEmitter {
     return this.exports.unexport(name);
   }
 
+  // ---- port forwards (vm/ports.ts) -----------------------------------------
+
+  ports(name: string): PortForward[] {
+    this.config(name);
+    return this.forwards.list(name);
+  }
+
+  portStatus(name: string): PortStatus {
+    return this.forwards.status(name);
+  }
+
+  portAdd(name: string, spec: StaticPort): Promise<PortForward> {
+    return this.forwards.add(name, spec);
+  }
+
+  portRemove(name: string, protocol: PortProtocol, hostPort: number): Promise<void> {
+    return this.forwards.remove(name, protocol, hostPort);
+  }
+
   // ---- the machine and its display (vm/display.ts) -------------------------
 
   async set(name: string, p: Omit<SetParams, 'name'>): Promise<VmSummary> {
@@ -555,6 +586,7 @@ export class Vms extends EventEmitter {
     this.idle.stop();
     for (const [name, inst] of this.instances) {
       this.instances.delete(name);
+      this.forwards.ended(name, false);
       if (stopVms) await inst.stop(true, 0);
       else inst.detach();
     }

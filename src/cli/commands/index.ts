@@ -9,6 +9,7 @@ import { displayCommands } from './display';
 import { doctorCommands } from './doctor';
 import { helperCommands } from './helper';
 import { imageCommands } from './image';
+import { portCommands } from './ports';
 import { setCommands } from './set';
 import { sshCommands } from './ssh';
 import { snapshotCommands } from './snapshot';
@@ -20,6 +21,7 @@ export const COMMANDS: readonly Command[] = [
   ...vmCommands,
   ...sshCommands.filter((c) => c.name === 'ssh'),
   ...setCommands,
+  ...portCommands,
   ...displayCommands,
   ...snapshotCommands,
   ...diskCommands,

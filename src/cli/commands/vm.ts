@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { DevvmError } from '../../shared/errors';
 import { displaySize } from '../../shared/display';
-import { bytes, layerRow, table, vmStateLine } from '../../shared/format';
+import { bytes, layerRow, portsText, table, vmStateLine } from '../../shared/format';
+import { portArg } from './ports';
 import { refusal } from '../../shared/lifecycle';
 import { Rpc } from '../../shared/rpc';
 import type { VmSummary } from '../../shared/types';
@@ -47,7 +48,7 @@ const startOptions = { 'wait-ssh': { type: 'boolean' }, timeout: { type: 'string
 export const vmCommands: Command[] = [
   {
     name: 'create',
-    usage: 'NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]\n[--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]\n[--display] [--display-size WxH|auto] [--idle-suspend MIN|off] [--autostart]\n[--start] [--wait-ssh]',
+    usage: 'NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]\n[--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]\n[--display] [--display-size WxH|auto] [--idle-suspend MIN|off] [--autostart]\n[--port [ADDR:]HOST:GUEST[/udp]]... [--start] [--wait-ssh]',
     summary: 'a new VM on a base image (one small overlay)',
     options: {
       image: { type: 'string' }, user: { type: 'string' }, 'full-name': { type: 'string' },
@@ -56,6 +57,7 @@ export const vmCommands: Command[] = [
       cpus: { type: 'string' }, memory: { type: 'string' }, disk: { type: 'string' },
       display: { type: 'boolean' }, 'display-size': { type: 'string' },
       'idle-suspend': { type: 'string' }, autostart: { type: 'boolean' },
+      port: { type: 'string', multiple: true },
       start: { type: 'boolean' }, 'wait-ssh': { type: 'boolean' },
     },
     positionals: 1,
@@ -63,6 +65,7 @@ export const vmCommands: Command[] = [
       if (!values.image) throw new UsageError('--image is required');
       if (values['password-stdin'] && values['password-file']) throw new UsageError('use either --password-stdin or --password-file');
       const idle = idleArg(values['idle-suspend'], false);
+      const ports = ((values.port as string[] | undefined) ?? []).map((p) => portArg(p, false));
       const s = await ctx.call(Rpc.vmCreate, ctx.withToken({
         name: positionals[0]!,
         image: values.image as string,
@@ -79,6 +82,7 @@ export const vmCommands: Command[] = [
         ...(typeof values['display-size'] === 'string' ? { displaySize: displaySize(values['display-size']) } : {}),
         ...(idle !== undefined ? { idleSuspend: idle } : {}),
         ...(values.autostart ? { autostart: true } : {}),
+        ...(ports.length ? { ports } : {}),
         start: Boolean(values.start || values['wait-ssh']),
         waitSsh: Boolean(values['wait-ssh']),
       }));
@@ -167,6 +171,8 @@ export const vmCommands: Command[] = [
         `  serial console log: ${i.serialLog}`,
         `  layers (top first, ${bytes(i.layers.reduce((a, l) => a + l.actualSize, 0))} on disk):`,
         table(i.layers.map((l) => layerRow(l, '    '))),
+        `  ports${i.autoPorts?.on ? ' (guest listeners forwarded automatically)' : ''}:`,
+        portsText(i.ports, i.autoPorts, '    '),
         ...(i.disks.length ? ['  attached disks:', ...i.disks.map((d) => `    ${d.id} ${d.bus}${d.readOnly ? ' ro' : ''} ${d.source}`)] : []),
       ].join('\n'));
     },

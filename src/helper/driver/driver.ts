@@ -20,6 +20,8 @@ export interface DriverFeatures {
   usbPassthrough: boolean;
   /** A screen the guest can resize, readable by a VNC client, with screenshots. */
   display: boolean;
+  /** Host ports forwarded to guest ports, added and removed while the VM runs. */
+  portForward: boolean;
 }
 
 /** The disk chain, bottom to top: base (read-only), per-VM cache, pool layers (last one writable). */
@@ -183,6 +185,27 @@ export interface AgentOps {
   shutdown(timeoutMs: number): Promise<void>;
   /** `mac`: the NIC whose IPv4 address is wanted. */
   facts(mac: string, timeoutMs: number): Promise<GuestFacts>;
+  /** Reads whole files in the guest (each at most `maxBytes`; null where one cannot be read), in one session. */
+  readFiles(paths: readonly string[], maxBytes: number, timeoutMs: number): Promise<Array<Buffer | null>>;
+  /** Runs a program in the guest (argument array, no shell) and returns its exit code and output. */
+  exec(argv: readonly string[], timeoutMs: number): Promise<{ exitCode: number; stdout: string }>;
+}
+
+/** A host port the engine's user-mode network forwards to a guest port. */
+export interface HostForward {
+  protocol: 'tcp' | 'udp';
+  /** An IPv4 literal (validated before it gets here). */
+  hostAddress: string;
+  hostPort: number;
+  guestPort: number;
+}
+
+export interface PortOps {
+  /** Adds a forward; false when the host port cannot be bound (taken), nothing added then. */
+  add(f: HostForward): Promise<boolean>;
+  remove(f: Omit<HostForward, 'guestPort'>): Promise<void>;
+  /** The forwards the engine has now (a restarted helper learns them here). */
+  list(): Promise<HostForward[]>;
 }
 
 export interface FrozenRun<T> {
@@ -203,6 +226,8 @@ export interface Instance extends Lifecycle {
   readonly display: DisplayOps | null;
   /** null: no agent channel (a driver without one, or a VM started before devvm had it). */
   readonly agent: AgentOps | null;
+  /** Run-time host port forwards; null when the driver has none. */
+  readonly ports: PortOps | null;
 }
 
 /** What a saved RAM state depends on from the VM's side; the driver adds its own (version, accelerator, device layout). */

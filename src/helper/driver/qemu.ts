@@ -17,6 +17,7 @@ import type { Qmp } from '../qemu/qmp';
 import { loadRamState, saveRamState } from '../qemu/ramstate';
 import { VncClient } from '../qemu/vnc';
 import { QemuAgent } from './qemuagent';
+import { QemuPorts } from './qemuports';
 import type { DeviceOps, DiskAttachSpec, DisplayOps, Driver, ExitInfo, FingerprintParts, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps } from './driver';
 
 const machineFiles = (f: InstanceFiles) => ({ qmpSocket: f.control, pidFile: f.pidFile, qemuLog: f.log });
@@ -109,6 +110,7 @@ class QemuInstance implements Instance {
   readonly devices: DeviceOps;
   readonly display: QemuDisplay | null;
   readonly agent: QemuAgent | null;
+  readonly ports: QemuPorts;
 
   constructor(
     private readonly m: Machine,
@@ -120,6 +122,7 @@ class QemuInstance implements Instance {
     const qmp = m.qmp;
     this.display = hasDisplay ? new QemuDisplay(qmp, files) : null;
     this.agent = hasAgent ? new QemuAgent(qmp, files.agentSocket) : null;
+    this.ports = new QemuPorts(qmp);
     m.once('exit', () => this.display?.close());
     this.ram = {
       save: (file) => saveRamState(qmp, file),
@@ -297,7 +300,7 @@ async function detachDisk(m: Machine, id: string, timeoutMs = 30_000): Promise<v
 
 export class QemuDriver implements Driver {
   readonly name = 'qemu';
-  readonly features = { ramState: true, liveLayerSwitch: true, hotplugDisks: true, usbPassthrough: true, display: true };
+  readonly features = { ramState: true, liveLayerSwitch: true, hotplugDisks: true, usbPassthrough: true, display: true, portForward: true };
   private accel: AccelChoice | null = null;
   private version: Promise<string> | null = null;
 

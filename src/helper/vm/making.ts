@@ -8,6 +8,7 @@ import os from 'node:os';
 import { DevvmError } from '../../shared/errors';
 import type { CreateParams } from '../../shared/rpc';
 import { settingsOf } from './settings';
+import { portsOf } from './ports';
 import * as v from '../../shared/validate';
 import type { Progress } from '../images';
 import { log } from '../log';
@@ -49,6 +50,7 @@ export class Making {
     const cpus = v.cpus(p.cpus ?? 2);
     const memoryMiB = v.memoryMiB(p.memoryMiB ?? 2048, Math.floor(os.totalmem() / 1024 / 1024));
     const diskGiB = v.diskGiB(p.diskGiB ?? 20);
+    const ports = portsOf(p);
     if (displayOf(p).display) requireFeature(this.ctx.driver, 'display', 'show a display');
     this.assertNameFree(name);
     // Held from before the base is checked until the VM exists: `image delete` is refused meanwhile.
@@ -71,7 +73,7 @@ export class Making {
         await this.buildVm(
           name,
           { image: imageName, img, parent: null, diskGiB },
-          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB, ...displayOf(p), ...settingsOf(p) }),
+          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB, ...displayOf(p), ...settingsOf(p), ...ports }),
           async (cfg, clientKey) => ({ hostname: name, instanceId: cfg.instanceId, user, fullName, passwordHash: await hashing, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey, ...sshKeys] }),
           progress,
         );
