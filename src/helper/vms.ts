@@ -58,6 +58,8 @@ export interface VmsOptions {
   cliRunner?: CliRunner;
   /** Idle suspend minutes for VMs without their own setting (DEVVM_IDLE_SUSPEND); null: off. */
   idleDefaultMin?: number | null;
+  /** How often a running guest's listening ports are read (default 1 s). */
+  portPollMs?: number;
 }
 
 export class Vms extends EventEmitter {
@@ -126,6 +128,7 @@ export class Vms extends EventEmitter {
       // ProxyCommand=none: a relayed connection must never wake or boot the VM.
       sshArgv: (n, target) => (this.config(n).ssh ? ['-F', home.sshConfig, '-o', 'ProxyCommand=none', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=20', '-W', target, sshHostAlias(n)] : null),
       changed: (n, ports) => this.emit('ports', { name: n, ports }),
+      pollMs: opts.portPollMs,
     });
     this.idle = new IdleWatch({
       now: () => Date.now(),

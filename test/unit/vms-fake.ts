@@ -139,12 +139,15 @@ function fakeAgent(driver: FakeDriver): AgentOps {
       await answer('facts');
       return { ip: '10.0.2.15', os: 'Debian GNU/Linux 12 (bookworm)', hostname: 'guest', uptimeSec: 42 };
     },
+    // Polled by the port forwarder: counted apart, so `events` stays what the tests ask.
     readFiles: async (paths) => {
-      await answer('readFiles');
+      driver.portPolls++;
+      if (driver.agent === 'silent') throw new Error('the guest agent did not answer');
       return paths.map((p) => (driver.guestFiles[p] === undefined ? null : Buffer.from(driver.guestFiles[p]!)));
     },
     exec: async (argv) => {
-      await answer(`exec ${argv.join(' ')}`);
+      driver.execs.push(argv.join(' '));
+      if (driver.agent === 'silent') throw new Error('the guest agent did not answer');
       return { exitCode: 0, stdout: driver.guestSs };
     },
   };
@@ -205,6 +208,9 @@ export class FakeDriver implements Driver {
   guestSs = '';
   /** Host ports the fake engine cannot bind. */
   readonly takenHostPorts = new Set<number>();
+  /** Reads of the guest's /proc/net/tcp*, and programs run in the guest. */
+  portPolls = 0;
+  readonly execs: string[] = [];
   /** Sizes the fake screens were asked for, in order. */
   readonly resizes: Size[] = [];
   resizeMs = 5;
@@ -292,7 +298,7 @@ export async function rig(): Promise<Rig> {
       void work;
     },
   };
-  const make = (driver: FakeDriver) => new Vms(home, images, { qemuBinary: 'unused', accelerator: async () => ({ name: 'tcg', reason: 'test' }), stopTimeoutMs: 1000, driver, provisioner });
+  const make = (driver: FakeDriver) => new Vms(home, images, { qemuBinary: 'unused', accelerator: async () => ({ name: 'tcg', reason: 'test' }), stopTimeoutMs: 1000, driver, provisioner, portPollMs: 10 });
   const managers: Vms[] = [];
   const tracked = (d: FakeDriver) => {
     const m = make(d);

@@ -172,7 +172,7 @@ export const vmCommands: Command[] = [
         `  layers (top first, ${bytes(i.layers.reduce((a, l) => a + l.actualSize, 0))} on disk):`,
         table(i.layers.map((l) => layerRow(l, '    '))),
         `  ports${i.autoPorts?.on ? ' (guest listeners forwarded automatically)' : ''}:`,
-        portsText(i.ports, i.autoPorts, '    '),
+        portsText(i.ports ?? [], i.autoPorts, '    '),
         ...(i.disks.length ? ['  attached disks:', ...i.disks.map((d) => `    ${d.id} ${d.bus}${d.readOnly ? ' ro' : ''} ${d.source}`)] : []),
       ].join('\n'));
     },

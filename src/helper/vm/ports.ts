@@ -353,7 +353,8 @@ export class PortForwards {
     const v = this.vms.get(name);
     if (v && !v.stopped && v.inst.ports) await this.serial(v, () => this.syncStatics(v));
     else this.d.changed(name, this.list(name));
-    return this.list(name).find((f) => f.kind === 'static' && sameHostPort(f, spec)) ?? publicForward(staticForward(spec));
+    const live = this.vms.get(name)?.statics.find((f) => f.spec && sameHostPort(f.spec, spec));
+    return publicForward(live ?? staticForward(spec));
   }
 
   async remove(name: string, protocol: PortProtocol, hostPort: number): Promise<void> {
