@@ -12,6 +12,7 @@ import { Qmp } from '../src/helper/qemu/qmp';
 import { Sandbox } from '../test/integration/harness';
 import { serveSlowly } from '../test/integration/slownbd';
 import { type BenchSection, median } from './section';
+import { portsSection } from './sections/ports';
 import { watch } from './vncviewer';
 
 const json = process.argv.includes('--json');
@@ -21,7 +22,7 @@ const only = onlyArg > 0 ? new Set((process.argv[onlyArg + 1] ?? '').split(','))
 const note = (m: string) => process.stderr.write(`bench: ${m}\n`);
 
 /** Sections features add (bench/sections/*.ts), run after the core figures. */
-const SECTIONS: BenchSection[] = [];
+const SECTIONS: BenchSection[] = [portsSection];
 
 function timed(f: () => void): number {
   const t = performance.now();
