@@ -110,14 +110,26 @@ export class QemuAgent implements AgentOps {
 
   readFiles(paths: readonly string[], maxBytes: number, timeoutMs: number): Promise<Array<Buffer | null>> {
     const deadline = Date.now() + timeoutMs;
+    // A background read: it gives the agent up to any call that queues meanwhile (a
+    // readiness ping, a freeze) after at most one command, rather than make it wait.
+    const yieldCheck = () => {
+      if (this.qga.waiting > 0) throw new DevvmError('busy', 'the guest agent is wanted by another call');
+    };
     return this.qga.session(timeoutMs, async (s) => {
       const out: Array<Buffer | null> = [];
-      for (const path of paths) out.push(await readWhole(s, path, maxBytes, deadline).catch(() => null));
+      for (const path of paths) {
+        out.push(await readWhole(s, path, maxBytes, deadline, yieldCheck).catch((e: unknown) => {
+          // A file the agent cannot open is null; a dead session or a yield ends the read.
+          if (e instanceof DevvmError && e.code === 'process-failed') return null;
+          throw e;
+        }));
+      }
       return out;
     });
   }
 
   exec(argv: readonly string[], timeoutMs: number): Promise<{ exitCode: number; stdout: string }> {
+    if (this.qga.waiting > 0) return Promise.reject(new DevvmError('busy', 'the guest agent is wanted by another call'));
     const deadline = Date.now() + timeoutMs;
     const left = () => Math.max(1, deadline - Date.now());
     return this.qga.session(timeoutMs, async (s) => {
@@ -147,14 +159,16 @@ export class QemuAgent implements AgentOps {
 
 
 /** One file through guest-file-open/read/close on session `s`; rejects when it is larger than `maxBytes`. */
-async function readWhole(s: QgaSession, path: string, maxBytes: number, deadline: number): Promise<Buffer> {
+async function readWhole(s: QgaSession, path: string, maxBytes: number, deadline: number, yieldCheck: () => void): Promise<Buffer> {
   const left = () => Math.max(1, deadline - Date.now());
+  yieldCheck();
   const handle = await s.execute<number>({ command: 'guest-file-open', args: { path, mode: 'r' } }, left());
   try {
     const chunks: Buffer[] = [];
     let got = 0;
     for (;;) {
       // 512 KiB a read: its base64 reply stays well under the session's 4 MiB bound.
+      yieldCheck();
       const r = await s.execute<{ count: number; 'buf-b64'?: string; eof: boolean }>({ command: 'guest-file-read', args: { handle, count: Math.min(512 << 10, maxBytes + 1 - got) } }, left());
       const b = Buffer.from(r['buf-b64'] ?? '', 'base64');
       chunks.push(b);

@@ -23,7 +23,7 @@ import type { VmContext } from './context';
 const POLL_MS = 1000;
 /** While no agent has opened its channel: asked less often. */
 const IDLE_POLL_MS = 2000;
-const READ_TIMEOUT_MS = 3000;
+const READ_TIMEOUT_MS = 5000;
 const MAX_PROC_NET = 2 << 20;
 const MAX_STATIC = 64;
 const SSH_GUEST_PORT = 22;
@@ -65,6 +65,9 @@ interface Running {
   auto: AutoForwarding;
   timer?: NodeJS.Timeout;
   stopped: boolean;
+  /** Ports appeared whose processes are not named yet (`ss` did not run, or the agent was wanted elsewhere). */
+  unnamed: boolean;
+  naming?: boolean;
   /** One change at a time per VM: polls, port add/remove, the start's setup. */
   queue: Promise<unknown>;
 }
@@ -130,7 +133,7 @@ export class PortForwards {
   /** A VM's process runs (launched, resumed or found again by a restarted helper). */
   adopted(name: string, inst: Instance): void {
     this.ended(name, false);
-    const v: Running = { name, inst, statics: [], autos: new Map(), seen: new Map(), auto: { on: false, reason: 'waiting for the guest agent' }, stopped: false, queue: Promise.resolve() };
+    const v: Running = { name, inst, statics: [], autos: new Map(), seen: new Map(), auto: { on: false, reason: 'waiting for the guest agent' }, stopped: false, unnamed: false, queue: Promise.resolve() };
     this.vms.set(name, v);
     if (!inst.ports || !this.ctx.driver.features.portForward) {
       v.auto = { on: false, reason: `the ${this.ctx.driver.name} driver cannot forward ports` };
@@ -264,9 +267,11 @@ export class PortForwards {
       }
       files = await agent.readFiles(['/proc/net/tcp', '/proc/net/tcp6'], MAX_PROC_NET, READ_TIMEOUT_MS);
     } catch (e) {
-      // Paused (suspend, snapshot) or busy: the forwards stay as they are.
-      this.setAuto(v, { on: false, reason: `the guest agent does not answer (${(e as Error).message})` });
-      return this.schedule(v, IDLE_POLL_MS);
+      // Paused (suspend, snapshot), slow, or wanted by another call: the forwards stay as
+      // they are, and so does the state once the agent has answered.
+      const yielded = e instanceof DevvmError && e.code === 'busy';
+      if (!v.auto.on && !yielded) this.setAuto(v, { on: false, reason: `the guest agent does not answer yet (${(e as Error).message})` });
+      return this.schedule(v, yielded ? this.d.pollMs ?? POLL_MS : IDLE_POLL_MS);
     }
     if (files[0] === null) {
       this.setAuto(v, { on: false, reason: 'the guest agent cannot read /proc/net/tcp' });
@@ -276,6 +281,7 @@ export class PortForwards {
     const listeners = [...parseProcNet(files[0].toString('latin1'), 4), ...(files[1] ? parseProcNet(files[1].toString('latin1'), 6) : [])];
     const skip = new Set([SSH_GUEST_PORT, ...this.statics(v.name).filter((s) => s.protocol === 'tcp').map((s) => s.guestPort)]);
     await this.serial(v, () => this.apply(v, guestPorts(listeners, skip))).catch(() => {});
+    if (v.unnamed && !v.naming) void this.names(v);
     this.schedule(v, this.d.pollMs ?? POLL_MS);
   }
 
@@ -296,7 +302,7 @@ export class PortForwards {
     }
     v.seen = next;
     this.notify(v);
-    if (added.length) void this.names(v);
+    if (added.length) v.unnamed = true;
   }
 
   private async bindRelay(v: Running, f: Forward, p: GuestPort): Promise<void> {
@@ -324,12 +330,17 @@ export class PortForwards {
     const agent = v.inst.agent;
     if (!agent || v.stopped) return;
     let byPort: Map<number, string>;
+    v.naming = true;
     try {
       const r = await agent.exec(['ss', '-Hltnp'], 10_000);
       byPort = parseSsProcesses(r.stdout);
+      v.unnamed = false;
     } catch (e) {
-      log.info(`${v.name}: cannot name the guest's listening processes: ${(e as Error).message}`);
+      // Tried again after the next poll (a yield to another agent call is no failure).
+      if (!(e instanceof DevvmError && e.code === 'busy')) log.info(`${v.name}: cannot name the guest's listening processes: ${(e as Error).message}`);
       return;
+    } finally {
+      v.naming = false;
     }
     let changed = false;
     for (const f of [...v.statics, ...v.autos.values()]) {
