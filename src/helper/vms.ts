@@ -11,7 +11,7 @@ import { DevvmError } from '../shared/errors';
 import { allows, assertAllowed, busy, type Operation } from '../shared/lifecycle';
 import type { Size } from '../shared/display';
 import type { CreateParams, SetParams, SshTarget } from '../shared/rpc';
-import type { AttachedDisk, PortForward, PortProtocol, PortStatus, DisplayInfo, DisplayResizeResult, HostUsbDevice, Screenshot, LayerInfo, LayerNode, NbdExport, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
+import type { AttachedDisk, DisplayInfo, DisplayResizeResult, HostUsbDevice, Screenshot, LayerInfo, LayerNode, NbdExport, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
 import type { ExportRecord } from './exports';
 import * as v from '../shared/validate';
 import type { AccelChoice } from './accel';
@@ -43,7 +43,6 @@ import { IdleWatch, procTables } from './vm/idle';
 import { applySettings, autostart, idleLimit } from './vm/settings';
 import { wake } from './vm/wake';
 import { PortForwards } from './vm/ports';
-import type { StaticPort } from '../shared/portspec';
 
 export interface VmsOptions {
   qemuBinary: string;
@@ -78,7 +77,8 @@ export class Vms extends EventEmitter {
   private readonly power: Power;
   private readonly making: Making;
   private readonly displays: Displays;
-  private readonly forwards: PortForwards;
+  /** Port forwards of running VMs and the static ones of all (vm/ports.ts). */
+  readonly forwards: PortForwards;
   readonly idle: IdleWatch;
 
   constructor(
@@ -543,25 +543,6 @@ export class Vms extends EventEmitter {
 
   unexportDisk(name: string): Promise<void> {
     return this.exports.unexport(name);
-  }
-
-  // ---- port forwards (vm/ports.ts) -----------------------------------------
-
-  ports(name: string): PortForward[] {
-    this.config(name);
-    return this.forwards.list(name);
-  }
-
-  portStatus(name: string): PortStatus {
-    return this.forwards.status(name);
-  }
-
-  portAdd(name: string, spec: StaticPort): Promise<PortForward> {
-    return this.forwards.add(name, spec);
-  }
-
-  portRemove(name: string, protocol: PortProtocol, hostPort: number): Promise<void> {
-    return this.forwards.remove(name, protocol, hostPort);
   }
 
   // ---- the machine and its display (vm/display.ts) -------------------------

@@ -37,7 +37,7 @@ async function running(agent: FakeDriver['agent'], extra: Record<string, unknown
   return { ...r, events, inst: () => r.driver.launched.at(-1)! as FakeInstance };
 }
 
-const auto = (r: { vms: { ports(n: string): PortForward[] } }, port: number) => r.vms.ports('dev').find((f) => f.kind === 'auto' && f.guestPort === port);
+const auto = (r: { vms: { forwards: { list(n: string): PortForward[] } } }, port: number) => r.vms.forwards.list('dev').find((f) => f.kind === 'auto' && f.guestPort === port);
 
 test('create --port: kept in vm.json, inactive while stopped, forwarded when the VM runs', async (t) => {
   const r = await rig();
@@ -47,7 +47,7 @@ test('create --port: kept in vm.json, inactive while stopped, forwarded when the
     { protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 47001, guestPort: 8081 },
     { protocol: 'udp', hostAddress: '0.0.0.0', hostPort: 47002, guestPort: 53 },
   ]);
-  assert.deepEqual(r.vms.ports('dev').map((f) => [f.kind, f.hostPort, f.active]), [['static', 47001, false], ['static', 47002, false]]);
+  assert.deepEqual(r.vms.forwards.list('dev').map((f) => [f.kind, f.hostPort, f.active]), [['static', 47001, false], ['static', 47002, false]]);
   await r.vms.start('dev', {}, noProgress);
   const inst = r.driver.launched.at(-1)! as FakeInstance;
   await until('the static forwards', () => inst.ports.forwards.length === 2);
@@ -55,7 +55,7 @@ test('create --port: kept in vm.json, inactive while stopped, forwarded when the
     { protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 47001, guestPort: 8081 },
     { protocol: 'udp', hostAddress: '0.0.0.0', hostPort: 47002, guestPort: 53 },
   ]);
-  assert.ok(r.vms.ports('dev').every((f) => f.active));
+  assert.ok(r.vms.forwards.list('dev').every((f) => f.active));
 });
 
 test('create refuses a hostile address or a host port given twice, and nothing is created', async (t) => {
@@ -126,11 +126,11 @@ test('no guest agent: static forwards only, and info says why automatic forwardi
   for (const agent of [null, 'closed'] as const) {
     const r = await running(agent, { ports: [{ hostPort: 47140, guestPort: 80 }] });
     t.after(r.cleanup);
-    await until('the static forward', () => r.vms.ports('dev').find((f) => f.active));
+    await until('the static forward', () => r.vms.forwards.list('dev').find((f) => f.active));
     const info = await r.vms.info('dev');
     assert.equal(info.autoPorts?.on, false);
     assert.match(info.autoPorts?.reason ?? '', agent === null ? /no guest agent channel/ : /no guest agent runs in the guest/);
-    assert.equal(r.vms.portStatus('dev').auto.on, false);
+    assert.equal(r.vms.forwards.status('dev').auto.on, false);
   }
 });
 
@@ -138,30 +138,30 @@ test('port add / remove: live on a running VM, config only on a stopped one; dup
   const r = await running('answering');
   t.after(r.cleanup);
   const spec = { protocol: 'tcp' as const, hostAddress: '127.0.0.1', hostPort: 47150, guestPort: 9000 };
-  const f = await r.vms.portAdd('dev', spec);
+  const f = await r.vms.forwards.add('dev', spec);
   assert.deepEqual([f.kind, f.hostPort, f.active], ['static', 47150, true]);
   assert.ok(r.inst().ports.forwards.some((x) => x.hostPort === 47150 && x.guestPort === 9000));
-  await assert.rejects(r.vms.portAdd('dev', { ...spec, guestPort: 9001 }), /already forwards host port 47150\/tcp/);
-  await r.vms.portAdd('dev', { ...spec, protocol: 'udp' });
-  await r.vms.portRemove('dev', 'tcp', 47150);
+  await assert.rejects(r.vms.forwards.add('dev', { ...spec, guestPort: 9001 }), /already forwards host port 47150\/tcp/);
+  await r.vms.forwards.add('dev', { ...spec, protocol: 'udp' });
+  await r.vms.forwards.remove('dev', 'tcp', 47150);
   assert.ok(!r.inst().ports.forwards.some((x) => x.protocol === 'tcp' && x.hostPort === 47150));
   assert.deepEqual(r.vms.config('dev').ports, [{ ...spec, protocol: 'udp' }]);
-  await assert.rejects(r.vms.portRemove('dev', 'tcp', 47150), /no static forward of host port 47150\/tcp/);
+  await assert.rejects(r.vms.forwards.remove('dev', 'tcp', 47150), /no static forward of host port 47150\/tcp/);
 
   await r.vms.stop('dev', false);
-  const g = await r.vms.portAdd('dev', { ...spec, hostPort: 47151 });
+  const g = await r.vms.forwards.add('dev', { ...spec, hostPort: 47151 });
   assert.equal(g.active, false);
-  assert.deepEqual(r.vms.ports('dev').map((x) => [x.hostPort, x.active]), [[47150, false], [47151, false]]);
+  assert.deepEqual(r.vms.forwards.list('dev').map((x) => [x.hostPort, x.active]), [[47150, false], [47151, false]]);
 });
 
 test('a taken static host port is moved (and shown); a port add whose host port is taken, too', async (t) => {
   const r = await running('answering');
   t.after(r.cleanup);
   r.driver.takenHostPorts.add(47160);
-  const f = await r.vms.portAdd('dev', { protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 47160, guestPort: 80 });
+  const f = await r.vms.forwards.add('dev', { protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 47160, guestPort: 80 });
   assert.deepEqual([f.hostPort, f.note], [47161, 'host port 47160 was taken; using 47161']);
   // Removable by either port.
-  await r.vms.portRemove('dev', 'tcp', 47161);
+  await r.vms.forwards.remove('dev', 'tcp', 47161);
   assert.deepEqual(r.vms.config('dev').ports, []);
 });
 
@@ -171,7 +171,7 @@ test('stop: nothing is active any more and clients are told; the next start appl
   r.driver.guestFiles['/proc/net/tcp'] = tcp([ANY, 47171]);
   await until('the auto forward', () => auto(r, 47171));
   await r.vms.stop('dev', false);
-  assert.deepEqual(r.vms.ports('dev').map((f) => [f.kind, f.active]), [['static', false]]);
+  assert.deepEqual(r.vms.forwards.list('dev').map((f) => [f.kind, f.active]), [['static', false]]);
   assert.deepEqual(r.events.at(-1)?.ports.map((f) => [f.kind, f.active]), [['static', false]]);
   assert.equal((await r.vms.info('dev')).autoPorts?.reason, 'the VM is not running');
   await r.vms.start('dev', {}, noProgress);
@@ -183,7 +183,7 @@ test('suspend and resume: the new process gets the forwards again (run-time forw
   t.after(r.cleanup);
   await until('the static forward', () => r.inst().ports.forwards.length === 1);
   await r.vms.suspend('dev', noProgress);
-  assert.ok(r.vms.ports('dev').every((f) => !f.active));
+  assert.ok(r.vms.forwards.list('dev').every((f) => !f.active));
   await r.vms.start('dev', {}, noProgress);
   assert.equal(r.driver.launched.length, 2);
   await until('the static forward on the resumed process', () => r.inst().ports.forwards.length === 1);
@@ -199,8 +199,8 @@ test('a restarted helper takes over the forwards QEMU has (none added twice) and
   const again = await r.restart();
   await new Promise((res) => setTimeout(res, 100));
   assert.deepEqual(inst.ports.forwards, before, 'same forwards, none twice');
-  assert.deepEqual(again.ports('dev').map((f) => [f.kind, f.hostPort, f.active]), [['static', 47190, true], ['auto', 47191, true]]);
+  assert.deepEqual(again.forwards.list('dev').map((f) => [f.kind, f.hostPort, f.active]), [['static', 47190, true], ['auto', 47191, true]]);
   r.driver.guestFiles['/proc/net/tcp'] = HEAD;
-  await until('the auto forward to go', () => !again.ports('dev').some((f) => f.kind === 'auto'));
+  await until('the auto forward to go', () => !again.forwards.list('dev').some((f) => f.kind === 'auto'));
   assert.deepEqual(inst.ports.forwards.map((f) => f.hostPort), [47190]);
 });
