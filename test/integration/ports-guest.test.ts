@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
-import { bootDebian, Sandbox, waitFor } from './harness';
+import { debianImage, Sandbox, waitFor } from './harness';
 import { accepts, httpGet, startGuestServer, stopGuestServer, untilAnswers } from './portprobe';
 
 const sb = new Sandbox('ports');
@@ -35,7 +35,12 @@ const ports = () => sb.json<Forward[]>(['ports', VM]);
 const forGuest = (port: number) => ports().find((f) => f.guestPort === port && f.kind === 'auto');
 
 before(async () => {
-  await bootDebian(sb, VM, ['--port', `${STATIC_HOST}:${STATIC_GUEST}`]);
+  // bootDebian's create, with a longer SSH wait than its 900 s: with 7 agents booting on 2
+  // cores a first boot has taken 13 min to provision here.
+  debianImage(sb);
+  sb.ok(['create', VM, '--image', 'debian-12', '--user', 'dev', '--memory', '1024', '--port', `${STATIC_HOST}:${STATIC_GUEST}`]);
+  const r = await sb.cliAsync(['start', VM, '--wait-ssh', '--timeout', '2400']);
+  if (r.code !== 0) throw new Error(`devvm start ${VM} --wait-ssh exited ${r.code}: ${r.stderr}`);
   await waitFor('automatic forwarding to be on (the guest agent answers)', 120_000, () => sb.json<{ autoPorts?: { on: boolean } }>(['info', VM]).autoPorts?.on);
 });
 

@@ -21,6 +21,7 @@ import type { VmConfig } from '../vmconfig';
 import type { VmContext } from './context';
 
 const POLL_MS = 1000;
+const FIRST_BOOT_POLL_MS = 5000;
 /** While no agent has opened its channel: asked less often. */
 const IDLE_POLL_MS = 2000;
 const READ_TIMEOUT_MS = 5000;
@@ -282,7 +283,9 @@ export class PortForwards {
     const skip = new Set([SSH_GUEST_PORT, ...this.statics(v.name).filter((s) => s.protocol === 'tcp').map((s) => s.guestPort)]);
     await this.serial(v, () => this.apply(v, guestPorts(listeners, skip))).catch(() => {});
     if (v.unnamed && !v.naming) void this.names(v);
-    this.schedule(v, this.d.pollMs ?? POLL_MS);
+    // During first setup (cloud-init) the guest has enough to do: asked less often.
+    const provisioned = this.ctx.store.exists(v.name) && this.ctx.store.read(v.name).provisioned;
+    this.schedule(v, this.d.pollMs ?? (provisioned ? POLL_MS : FIRST_BOOT_POLL_MS));
   }
 
   private async apply(v: Running, next: Map<number, GuestPort>): Promise<void> {
