@@ -59,12 +59,12 @@ test('a guest http.server on 8123 is reachable at 127.0.0.1:8123 within 3 s, and
   assert.deepEqual([f.hostAddress, f.hostPort, f.active, f.process, f.via], ['127.0.0.1', 8123, true, 'python3', 'hostfwd']);
   assert.match(sb.ok(['ports', VM]), /auto\s+127\.0\.0\.1:8123\s+8123\s+python3\s+active/);
 
-  const t0 = Date.now();
+  // The pkill runs over a fresh SSH connection (many seconds on a loaded host): timed from its end, when the process is gone.
   stopGuestServer(sb, VM, s, 8123);
+  const t0 = Date.now();
   await waitFor('the forward to go', 10_000, async () => !forGuest(8123) && !(await accepts(8123)));
   figures.autoRemoveMs = Date.now() - t0;
-  // The pkill runs over a fresh SSH connection: its own time is not the forwarder's.
-  assert.ok(figures.autoRemoveMs < 3000 + 2000, `gone after ${figures.autoRemoveMs} ms (pkill's SSH round trip included)`);
+  assert.ok(figures.autoRemoveMs < 3000, `gone ${figures.autoRemoveMs} ms after the process ended`);
 });
 
 test('a host port already taken gets another one, and `ports` shows it', async () => {
@@ -85,11 +85,12 @@ test('a host port already taken gets another one, and `ports` shows it', async (
 
 test('a guest listener on 127.0.0.1 only is forwarded over SSH', async () => {
   const s = await startGuestServer(sb, VM, 8125, '127.0.0.1');
-  const ms = await untilAnswers(8125, s.listeningAt, 15_000);
-  figures.loopbackForwardMs = ms;
-  const f = forGuest(8125)!;
+  const f = await waitFor('the relay', 10_000, () => (forGuest(8125)?.active ? forGuest(8125) : undefined));
   assert.equal(f.via, 'ssh');
-  assert.equal(await httpGet(8125, 10_000), 200);
+  // Each relayed connection is an SSH login: many seconds on a loaded TCG host.
+  const t0 = Date.now();
+  assert.equal(await httpGet(8125, 60_000), 200);
+  figures.loopbackRequestMs = Date.now() - t0;
   stopGuestServer(sb, VM, s, 8125);
   await waitFor('the relay to go', 10_000, async () => !forGuest(8125) && !(await accepts(8125)));
 });
