@@ -154,3 +154,43 @@ export function pidAlive(pid: number): boolean {
     return true; // no /proc (macOS)
   }
 }
+
+export interface PipedChild {
+  stdin: NodeJS.WritableStream;
+  stdout: NodeJS.ReadableStream;
+  /** Called once when the child ends or fails to start. */
+  onExit(listener: () => void): void;
+  kill(): void;
+}
+
+/**
+ * A program whose stdin and stdout the caller streams (a relayed connection: ssh -W);
+ * stderr is dropped. Argument arrays only; ended with the helper's own process group.
+ */
+export function spawnPiped(command: string, args: readonly string[]): PipedChild {
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'ignore'] });
+  log.info(`> ${command} ${args.join(' ')} (piped, pid ${child.pid ?? '?'})`);
+  let ended = false;
+  const listeners: Array<() => void> = [];
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    for (const l of listeners.splice(0)) l();
+  };
+  child.once('exit', end);
+  child.once('error', end);
+  child.stdin.on('error', () => {});
+  child.stdout.on('error', () => {});
+  return {
+    stdin: child.stdin,
+    stdout: child.stdout,
+    onExit: (l) => (ended ? l() : listeners.push(l)),
+    kill: () => {
+      try {
+        child.kill('SIGTERM');
+      } catch {
+        // already gone
+      }
+    },
+  };
+}

@@ -5,9 +5,10 @@
  */
 import net from 'node:net';
 import { createMessageConnection, MessageConnection, ResponseError, SocketMessageReader, SocketMessageWriter } from 'vscode-jsonrpc/node';
-import { asDevvmError, DevvmError } from '../shared/errors';
+import { asDevvmError } from '../shared/errors';
 import { Notify, Rpc, RPC_ERROR, type Handlers, type ImageBuildParams, type RpcName } from '../shared/rpc';
-import type { HelperInfo } from '../shared/types';
+import type { HelperInfo, PortForward } from '../shared/types';
+import { staticPort } from '../shared/portspec';
 import type { AccelChoice } from './accel';
 import { doctor, shareCheck, usbMonitorCheck } from './doctor';
 import type { Home } from './filenames';
@@ -17,11 +18,6 @@ import { ensureInclude } from './sshconfig';
 import { matchDevice, type UsbMonitor } from './usb/monitor';
 import { listUsbDevices } from './usb/sysfs';
 import type { Vms } from './vms';
-
-// Declared in the protocol, built by issue 13's work.
-function notYet(what: string): never {
-  throw new DevvmError('not-supported', `${what} are not built yet`);
-}
 
 export interface ServerDeps {
   home: Home;
@@ -50,6 +46,7 @@ export class Server {
 
   constructor(private readonly d: ServerDeps) {
     d.vms.on('changed', (s) => this.broadcast((c) => c.sendNotification(Notify.vmChanged, s)));
+    d.vms.on('ports', (e: { name: string; ports: PortForward[] }) => this.broadcast((c) => c.sendNotification(Notify.ports, e)));
     d.vms.on('removed', (name: string) => this.broadcast((c) => c.sendNotification(Notify.vmRemoved, { name })));
     d.usb?.on('add', (device) => {
       const runningVms = d.vms.runningNames();
@@ -137,9 +134,10 @@ export class Server {
       vmProvision: ({ progressToken: _t, ...p }, { progress, output }) => vms.provision(p, progress, output),
       vmShare: ({ name, ...spec }) => vms.share(name, spec),
       vmUnshare: (p) => vms.unshare(p.name, p.guestPath),
-      vmPorts: () => notYet('port forwarding'),
-      vmPortAdd: () => notYet('port forwarding'),
-      vmPortRemove: () => notYet('port forwarding'),
+      vmPorts: (p) => vms.forwards.list(p.name),
+      vmPortStatus: (p) => vms.forwards.status(p.name),
+      vmPortAdd: ({ name, ...p }) => vms.forwards.add(name, staticPort(p)),
+      vmPortRemove: (p) => vms.forwards.remove(p.name, p.protocol ?? 'tcp', p.hostPort),
 
       diskAttach: (p) => vms.attachDisk(p.name, { source: p.source, usb: p.usb ?? false, readOnly: p.readOnly ?? false, format: p.format, tlsPskFile: p.tlsPskFile }),
       diskDetach: (p) => vms.detachDisk(p.name, p.id),

@@ -1,5 +1,6 @@
 import type { DisplaySize } from '../shared/display';
 import type { VmOrigin } from '../shared/types';
+import type { StaticPort } from '../shared/portspec';
 
 /** vm.json: what a VM is. Runtime state is never stored here; it is derived (see vms.ts). */
 export interface VmConfig {
@@ -58,6 +59,8 @@ export interface VmConfig {
   origin?: VmOrigin;
   /** Host folders shared into the guest, mounted at every boot (vm/shares.ts). */
   shares?: ShareRecord[];
+  /** Static port forwards (`port add`, create --port), applied whenever the VM runs. */
+  ports?: StaticPort[];
 }
 
 /** A share as configured: the host folder's real path (symlinks resolved when added), devvm's tag for it. */

@@ -46,6 +46,7 @@ import { provision } from './vm/guestrun';
 import { Shares } from './vm/shares';
 import { chooseTransport, probeHost, type HostProbe, type TransportChoice } from './shares/host';
 import type { ShareInfo } from '../shared/types';
+import { PortForwards } from './vm/ports';
 
 export interface VmsOptions {
   qemuBinary: string;
@@ -62,6 +63,8 @@ export interface VmsOptions {
   idleDefaultMin?: number | null;
   /** What the share transport is chosen from; default: this host (shares/host.ts). */
   shareHost?: HostProbe;
+  /** How often a running guest's listening ports are read (default 1 s). */
+  portPollMs?: number;
 }
 
 export class Vms extends EventEmitter {
@@ -81,6 +84,8 @@ export class Vms extends EventEmitter {
   private readonly making: Making;
   private readonly displays: Displays;
   private readonly shares: Shares;
+  /** Port forwards of running VMs and the static ones of all (vm/ports.ts). */
+  readonly forwards: PortForwards;
   readonly idle: IdleWatch;
   /** How this host shares folders (decided once: it depends on the host, not the VM). */
   readonly shareChoice: TransportChoice;
@@ -136,6 +141,13 @@ export class Vms extends EventEmitter {
       shares: this.shares,
     });
     this.displays = new Displays(this.ctx);
+    this.forwards = new PortForwards(this.ctx, {
+      reserved: () => new Set(this.configs().map((c) => c.sshPort)),
+      // ProxyCommand=none: a relayed connection must never wake or boot the VM.
+      sshArgv: (n, target) => (this.config(n).ssh ? ['-F', home.sshConfig, '-o', 'ProxyCommand=none', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=20', '-W', target, sshHostAlias(n)] : null),
+      changed: (n, ports) => this.emit('ports', { name: n, ports }),
+      pollMs: opts.portPollMs,
+    });
     this.idle = new IdleWatch({
       now: () => Date.now(),
       vms: () =>
@@ -241,7 +253,8 @@ export class Vms extends EventEmitter {
       disks: this.attachedDisks(name).map(publicDisk),
       usb: this.usbAttached(name).map(({ qemuId: _q, ...d }) => ({ ...d, attachedTo: name })),
       shares: await this.shares.info(name),
-      ports: [],
+      ports: this.forwards.list(name),
+      autoPorts: this.forwards.autoState(name),
       ...(inst ? { agent: await guestAgentInfo(inst, c.mac) } : {}),
     };
   }
@@ -308,9 +321,11 @@ export class Vms extends EventEmitter {
   private adopt(name: string, inst: Instance): void {
     this.instances.set(name, inst);
     this.displays.adopted(name, inst);
+    this.forwards.adopted(name, inst);
     inst.onExit((info) => {
       if (this.instances.get(name) !== inst) return;
       this.instances.delete(name);
+      this.forwards.ended(name);
       this.watch.stop(name);
       const f = this.home.vm(name);
       rmSync(f.pid, { force: true });
@@ -593,6 +608,7 @@ export class Vms extends EventEmitter {
     this.idle.stop();
     for (const [name, inst] of this.instances) {
       this.instances.delete(name);
+      this.forwards.ended(name, false);
       if (stopVms) await inst.stop(true, 0);
       else inst.detach();
     }

@@ -3,7 +3,7 @@
  * lines. Pure functions over RPC results (no vscode, no fs), so the CLI and the
  * extension say the same thing the same way and unit tests pin it.
  */
-import type { DoctorCheck, DoctorReport, LayerInfo, LayerNode, VmSummary } from './types';
+import type { DoctorCheck, DoctorReport, LayerInfo, LayerNode, PortForward, VmSummary } from './types';
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 
@@ -189,4 +189,22 @@ export function layerTreeText(nodes: readonly LayerNode[], poolDir?: string): st
     out.push('');
   }
   return `${out.join('\n').trimEnd()}\n`;
+}
+
+// ---- port forwards --------------------------------------------------------------------
+
+/** One row of `devvm ports` / `info`: kind, host address:port, guest port, process, state and note. */
+export function portRow(p: PortForward, indent = ''): string[] {
+  const guest = `${p.guestAddress && p.guestAddress !== '0.0.0.0' && p.guestAddress !== '::' ? `${p.guestAddress}:` : ''}${p.guestPort}${p.protocol === 'udp' ? '/udp' : ''}`;
+  const state = p.active ? (p.via === 'ssh' ? 'active (over SSH)' : 'active') : 'inactive';
+  return [`${indent}${p.kind}`, `${p.hostAddress}:${p.hostPort}`, guest, p.process ?? '-', state, p.note ?? ''];
+}
+
+/** The table of `devvm ports`, with a line on automatic forwarding when it is off. */
+export function portsText(ports: readonly PortForward[], auto?: { on: boolean; reason?: string }, indent = ''): string {
+  const lines: string[] = [];
+  if (auto && !auto.on) lines.push(`${indent}automatic forwarding is off: ${auto.reason ?? 'unknown reason'}`);
+  if (ports.length) lines.push(table([[`${indent}KIND`, 'HOST', 'GUEST', 'PROCESS', 'STATE', 'NOTE'], ...ports.map((p) => portRow(p, indent))]));
+  else lines.push(`${indent}no forwards${auto?.on ? ' (none of the guest\'s processes listens on TCP yet)' : ''}`);
+  return lines.join('\n');
 }

@@ -8,7 +8,7 @@ import { displaySize } from './display';
 import { idleSetting } from './idle';
 import * as S from './schema';
 import * as v from './validate';
-import type { AttachedDisk, DisplayInfo, DisplayResizeResult, DoctorReport, HelperInfo, HostUsbDevice, ImageInfo, LayerNode, NbdExport, PortForward, ProvisionResult, Screenshot, ShareInfo, SnapshotInfo, VmInfo, VmSummary } from './types';
+import type { AttachedDisk, DisplayInfo, DisplayResizeResult, DoctorReport, HelperInfo, HostUsbDevice, ImageInfo, LayerNode, NbdExport, PortForward, PortStatus, ProvisionResult, Screenshot, ShareInfo, SnapshotInfo, VmInfo, VmSummary } from './types';
 
 /** Error data attached to every ResponseError the helper sends. */
 export interface RpcErrorData {
@@ -284,6 +284,8 @@ export const Rpc = {
   vmPorts: request<PortForward[]>()('vm/ports', Params.name),
   vmPortAdd: request<PortForward>()('vm/portAdd', Params.portAdd),
   vmPortRemove: request<void>()('vm/portRemove', Params.portRemove),
+  /** The forwards with whether automatic forwarding works, and why not (`devvm ports`). */
+  vmPortStatus: request<PortStatus>()('vm/portStatus', Params.name),
 
   diskAttach: request<AttachedDisk>()('disk/attach', Params.diskAttach),
   diskDetach: request<void>()('disk/detach', Params.diskDetach),

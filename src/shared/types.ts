@@ -154,6 +154,8 @@ export interface VmInfo extends VmSummary {
   shares: ShareInfo[];
   /** Static forwards always; automatic ones while the guest listens. */
   ports: PortForward[];
+  /** Whether guest listeners are forwarded automatically now. */
+  autoPorts?: AutoForwarding;
 }
 
 /** virtiofs (virtiofsd, shared memory) where the host can run it, 9p (virtio-9p-pci) otherwise. */
@@ -194,6 +196,24 @@ export interface PortForward {
   active: boolean;
   /** For instance: "host port 8123 was taken; using 8124". */
   note?: string;
+  /** How it is carried: QEMU's user network (hostfwd), or SSH for a socket only a guest-local address serves. */
+  via?: 'hostfwd' | 'ssh';
+  /** The address the guest process listens on (auto forwards). */
+  guestAddress?: string;
+}
+
+/** Whether guest listeners are forwarded without asking, and why not. */
+export interface AutoForwarding {
+  on: boolean;
+  /** Why it is off (no guest agent, the VM is not running...). */
+  reason?: string;
+}
+
+/** `vm/portStatus`: a VM's forwards and whether automatic forwarding works. */
+export interface PortStatus {
+  name: string;
+  auto: AutoForwarding;
+  ports: PortForward[];
 }
 
 /**

@@ -198,3 +198,49 @@ test('whileFrozen: a freeze that never answers times out, the work runs, and the
   assert.deepEqual(a.seen.map((m) => m.execute), ['guest-sync-delimited', 'guest-fsfreeze-freeze', 'guest-sync-delimited', 'guest-fsfreeze-thaw']);
   a.close();
 });
+
+test('readFiles: whole files over one session (open, read until eof, close); an unopenable one is null; it yields to a call queued meanwhile', async () => {
+  const files: Record<string, string> = { '/proc/net/tcp': 'x'.repeat(700 << 10), '/proc/net/tcp6': 'six' };
+  const handles = new Map<number, { data: Buffer; at: number }>();
+  let next = 1;
+  let slowReads = false;
+  const a = await fakeAgent((m, sock) => {
+    if (synced(m, sock)) return;
+    const send = (v: unknown) => sock.write(`${JSON.stringify(v)}\n`);
+    const args = m.arguments ?? {};
+    if (m.execute === 'guest-file-open') {
+      const f = files[args.path as string];
+      if (f === undefined) return send({ error: { class: 'GenericError', desc: 'No such file' } });
+      handles.set(next, { data: Buffer.from(f), at: 0 });
+      return send({ return: next++ });
+    }
+    if (m.execute === 'guest-file-read') {
+      const h = handles.get(args.handle as number)!;
+      const chunk = h.data.subarray(h.at, h.at + (args.count as number));
+      h.at += chunk.length;
+      const answer = () => send({ return: { count: chunk.length, 'buf-b64': chunk.toString('base64'), eof: h.at >= h.data.length } });
+      return slowReads ? setTimeout(answer, 100) : answer();
+    }
+    if (m.execute === 'guest-file-close' || m.execute === 'guest-ping') send({ return: {} });
+    return undefined;
+  });
+  after(a.close);
+  const agent = new QemuAgent(null as unknown as Qmp, a.file);
+  const [tcp, tcp6, none] = await agent.readFiles(['/proc/net/tcp', '/proc/net/tcp6', '/nope'], 2 << 20, 5000);
+  assert.equal(tcp?.length, 700 << 10, 'read in chunks until eof');
+  assert.equal(tcp6?.toString(), 'six');
+  assert.equal(none, null);
+  assert.equal(a.seen.filter((m) => m.execute === 'guest-file-close').length, 2, 'every opened file closed');
+  assert.equal(a.seen.filter((m) => m.execute === 'guest-sync-delimited').length, 1, 'one session');
+  await assert.rejects(agent.readFiles(['/proc/net/tcp'], 1000, 5000), /larger than 1000 bytes/);
+
+  // A ping queued while a slow read runs gets the agent after one command, not after the whole read.
+  slowReads = true;
+  files['/proc/net/tcp'] = 'y'.repeat(3 << 20);
+  const reading = agent.readFiles(['/proc/net/tcp', '/proc/net/tcp6'], 4 << 20, 10_000);
+  await new Promise((r) => setTimeout(r, 30));
+  const t0 = Date.now();
+  await agent.ping(2000);
+  assert.ok(Date.now() - t0 < 1000, `the ping waited ${Date.now() - t0} ms`);
+  await assert.rejects(reading, (e: unknown) => e instanceof DevvmError && e.code === 'busy');
+});

@@ -6,7 +6,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { AgentOps, DeviceOps, Driver, ExitInfo, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps, DisplayOps, FingerprintParts } from '../../src/helper/driver/driver';
+import type { AgentOps, DeviceOps, Driver, ExitInfo, HostForward, Instance, InstanceFiles, LaunchSpec, LayerOps, PortOps, RamStateOps, DisplayOps, FingerprintParts } from '../../src/helper/driver/driver';
 import type { Size } from '../../src/shared/display';
 import { Home } from '../../src/helper/filenames';
 import { Images } from '../../src/helper/images';
@@ -46,8 +46,10 @@ export class FakeInstance implements Instance {
   readonly devices: DeviceOps | null = null;
   readonly display: DisplayOps | null;
   readonly agent: AgentOps | null;
+  readonly ports: FakePorts;
 
   constructor(readonly spec: LaunchSpec, private readonly driver: FakeDriver) {
+    this.ports = new FakePorts(driver);
     this.top = spec.disks.layers.at(-1)!.id;
     this.display = spec.display ? fakeDisplay(spec.display, driver) : null;
     this.agent = driver.agent === null ? null : fakeAgent(driver);
@@ -137,7 +139,36 @@ function fakeAgent(driver: FakeDriver): AgentOps {
       await answer('facts');
       return { ip: '10.0.2.15', os: 'Debian GNU/Linux 12 (bookworm)', hostname: 'guest', uptimeSec: 42 };
     },
+    // Polled by the port forwarder: counted apart, so `events` stays what the tests ask.
+    readFiles: async (paths) => {
+      driver.portPolls++;
+      if (driver.agent === 'silent') throw new Error('the guest agent did not answer');
+      return paths.map((p) => (driver.guestFiles[p] === undefined ? null : Buffer.from(driver.guestFiles[p]!)));
+    },
+    pollExec: async (argv) => {
+      driver.execs.push(argv.join(' '));
+      if (driver.agent === 'silent') throw new Error('the guest agent did not answer');
+      return { exitCode: 0, stdout: driver.guestSs };
+    },
   };
+}
+
+/** hostfwd as the fake engine keeps it: host ports in `driver.takenHostPorts` cannot be bound. */
+export class FakePorts implements PortOps {
+  readonly forwards: HostForward[] = [];
+  constructor(private readonly driver: FakeDriver) {}
+  async add(f: HostForward): Promise<boolean> {
+    if (this.driver.takenHostPorts.has(f.hostPort) || this.forwards.some((x) => x.protocol === f.protocol && x.hostPort === f.hostPort)) return false;
+    this.forwards.push({ ...f });
+    return true;
+  }
+  async remove(f: Omit<HostForward, 'guestPort'>): Promise<void> {
+    const i = this.forwards.findIndex((x) => x.protocol === f.protocol && x.hostPort === f.hostPort);
+    if (i >= 0) this.forwards.splice(i, 1);
+  }
+  async list(): Promise<HostForward[]> {
+    return this.forwards.map((f) => ({ ...f }));
+  }
 }
 
 /** A screen that takes every size up to `driver.displayLimit` after `driver.resizeMs`, and records what it was asked. */
@@ -170,7 +201,16 @@ function fakeDisplay(boot: Size, driver: FakeDriver): DisplayOps {
 
 export class FakeDriver implements Driver {
   readonly name = 'fake';
-  readonly features = { ramState: true, liveLayerSwitch: true, hotplugDisks: false, usbPassthrough: false, display: true };
+  readonly features = { ramState: true, liveLayerSwitch: true, hotplugDisks: false, usbPassthrough: false, display: true, portForward: true };
+  /** The guest's files as the agent reads them (/proc/net/tcp...). */
+  guestFiles: Record<string, string> = {};
+  /** What `ss -Hltnp` prints in the guest. */
+  guestSs = '';
+  /** Host ports the fake engine cannot bind. */
+  readonly takenHostPorts = new Set<number>();
+  /** Reads of the guest's /proc/net/tcp*, and programs run in the guest. */
+  portPolls = 0;
+  readonly execs: string[] = [];
   /** Sizes the fake screens were asked for, in order. */
   readonly resizes: Size[] = [];
   resizeMs = 5;
@@ -259,7 +299,7 @@ export async function rig(): Promise<Rig> {
       void work;
     },
   };
-  const make = (driver: FakeDriver) => new Vms(home, images, { qemuBinary: 'unused', accelerator: async () => ({ name: 'tcg', reason: 'test' }), stopTimeoutMs: 1000, driver, provisioner });
+  const make = (driver: FakeDriver) => new Vms(home, images, { qemuBinary: 'unused', accelerator: async () => ({ name: 'tcg', reason: 'test' }), stopTimeoutMs: 1000, driver, provisioner, portPollMs: 10 });
   const managers: Vms[] = [];
   const tracked = (d: FakeDriver) => {
     const m = make(d);

@@ -9,6 +9,7 @@ import { displayCommands } from './display';
 import { doctorCommands } from './doctor';
 import { helperCommands } from './helper';
 import { imageCommands } from './image';
+import { portCommands } from './ports';
 import { setCommands } from './set';
 import { shareCommands } from './share';
 import { sshCommands } from './ssh';
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   ...sshCommands.filter((c) => c.name === 'ssh'),
   ...setCommands,
   ...shareCommands,
+  ...portCommands,
   ...displayCommands,
   ...snapshotCommands,
   ...diskCommands,

@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { DevvmError } from '../../shared/errors';
 import { displaySize } from '../../shared/display';
-import { bytes, layerRow, table, vmStateLine } from '../../shared/format';
+import { bytes, layerRow, portsText, table, vmStateLine } from '../../shared/format';
+import { portArg } from './ports';
 import { refusal } from '../../shared/lifecycle';
 import { Rpc } from '../../shared/rpc';
 import type { VmSummary } from '../../shared/types';
@@ -50,7 +51,7 @@ const startOptions = { 'wait-ssh': { type: 'boolean' }, timeout: { type: 'string
 export const vmCommands: Command[] = [
   {
     name: 'create',
-    usage: 'NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]\n[--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]\n[--display] [--display-size WxH|auto] [--idle-suspend MIN|off] [--autostart]\n[--share HOSTDIR[:GUESTDIR][:ro]]... [--start] [--wait-ssh]',
+    usage: 'NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]\n[--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]\n[--display] [--display-size WxH|auto] [--idle-suspend MIN|off] [--autostart]\n[--share HOSTDIR[:GUESTDIR][:ro]]... [--port [ADDR:]HOST:GUEST[/udp]]... [--start] [--wait-ssh]',
     summary: 'a new VM on a base image (one small overlay)',
     options: {
       image: { type: 'string' }, user: { type: 'string' }, 'full-name': { type: 'string' },
@@ -60,6 +61,7 @@ export const vmCommands: Command[] = [
       display: { type: 'boolean' }, 'display-size': { type: 'string' },
       'idle-suspend': { type: 'string' }, autostart: { type: 'boolean' },
       share: { type: 'string', multiple: true },
+      port: { type: 'string', multiple: true },
       start: { type: 'boolean' }, 'wait-ssh': { type: 'boolean' },
     },
     positionals: 1,
@@ -68,6 +70,7 @@ export const vmCommands: Command[] = [
       if (values['password-stdin'] && values['password-file']) throw new UsageError('use either --password-stdin or --password-file');
       const idle = idleArg(values['idle-suspend'], false);
       const shares = ((values.share as string[] | undefined) ?? []).map((x) => parseShareArg(x, (p) => path.resolve(p)));
+      const ports = ((values.port as string[] | undefined) ?? []).map((p) => portArg(p, false));
       const s = await ctx.call(Rpc.vmCreate, ctx.withToken({
         name: positionals[0]!,
         image: values.image as string,
@@ -85,6 +88,7 @@ export const vmCommands: Command[] = [
         ...(idle !== undefined ? { idleSuspend: idle } : {}),
         ...(values.autostart ? { autostart: true } : {}),
         ...(shares.length ? { shares } : {}),
+        ...(ports.length ? { ports } : {}),
         start: Boolean(values.start || values['wait-ssh']),
         waitSsh: Boolean(values['wait-ssh']),
       }));
@@ -175,6 +179,8 @@ export const vmCommands: Command[] = [
         table(i.layers.map((l) => layerRow(l, '    '))),
         // An older helper sends no shares.
         ...(i.shares?.length ? ['  shared folders:', ...i.shares.map((s) => `    ${shareText(s)}`)] : []),
+        `  ports${i.autoPorts?.on ? ' (guest listeners forwarded automatically)' : ''}:`,
+        portsText(i.ports ?? [], i.autoPorts, '    '),
         ...(i.disks.length ? ['  attached disks:', ...i.disks.map((d) => `    ${d.id} ${d.bus}${d.readOnly ? ' ro' : ''} ${d.source}`)] : []),
       ].join('\n'));
     },

@@ -21,6 +21,8 @@ export interface DriverFeatures {
   usbPassthrough: boolean;
   /** A screen the guest can resize, readable by a VNC client, with screenshots. */
   display: boolean;
+  /** Host ports forwarded to guest ports, added and removed while the VM runs. */
+  portForward: boolean;
 }
 
 /** The disk chain, bottom to top: base (read-only), per-VM cache, pool layers (last one writable). */
@@ -223,12 +225,33 @@ export interface AgentOps {
   facts(mac: string, timeoutMs: number): Promise<GuestFacts>;
   /** Runs a program in the guest as root (argument array, no shell unless `path` is one) and waits for it. Optional. */
   exec?(path: string, args: string[], timeoutMs: number): Promise<GuestExecResult>;
+  /** Reads whole files in the guest (each at most `maxBytes`; null where one cannot be read), in one session. */
+  readFiles(paths: readonly string[], maxBytes: number, timeoutMs: number): Promise<Array<Buffer | null>>;
+  /** Like exec, for background polls: refused at once ('busy') while another call waits for the agent. */
+  pollExec(argv: readonly string[], timeoutMs: number): Promise<{ exitCode: number; stdout: string }>;
 }
 
 export interface GuestExecResult {
   exitCode: number;
   stdout: string;
   stderr: string;
+}
+
+/** A host port the engine's user-mode network forwards to a guest port. */
+export interface HostForward {
+  protocol: 'tcp' | 'udp';
+  /** An IPv4 literal (validated before it gets here). */
+  hostAddress: string;
+  hostPort: number;
+  guestPort: number;
+}
+
+export interface PortOps {
+  /** Adds a forward; false when the host port cannot be bound (taken), nothing added then. */
+  add(f: HostForward): Promise<boolean>;
+  remove(f: Omit<HostForward, 'guestPort'>): Promise<void>;
+  /** The forwards the engine has now (a restarted helper learns them here). */
+  list(): Promise<HostForward[]>;
 }
 
 export interface FrozenRun<T> {
@@ -251,6 +274,8 @@ export interface Instance extends Lifecycle {
   readonly agent: AgentOps | null;
   /** Shared folders; absent or null: this driver shares none. */
   readonly shares?: ShareOps | null;
+  /** Run-time host port forwards; null when the driver has none. */
+  readonly ports: PortOps | null;
 }
 
 /** What a saved RAM state depends on from the VM's side; the driver adds its own (version, accelerator, device layout). */

@@ -19,6 +19,7 @@ import { loadRamState, saveRamState } from '../qemu/ramstate';
 import { VncClient } from '../qemu/vnc';
 import { reapDaemons, readRecord, killDaemon } from '../qemu/virtiofsd';
 import { QemuAgent } from './qemuagent';
+import { QemuPorts } from './qemuports';
 import { QemuShares, startBootDaemons, type VirtiofsdChoice } from './qemushares';
 import type { DeviceOps, DiskAttachSpec, DisplayOps, Driver, ExitInfo, FingerprintParts, Instance, InstanceFiles, LaunchSpec, LayerOps, RamStateOps, ShareOps } from './driver';
 
@@ -113,6 +114,7 @@ class QemuInstance implements Instance {
   readonly display: QemuDisplay | null;
   readonly agent: QemuAgent | null;
   readonly shares: ShareOps;
+  readonly ports: QemuPorts;
 
   constructor(
     private readonly m: Machine,
@@ -125,6 +127,7 @@ class QemuInstance implements Instance {
     const qmp = m.qmp;
     this.display = hasDisplay ? new QemuDisplay(qmp, files) : null;
     this.agent = hasAgent ? new QemuAgent(qmp, files.agentSocket) : null;
+    this.ports = new QemuPorts(qmp);
     this.shares = new QemuShares(qmp, files, share.daemon, share.sharedMemory, `${files.dir}/virtiofsd.log`);
     m.once('exit', () => {
       this.display?.close();
@@ -307,7 +310,7 @@ async function detachDisk(m: Machine, id: string, timeoutMs = 30_000): Promise<v
 
 export class QemuDriver implements Driver {
   readonly name = 'qemu';
-  readonly features = { ramState: true, liveLayerSwitch: true, hotplugDisks: true, usbPassthrough: true, display: true };
+  readonly features = { ramState: true, liveLayerSwitch: true, hotplugDisks: true, usbPassthrough: true, display: true, portForward: true };
   private accel: AccelChoice | null = null;
   private version: Promise<string> | null = null;
 

@@ -1,7 +1,7 @@
 /** The QEMU driver's guest agent part: qemu-guest-agent over the VM's agent socket (qemu/qga.ts), its port's state over QMP. */
-import { QgaClient } from '../qemu/qga';
-import type { Qmp } from '../qemu/qmp';
 import { DevvmError } from '../../shared/errors';
+import { QgaClient, type QgaSession } from '../qemu/qga';
+import type { Qmp } from '../qemu/qmp';
 import type { AgentOps, FrozenRun, GuestExecResult, GuestFacts } from './driver';
 
 /** The chardev id of the agent's channel (qemu/args.ts). */
@@ -125,6 +125,41 @@ export class QemuAgent implements AgentOps {
     }
   }
 
+  readFiles(paths: readonly string[], maxBytes: number, timeoutMs: number): Promise<Array<Buffer | null>> {
+    const deadline = Date.now() + timeoutMs;
+    // A background read: it gives the agent up to any call that queues meanwhile (a
+    // readiness ping, a freeze) after at most one command, rather than make it wait.
+    const yieldCheck = () => {
+      if (this.qga.waiting > 0) throw new DevvmError('busy', 'the guest agent is wanted by another call');
+    };
+    return this.qga.session(timeoutMs, async (s) => {
+      const out: Array<Buffer | null> = [];
+      for (const path of paths) {
+        out.push(await readWhole(s, path, maxBytes, deadline, yieldCheck).catch((e: unknown) => {
+          // A file the agent cannot open is null; a dead session or a yield ends the read.
+          if (e instanceof DevvmError && e.code === 'process-failed') return null;
+          throw e;
+        }));
+      }
+      return out;
+    });
+  }
+
+  pollExec(argv: readonly string[], timeoutMs: number): Promise<{ exitCode: number; stdout: string }> {
+    if (this.qga.waiting > 0) return Promise.reject(new DevvmError('busy', 'the guest agent is wanted by another call'));
+    const deadline = Date.now() + timeoutMs;
+    const left = () => Math.max(1, deadline - Date.now());
+    return this.qga.session(timeoutMs, async (s) => {
+      const { pid } = await s.execute<{ pid: number }>({ command: 'guest-exec', args: { path: argv[0], arg: argv.slice(1), 'capture-output': true } }, left());
+      for (;;) {
+        const st = await s.execute<{ exited: boolean; exitcode?: number; 'out-data'?: string }>({ command: 'guest-exec-status', args: { pid } }, left());
+        if (st.exited) return { exitCode: st.exitcode ?? -1, stdout: Buffer.from(st['out-data'] ?? '', 'base64').toString('utf8') };
+        if (Date.now() >= deadline) throw new DevvmError('timeout', `${argv[0]} in the guest did not end within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    });
+  }
+
   /** /proc/uptime through the agent's file commands (the agent has no uptime command; guest-exec is not used). */
   private async uptime(ask: <T>(command: string, args?: Record<string, unknown>) => Promise<T | null>): Promise<number | null> {
     const handle = await ask<number>('guest-file-open', { path: '/proc/uptime', mode: 'r' });
@@ -139,3 +174,26 @@ export class QemuAgent implements AgentOps {
   }
 }
 
+
+/** One file through guest-file-open/read/close on session `s`; rejects when it is larger than `maxBytes`. */
+async function readWhole(s: QgaSession, path: string, maxBytes: number, deadline: number, yieldCheck: () => void): Promise<Buffer> {
+  const left = () => Math.max(1, deadline - Date.now());
+  yieldCheck();
+  const handle = await s.execute<number>({ command: 'guest-file-open', args: { path, mode: 'r' } }, left());
+  try {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    for (;;) {
+      // 512 KiB a read: its base64 reply stays well under the session's 4 MiB bound.
+      yieldCheck();
+      const r = await s.execute<{ count: number; 'buf-b64'?: string; eof: boolean }>({ command: 'guest-file-read', args: { handle, count: Math.min(512 << 10, maxBytes + 1 - got) } }, left());
+      const b = Buffer.from(r['buf-b64'] ?? '', 'base64');
+      chunks.push(b);
+      got += b.length;
+      if (got > maxBytes) throw new DevvmError('io', `${path} in the guest is larger than ${maxBytes} bytes`);
+      if (r.eof || b.length === 0) return Buffer.concat(chunks);
+    }
+  } finally {
+    await s.execute({ command: 'guest-file-close', args: { handle } }, left()).catch(() => {});
+  }
+}

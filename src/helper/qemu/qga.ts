@@ -161,8 +161,14 @@ export async function qgaExecute<T = unknown>(socket: string, call: QgaCall, tim
 /** Calls on one agent run one at a time: QEMU serves its socket to one client at a time. */
 export class QgaClient {
   private queue: Promise<unknown> = Promise.resolve();
+  private queued_ = 0;
 
   constructor(readonly socket: string) {}
+
+  /** Calls waiting for their turn: a background session (the port poll) yields to them between its commands. */
+  get waiting(): number {
+    return this.queued_;
+  }
 
   /** `timeoutMs` counts from now, the wait for earlier calls included. */
   execute<T = unknown>(call: QgaCall, timeoutMs: number): Promise<T> {
@@ -183,7 +189,9 @@ export class QgaClient {
 
   private queued<T>(command: string, timeoutMs: number, run: (left: number) => Promise<T>): Promise<T> {
     const deadline = Date.now() + timeoutMs;
+    this.queued_++;
     const next = this.queue.then(() => {
+      this.queued_--;
       const left = deadline - Date.now();
       if (left <= 0) throw new DevvmError('timeout', `the guest agent did not answer ${command} within ${timeoutMs} ms`, 'an earlier call to it is still waiting');
       return run(left);

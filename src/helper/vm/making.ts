@@ -8,6 +8,7 @@ import os from 'node:os';
 import { DevvmError } from '../../shared/errors';
 import type { CreateParams } from '../../shared/rpc';
 import { settingsOf } from './settings';
+import { portsOf } from './ports';
 import * as v from '../../shared/validate';
 import type { Progress } from '../images';
 import { chooseProvisionPath } from '../devvmseed';
@@ -52,6 +53,7 @@ export class Making {
     const cpus = v.cpus(p.cpus ?? 2);
     const memoryMiB = v.memoryMiB(p.memoryMiB ?? 2048, Math.floor(os.totalmem() / 1024 / 1024));
     const diskGiB = v.diskGiB(p.diskGiB ?? 20);
+    const ports = portsOf(p);
     if (displayOf(p).display) requireFeature(this.ctx.driver, 'display', 'show a display');
     // Checked before anything is made: a bad share refuses the create and leaves nothing.
     const shares = this.d.shares.records(p.shares ?? [], user);
@@ -78,7 +80,7 @@ export class Making {
         await this.buildVm(
           name,
           { image: imageName, img, parent: null, diskGiB },
-          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB, ...displayOf(p), ...settingsOf(p), ...(p.origin ? { origin: p.origin } : {}), ...(provisionPath === 'devvm' ? { provision: 'devvm' as const } : {}), ...(shares.length ? { shares } : {}) }),
+          (fresh) => ({ version: 1, ...fresh, image: imageName, user, fullName, autologin: p.autologin ?? false, ssh: p.ssh ?? true, cpus, memoryMiB, diskGiB, ...displayOf(p), ...settingsOf(p), ...(p.origin ? { origin: p.origin } : {}), ...(provisionPath === 'devvm' ? { provision: 'devvm' as const } : {}), ...(shares.length ? { shares } : {}), ...ports }),
           async (cfg, clientKey) => ({ hostname: name, instanceId: cfg.instanceId, user, fullName, passwordHash: await hashing, autologin: cfg.autologin, ssh: cfg.ssh, authorizedKeys: [clientKey, ...sshKeys] }),
           progress,
         );
