@@ -51,7 +51,7 @@ const startOptions = { 'wait-ssh': { type: 'boolean' }, timeout: { type: 'string
 export const vmCommands: Command[] = [
   {
     name: 'create',
-    usage: 'NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]\n[--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]\n[--display] [--display-size WxH|auto] [--idle-suspend MIN|off] [--autostart]\n[--share HOSTDIR[:GUESTDIR][:ro]]... [--port [ADDR:]HOST:GUEST[/udp]]... [--start] [--wait-ssh]',
+    usage: 'NAME --image N [--user U] [--full-name F] [--password-stdin | --password-file F]\n[--ssh-key PUB]... [--autologin] [--no-ssh] [--cpus N] [--memory MiB] [--disk GiB]\n[--display] [--display-size WxH|auto] [--idle-suspend MIN|off] [--autostart]\n[--share HOSTDIR[:GUESTDIR][:ro]]... [--port [ADDR:]HOST:GUEST[/udp]]...\n[--start] [--wait-ssh]',
     summary: 'a new VM on a base image (one small overlay)',
     options: {
       image: { type: 'string' }, user: { type: 'string' }, 'full-name': { type: 'string' },

@@ -162,7 +162,7 @@ if [ "$ssh" = 0 ]; then
 fi
 # Console autologin: the drop-in the cloud-init seed writes (the desktop's tty1 reads it too).
 if [ "$autologin" = 1 ]; then
-  mkdir -p /etc/systemd/system/serial-getty@ttyS0.service.d
+  mkdir -p -m 755 /etc/systemd/system/serial-getty@ttyS0.service.d
   printf '%s\n' '[Service]' 'ExecStart=' "ExecStart=-/sbin/agetty --autologin $user --keep-baud 115200,57600,38400,9600 - \$TERM" > /etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf
   chmod 644 /etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf
   reload=yes
@@ -172,6 +172,8 @@ fi
 
 mkdir -p -m 755 /var/lib/devvm
 printf '%s\n' "$id" > "$DONE.tmp"
+# Not a secret (the umask above is for the seed's fields): readable, like /etc/machine-id.
+chmod 644 "$DONE.tmp"
 mv "$DONE.tmp" "$DONE"
 sync
 say "@MARKER@ $id after $(cut -d' ' -f1 /proc/uptime) s"

@@ -80,6 +80,10 @@ export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, 
   const f = ctx.home.vm(name);
   progress('waiting for SSH');
   const agent = new AgentGate();
+  // Each probe that gets no banner leaves a pre-auth sshd child in a slow guest; on a
+  // starved host they piled up past sshd's MaxStartups (10) and locked SSH out. So a
+  // probe waits longer after every miss (1.5 s up to 12 s), and so does a failed login.
+  let bannerMs = 1500;
   for (;;) {
     const cfg = ctx.store.read(name);
     if (!ctx.instance(name)?.alive) {
@@ -90,7 +94,9 @@ export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, 
     // applies its SSH settings): ready means first setup finished and SSH works.
     const firstSetup = settling();
     if (firstSetup) progress('first boot: waiting for first setup (cloud-init) to finish');
-    if (!firstSetup && (await agent.ready(ctx, name, progress)) && (await sshBanner(cfg.sshPort, 1500))) {
+    const banner = !firstSetup && (await agent.ready(ctx, name, progress)) && (await sshBanner(cfg.sshPort, bannerMs));
+    if (!firstSetup && !banner) bannerMs = Math.min(12_000, bannerMs * 2);
+    if (banner) {
       // A guest restored from a run where a login worked is past boot: sshd answering
       // suffices (a full login costs ~2 s under TCG). Cold boots log in once, since
       // sshd answers before logins are allowed (systemd-user-sessions).
@@ -103,6 +109,7 @@ export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, 
       } catch (e) {
         // sshd answers before cloud-init has installed the user's key: retry until the deadline
         log.info(`${name}: ssh not ready yet: ${(e as Error).message}`);
+        await new Promise((r) => setTimeout(r, 2000));
       }
     }
     if (Date.now() > deadline) {
