@@ -113,18 +113,18 @@ describe('devvm up (debian guest)', { timeout: 40 * 60_000 }, () => {
     assert.equal(sh('cat ~/dotfiles/.testrc'), 'export FROM_DOTFILES=1\n');
   });
 
-  test('the folder is shared at the same path', (t) => {
+  test('the folder is shared at the same path', () => {
     const info = sb.json<{ shares: Array<{ hostPath: string; guestPath: string }> }>(['info', VM]);
-    if (!info.shares.length) return t.skip('the helper does not set up shares yet (issue 13: vm/share and create shares are built separately); remove this skip after merging');
+    assert.deepEqual(info.shares.map((x) => x.guestPath), [info.shares[0]?.hostPath], JSON.stringify(info.shares));
     const r = sb.ssh(VM, [`cat '${path.join(dir, 'scripts', 'root.sh')}'`]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /made by devvm up/);
   });
 
-  test('the declared port is forwarded on 127.0.0.1', async (t) => {
+  test('the declared port is forwarded on 127.0.0.1', async () => {
     const info = sb.json<{ ports: Array<{ kind: string; hostPort: number; guestPort: number; hostAddress: string }> }>(['info', VM]);
     const forward = info.ports.find((p) => p.kind === 'static' && p.guestPort === 8000);
-    if (!forward) return t.skip('the helper does not set up static port forwards yet (issue 13: create ports are built separately); remove this skip after merging');
+    assert.ok(forward, JSON.stringify(info.ports));
     assert.equal(forward.hostAddress, '127.0.0.1');
     assert.equal(forward.hostPort, hostPort);
     const served = sb.ssh(VM, ['mkdir -p /tmp/www && echo hello-from-guest > /tmp/www/index.html && (cd /tmp/www && setsid nohup python3 -m http.server 8000 >/dev/null 2>&1 &) && sleep 3']);
