@@ -127,7 +127,7 @@ describe('devvm up (debian guest)', { timeout: 40 * 60_000 }, () => {
     assert.ok(forward, JSON.stringify(info.ports));
     assert.equal(forward.hostAddress, '127.0.0.1');
     assert.equal(forward.hostPort, hostPort);
-    const served = sb.ssh(VM, ['mkdir -p /tmp/www && echo hello-from-guest > /tmp/www/index.html && (cd /tmp/www && setsid nohup python3 -m http.server 8000 >/dev/null 2>&1 &) && sleep 3']);
+    const served = sb.ssh(VM, ['mkdir -p /tmp/www && echo hello-from-guest > /tmp/www/index.html && (cd /tmp/www && setsid nohup python3 -m http.server 8000 </dev/null >/dev/null 2>&1 &) && sleep 3']);
     assert.equal(served.code, 0, served.stderr);
     const body = await (await fetch(`http://127.0.0.1:${hostPort}/index.html`)).text();
     assert.equal(body, 'hello-from-guest\n');
