@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { debianImage, Sandbox, type Result } from './harness';
+import { startGuestServer, stopGuestServer } from './portprobe';
 
 const VM = 'my-project';
 const GREETING = `it's "quoted" $HOME \`x\` \\ done`;
@@ -127,10 +128,16 @@ describe('devvm up (debian guest)', { timeout: 40 * 60_000 }, () => {
     assert.ok(forward, JSON.stringify(info.ports));
     assert.equal(forward.hostAddress, '127.0.0.1');
     assert.equal(forward.hostPort, hostPort);
-    const served = sb.ssh(VM, ['mkdir -p /tmp/www && echo hello-from-guest > /tmp/www/index.html && (cd /tmp/www && setsid nohup python3 -m http.server 8000 </dev/null >/dev/null 2>&1 &) && sleep 3']);
-    assert.equal(served.code, 0, served.stderr);
-    const body = await (await fetch(`http://127.0.0.1:${hostPort}/index.html`)).text();
-    assert.equal(body, 'hello-from-guest\n');
+    // The server runs in an ssh session held open (portprobe.ts): a server put in the
+    // background of a session that ends kept that ssh from returning (two runs, 120 s each).
+    assert.equal(sb.ssh(VM, ['echo hello-from-guest > ~/index.html']).code, 0);
+    const server = await startGuestServer(sb, VM, 8000);
+    try {
+      const body = await (await fetch(`http://127.0.0.1:${hostPort}/index.html`)).text();
+      assert.equal(body, 'hello-from-guest\n');
+    } finally {
+      stopGuestServer(sb, VM, server, 8000);
+    }
   });
 
   test('a second up reuses the VM and runs only the start steps', async () => {
