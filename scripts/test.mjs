@@ -15,7 +15,7 @@ const files = suites.flatMap((s) =>
   readdirSync(`test/${s}`).filter((f) => f.endsWith('.test.ts')).sort().map((f) => `test/${s}/${f}`),
 );
 // Integration and e2e files each boot CPU-hungry guests; run files one at a time. No single test may take more than
-// 20 minutes, and the whole run is ended at 85 (CI allows 90; a cold run took about 70 in session 6): a leaked process that keeps a finished
+// 20 minutes, and the whole run is ended at 85 (CI allows 90; a cold run took 58 in session 6): a leaked process that keeps a finished
 // file alive, or a hang, then fails with one line instead of eating CI's budget. Not --test-force-exit: it drops
 // results already run from the report (nodejs/node#64833; seen here as 400 of 421 tests counted, exit 0).
 const LIMIT_MIN = 85;
