@@ -104,7 +104,17 @@ export class Sandbox {
     } catch {
       // no helper running
     }
-    this.cli(['helper', 'stop', '--stop-vms']);
+    // A helper that does not answer in two minutes is hung: it is killed, not waited for
+    // (20 minutes of a cli() call would eat the file's whole budget).
+    const stop = spawnSync(process.execPath, [CLI, 'helper', 'stop', '--stop-vms'], { env: this.env, stdio: 'ignore', timeout: 120_000 });
+    if (stop.error && helperPid && !processGone(helperPid)) {
+      process.stderr.write(`# ${this.home}: the helper did not stop; killed\n`);
+      try {
+        process.kill(helperPid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
     // A helper killed by a test leaves QEMUs behind: end those too, then wait for all to exit.
     spawnSync('pkill', ['-9', '-f', path.join(this.home, 'vms')]);
     const deadline = Date.now() + 15000;

@@ -23,11 +23,15 @@ interface Outcome {
   args: string[];
   code: number | null;
   killed: boolean;
+  /** Still running after HANG_MS without being asked to die: a hang, reported with the helper's log. */
+  hung: boolean;
   stderr: string;
 }
 
+const HANG_MS = 180_000;
+
 const outcomes: Outcome[] = [];
-let seed = 12345;
+let seed = Number(process.env.DEVVM_SOAK_SEED) || 12345;
 /** Deterministic pseudo-random numbers, so a failing run can be replayed with its seed. */
 function rand(n: number): number {
   seed = (seed * 1103515245 + 12345) & 0x7fffffff;
@@ -40,14 +44,16 @@ function cliKillable(args: string[], killAfterMs: number | null): Promise<Outcom
     const child = spawn(process.execPath, [CLI, ...args], { env: sb.env, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     let killed = false;
+    let hung = false;
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = killAfterMs === null ? null : setTimeout(() => {
-      killed = true;
+    const timer = setTimeout(() => {
+      if (killAfterMs === null) hung = true;
+      else killed = true;
       child.kill('SIGKILL');
-    }, killAfterMs);
+    }, killAfterMs ?? HANG_MS);
     child.on('close', (code) => {
-      if (timer) clearTimeout(timer);
-      resolve({ args, code, killed, stderr });
+      clearTimeout(timer);
+      resolve({ args, code, killed, hung, stderr });
     });
   });
 }
@@ -76,8 +82,9 @@ async function worker(id: number, deadline: number): Promise<void> {
   let n = 0;
   while (Date.now() < deadline) {
     n++;
-    const vms = (JSON.parse(sb.cli(['list', '--json']).stdout || '[]') as Vm[]).map((v) => v.name);
-    const images = (JSON.parse(sb.cli(['image', 'list', '--json']).stdout || '[]') as Img[]).map((i) => i.name);
+    // Asynchronous, so the kill timers, the helper kill and the test's own timeout keep running.
+    const vms = (JSON.parse((await sb.cliAsync(['list', '--json'])).stdout || '[]') as Vm[]).map((v) => v.name);
+    const images = (JSON.parse((await sb.cliAsync(['image', 'list', '--json'])).stdout || '[]') as Img[]).map((i) => i.name);
     const vm = pick(vms);
     const fresh = `w${id}-${n}`;
     let args: string[];
@@ -93,7 +100,7 @@ async function worker(id: number, deadline: number): Promise<void> {
         args = vm ? ['snapshot', vm, `p${id}-${n}`] : ['list'];
         break;
       case 4: {
-        const snaps = vm ? (JSON.parse(sb.cli(['snapshots', vm, '--json']).stdout || '[]') as Snap[]) : [];
+        const snaps = vm ? (JSON.parse((await sb.cliAsync(['snapshots', vm, '--json'])).stdout || '[]') as Snap[]) : [];
         const s = pick(snaps);
         args = vm && s ? (rand(3) === 0 ? ['snapshot', vm, s.name, '--delete'] : ['restore', vm, s.name]) : ['list'];
         break;
@@ -130,6 +137,16 @@ test('soak: parallel clients, killed clients and a killed helper leave a consist
   clearTimeout(helperKill);
   assert.ok(helperKilled, 'the helper was not running at mid-soak');
 
+  const hung = outcomes.filter((o) => o.hung);
+  if (hung.length) {
+    let log = '';
+    try {
+      log = readFileSync(path.join(sb.home, 'helper.log'), 'utf8').split('\n').slice(-80).join('\n');
+    } catch {
+      // no log
+    }
+    assert.fail(`${hung.map((o) => `devvm ${o.args.join(' ')}`).join('; ')}: no answer in ${HANG_MS} ms\n${log}`);
+  }
   // Every answer was a clean success or one clear line; never a crash, a usage error or an internal error.
   const finished = outcomes.filter((o) => !o.killed);
   assert.ok(finished.length > 40, `only ${finished.length} requests finished in ${SOAK_MS} ms`);
@@ -145,8 +162,8 @@ test('soak: parallel clients, killed clients and a killed helper leave a consist
   process.stderr.write(`# soak: ${outcomes.length} requests, ${ok} succeeded, ${finished.length - ok} refused, ${outcomes.length - finished.length} clients killed\n`);
 
   // Let what the helper still runs finish, then restart it so start-up cleanup runs too.
-  await waitFor('operations to settle', 120_000, () => {
-    const r = sb.cli(['list', '--json']);
+  await waitFor('operations to settle', 120_000, async () => {
+    const r = await sb.cliAsync(['list', '--json']);
     return r.code === 0 && (JSON.parse(r.stdout) as Vm[]).every((v) => ['stopped', 'running', 'suspended', 'error'].includes(v.state));
   });
   sb.ok(['helper', 'stop']);

@@ -13,7 +13,14 @@ export interface QmpEvent {
   timestamp?: { seconds: number; microseconds: number };
 }
 
-type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; command: string };
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; command: string; timer: NodeJS.Timeout };
+
+/**
+ * Every command devvm sends answers at once (long work such as migration runs in the
+ * background and is polled), so a QEMU that has not answered in this time is wedged: the
+ * operation fails with one line instead of holding its VM's lock, and a client, for ever.
+ */
+export const QMP_COMMAND_TIMEOUT_MS = 120_000;
 
 export class Qmp extends EventEmitter {
   private buf = '';
@@ -22,7 +29,10 @@ export class Qmp extends EventEmitter {
   private greeted = false;
   private isClosed = false;
 
-  private constructor(private readonly sock: net.Socket) {
+  private constructor(
+    private readonly sock: net.Socket,
+    private readonly commandTimeoutMs: number,
+  ) {
     super();
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => this.onData(chunk));
@@ -30,7 +40,7 @@ export class Qmp extends EventEmitter {
     sock.on('error', () => {}); // 'close' follows
   }
 
-  static connect(path: string, timeoutMs = 5000): Promise<Qmp> {
+  static connect(path: string, timeoutMs = 5000, commandTimeoutMs = QMP_COMMAND_TIMEOUT_MS): Promise<Qmp> {
     return new Promise((resolve, reject) => {
       const sock = net.createConnection(path);
       const timer = setTimeout(() => {
@@ -42,7 +52,7 @@ export class Qmp extends EventEmitter {
         reject(e);
       });
       sock.once('connect', () => {
-        const qmp = new Qmp(sock);
+        const qmp = new Qmp(sock, commandTimeoutMs);
         qmp.once('greeting', () => {
           clearTimeout(timer);
           qmp.execute('qmp_capabilities').then(() => resolve(qmp), reject);
@@ -59,9 +69,27 @@ export class Qmp extends EventEmitter {
     if (this.isClosed) return Promise.reject(new DevvmError('invalid-state', `QMP closed (command ${command})`));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, command });
+      this.track(id, command, resolve as (v: unknown) => void, reject);
       this.sock.write(`${JSON.stringify({ execute: command, arguments: args, id })}\n`);
     });
+  }
+
+  private track(id: number, command: string, resolve: (v: unknown) => void, reject: (e: Error) => void): void {
+    const timer = setTimeout(() => {
+      this.pending.delete(id);
+      reject(new DevvmError('timeout', `QEMU did not answer ${command} within ${this.commandTimeoutMs} ms`, 'the VM looks wedged; "devvm stop NAME --force" ends it'));
+    }, this.commandTimeoutMs);
+    timer.unref();
+    this.pending.set(id, { resolve, reject, command, timer });
+  }
+
+  private settle(id: number): Pending | undefined {
+    const p = this.pending.get(id);
+    if (p) {
+      clearTimeout(p.timer);
+      this.pending.delete(id);
+    }
+    return p;
   }
 
   /**
@@ -74,11 +102,11 @@ export class Qmp extends EventEmitter {
     const sockFd = (this.sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (typeof sockFd !== 'number' || sockFd < 0) return Promise.reject(new DevvmError('internal', 'QMP socket has no file descriptor'));
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, command });
+      this.track(id, command, resolve as (v: unknown) => void, reject);
       try {
         send(sockFd, fd, `${JSON.stringify({ execute: command, arguments: args, id })}\n`);
       } catch (e) {
-        this.pending.delete(id);
+        this.settle(id);
         reject(e);
       }
     });
@@ -126,9 +154,8 @@ export class Qmp extends EventEmitter {
       } else if ('event' in msg) {
         this.emit('event', msg as unknown as QmpEvent);
       } else if (typeof msg.id === 'number') {
-        const p = this.pending.get(msg.id);
+        const p = this.settle(msg.id);
         if (!p) continue;
-        this.pending.delete(msg.id);
         if ('error' in msg) {
           const err = msg.error as { class?: string; desc?: string };
           p.reject(new DevvmError('process-failed', `QEMU refused ${p.command}: ${err.desc ?? err.class ?? 'unknown error'}`));
@@ -142,7 +169,10 @@ export class Qmp extends EventEmitter {
   private onClose(): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    for (const p of this.pending.values()) p.reject(new DevvmError('invalid-state', `QEMU exited during ${p.command}`));
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new DevvmError('invalid-state', `QEMU exited during ${p.command}`));
+    }
     this.pending.clear();
     this.emit('closed');
   }
