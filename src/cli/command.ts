@@ -25,8 +25,12 @@ export interface Context {
   output(text: string): void;
   /** Closes the connection to the helper, runs a program on this terminal, resolves with its exit code. */
   exec(file: string, args: string[]): Promise<number>;
-  /** Closes the connection to the helper, relays stdin/stdout to a TCP port until either side ends (ssh-proxy). */
-  relay(host: string, port: number): Promise<number>;
+  /**
+   * Closes the connection to the helper, relays stdin/stdout to a TCP port until either side
+   * ends (ssh-proxy). `sentIdent`: the SSH identification line already written to stdout;
+   * the server's own is then dropped, and refused when it differs.
+   */
+  relay(host: string, port: number, sentIdent?: string): Promise<number>;
 }
 
 export interface Args extends Parsed {

@@ -8,6 +8,7 @@ import type { MessageConnection, RequestType, RequestType0 } from 'vscode-jsonrp
 import { connect, fromRpcError } from '../shared/client';
 import { DevvmError } from '../shared/errors';
 import { Notify, type RpcErrorData } from '../shared/rpc';
+import { parseIdent } from '../shared/sshident';
 import { ProgressLine } from './progress';
 import type { Session } from './run';
 
@@ -84,7 +85,7 @@ export class RpcSession implements Session {
     });
   }
 
-  relay(host: string, port: number): Promise<number> {
+  relay(host: string, port: number, sentIdent?: string): Promise<number> {
     this.close();
     return new Promise((resolve, reject) => {
       const sock = net.connect({ host, port });
@@ -94,7 +95,28 @@ export class RpcSession implements Session {
         connected = true;
         // ssh closing our stdin half-closes the connection; sshd's end ends our stdout.
         process.stdin.pipe(sock);
-        sock.pipe(process.stdout);
+        if (!sentIdent) {
+          sock.pipe(process.stdout);
+          return;
+        }
+        // ssh already has an identification line; the key exchange hashes the one it got,
+        // so sshd's must be the same bytes, and is not passed on twice.
+        let seen = '';
+        const onData = (c: Buffer) => {
+          seen += c.toString('latin1');
+          const r = parseIdent(seen);
+          if (r === undefined) return;
+          sock.off('data', onData);
+          if (r?.ident !== sentIdent) {
+            sock.destroy();
+            reject(new DevvmError('process-failed', `the VM's sshd now says "${r?.ident ?? seen.slice(0, 60).trim()}", not "${sentIdent}" as when it was last reached`, 'run ssh again (devvm has noted the new one)'));
+            return;
+          }
+          const rest = Buffer.from(seen.slice(r.end), 'latin1');
+          if (rest.length) process.stdout.write(rest);
+          sock.pipe(process.stdout);
+        };
+        sock.on('data', onData);
       });
       // ssh went away (EPIPE): end the connection too.
       process.stdout.on('error', () => sock.destroy());

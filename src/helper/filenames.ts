@@ -60,6 +60,8 @@ export class VmFiles {
   get pid() { return path.join(this.dir, 'pid'); }
   /** Devices the running QEMU was started with. */
   get launch() { return path.join(this.dir, 'launch.json'); }
+  /** The guest sshd's identification line, as last seen (ssh-proxy answers with it while the VM boots). */
+  get sshIdent() { return path.join(this.dir, 'ssh-ident'); }
   get ramDir() { return path.join(this.dir, 'ram'); }
   get suspendState() { return path.join(this.ramDir, 'suspend.ram'); }
   /** "snapshot." then a snapshot name (no dots): never the suspend state's file, whatever the name. */

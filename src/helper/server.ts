@@ -122,6 +122,7 @@ export class Server {
       vmDelete: (p) => vms.delete(p.name, p.force ?? false),
       vmSshTarget: (p) => vms.sshTarget(p.name),
       vmWake: (p, { progress }) => vms.wake(p.name, progress),
+      vmWakePlan: (p) => vms.wakePlan(p.name),
       vmSnapshot: (p, { progress }) => vms.snapshot(p.name, p.snapshot, p.ram ?? false, progress),
       vmRestore: (p, { progress }) => vms.restore(p.name, p.snapshot, progress),
       vmSnapshotDelete: (p) => vms.deleteSnapshot(p.name, p.snapshot),

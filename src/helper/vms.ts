@@ -10,7 +10,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { DevvmError } from '../shared/errors';
 import { allows, assertAllowed, busy, type Operation } from '../shared/lifecycle';
 import type { Size } from '../shared/display';
-import type { CreateParams, ProvisionParams, SetParams, SshTarget } from '../shared/rpc';
+import type { CreateParams, ProvisionParams, SetParams, SshTarget, WakePlan } from '../shared/rpc';
 import type { AttachedDisk, DisplayInfo, DisplayResizeResult, HostUsbDevice, ProvisionResult, Screenshot, LayerInfo, LayerNode, NbdExport, SnapshotInfo, VmInfo, VmState, VmSummary } from '../shared/types';
 import type { ExportRecord } from './exports';
 import * as v from '../shared/validate';
@@ -41,7 +41,7 @@ import { Power } from './vm/power';
 import { VmStore } from './vm/store';
 import { IdleWatch, procTables } from './vm/idle';
 import { applySettings, autostart, idleLimit } from './vm/settings';
-import { wake } from './vm/wake';
+import { wake, wakePlan } from './vm/wake';
 import { provision } from './vm/guestrun';
 import { Shares } from './vm/shares';
 import { chooseTransport, probeHost, type HostProbe, type TransportChoice } from './shares/host';
@@ -271,6 +271,10 @@ export class Vms extends EventEmitter {
     // The proxy connects next: an idle suspend must not fall in between.
     this.idle.touch(name);
     return this.sshTarget(name);
+  }
+
+  wakePlan(name: string): WakePlan {
+    return wakePlan(this.ctx, name);
   }
 
   private get idleDefault(): number | null {

@@ -231,6 +231,18 @@ export interface SshTarget {
   port: number;
 }
 
+/** What ssh-proxy learns before it asks for the wake (vm/wake.ts wakePlan). */
+export interface WakePlan {
+  /** The VM runs and its SSH has worked: vm/wake answers at once. */
+  ready: boolean;
+  /**
+   * The guest sshd's identification line as last seen: ssh-proxy sends it to ssh at once
+   * while the VM boots, so ssh's ConnectTimeout (which covers only the wait for that line)
+   * does not run out during the boot. null: not known yet.
+   */
+  ident: string | null;
+}
+
 export interface OutputParams {
   token: string;
   text: string;
@@ -266,6 +278,7 @@ export const Rpc = {
   vmSshTarget: request<SshTarget>()('vm/sshTarget', Params.name),
   /** Boots or resumes the VM if needed and waits until SSH answers (a running one answers at once). */
   vmWake: request<SshTarget>()('vm/wake', Params.wake),
+  vmWakePlan: request<WakePlan>()('vm/wakePlan', Params.name),
   vmSnapshot: request<SnapshotInfo & { pauseMs: number }>()('vm/snapshot', Params.snapshot),
   vmRestore: request<VmSummary>()('vm/restore', Params.restore),
   vmSnapshotDelete: request<void>()('vm/snapshotDelete', Params.snapshotDelete),

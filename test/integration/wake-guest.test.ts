@@ -95,6 +95,17 @@ test('devvm ssh to a stopped VM boots it and connects', () => {
   assert.equal(state(), 'running');
 });
 
+test("ssh with Remote-SSH's ConnectTimeout (15 s there, 5 here) to a stopped VM: the boot takes longer, and the connection works", () => {
+  sb.ok(['stop', VM]);
+  const r = sshTrue(['-o', 'ConnectTimeout=5']);
+  assert.equal(r.code, 0, r.stderr);
+  // ssh-proxy sent the identification line sshd gave last time; without it ssh gives up
+  // waiting for the banner after 5 s ("Connection timed out during banner exchange").
+  assert.ok(r.ms > 5000, `the boot took ${r.ms} ms, not longer than the timeout: this shows nothing`);
+  figures.bootOnSshConnectTimeoutMs = r.ms;
+  assert.equal(state(), 'running');
+});
+
 test('idle suspend at 1 minute: not while a session is open, within 90 s of the last one closing', async () => {
   const s = sb.json<{ idleSuspendMin?: number }>(['set', VM, '--idle-suspend', '1']);
   assert.equal(s.idleSuspendMin, 1);

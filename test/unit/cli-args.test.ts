@@ -40,6 +40,7 @@ const answers: Record<string, unknown> = {
   'vm/restore': vm, 'vm/clone': { ...vm, name: 'copy' },
   'vm/snapshot': { name: 's1', layer: 'l1', ram: false, createdAt: '' },
   'vm/wake': { configFile: '/h/ssh_config', host: 'devvm-web', user: 'alice', port: 2222 },
+  'vm/wakePlan': { ready: true, ident: null },
   'vm/sshTarget': { configFile: '/h/ssh_config', host: 'devvm-web', user: 'alice', port: 2222 },
   'layer/tree': [],
   'disk/attach': { id: 'xd1', source: '/f', bus: 'virtio', readOnly: false },
@@ -93,7 +94,7 @@ const ok: Array<[string[], Expect]> = [
   [['set', 'web', '--idle-suspend', 'default', '--autostart', 'off'], [['vm/set', { name: 'web', idleSuspend: 'default', autostart: false }]]],
   [['create', 'web', '--image', 'd', '--user', 'a', '--idle-suspend', '15', '--autostart'],
     [['vm/create', { name: 'web', image: 'd', user: 'a', sshKeys: [], autologin: false, ssh: true, idleSuspend: 15, autostart: true, start: false, waitSsh: false, progressToken: T }]]],
-  [['ssh-proxy', 'web'], [['vm/wake', { name: 'web', progressToken: T }]]],
+  [['ssh-proxy', 'web'], [['vm/wakePlan', { name: 'web' }], ['vm/wake', { name: 'web', progressToken: T }]]],
   [['display', 'web'], [['vm/display', { name: 'web' }]]],
   [['display', 'web', '--size', '1024x640'], [['vm/displayResize', { name: 'web', width: 1024, height: 640 }], ['vm/display', { name: 'web' }]]],
   [['screenshot', 'web', path.join(os.tmpdir(), `devvm-cli-shot-${process.pid}.png`)], [['vm/screenshot', { name: 'web' }]]],
@@ -172,9 +173,21 @@ test('ssh runs ssh -F <the helper\'s config file> <host>, and -- CMD... untouche
 });
 
 test('ssh-proxy relays to the port the helper names, after it woke the VM', async () => {
-  const r = await cli(['ssh-proxy', 'web'], answers);
-  assert.deepEqual(r.session.relays, [['127.0.0.1', 2222]]);
-  assert.equal(r.stdout, '', 'nothing of its own on stdout: that is the SSH stream');
+  const r = await cli(['ssh-proxy', 'web'], { ...answers, 'vm/wakePlan': { ready: true, ident: 'SSH-2.0-X' } });
+  assert.deepEqual(r.session.relays, [['127.0.0.1', 2222, undefined]]);
+  assert.deepEqual(r.session.outputs, [], 'nothing of its own on stdout: that is the SSH stream');
+  assert.deepEqual(r.session.calls.map((c) => c.method), ['vm/wakePlan', 'vm/wake']);
+});
+
+test('ssh-proxy to a VM that must boot sends the known identification line before it asks for the wake', async () => {
+  const booting = { ...answers, 'vm/wakePlan': { ready: false, ident: 'SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3' } };
+  const r = await cli(['ssh-proxy', 'web'], booting);
+  assert.deepEqual(r.session.outputs, ['SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n']);
+  assert.deepEqual(r.session.relays, [['127.0.0.1', 2222, 'SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3']]);
+  // Not known yet (never reached): no early line, the relay passes sshd's own.
+  const unknown = await cli(['ssh-proxy', 'web'], { ...answers, 'vm/wakePlan': { ready: false, ident: null } });
+  assert.deepEqual(unknown.session.outputs, []);
+  assert.deepEqual(unknown.session.relays, [['127.0.0.1', 2222, undefined]]);
 });
 
 test('helper install writes the user unit and enables it through systemctl --user; uninstall disables and removes it', async () => {

@@ -15,7 +15,7 @@ export class FakeSession implements Session {
   printed: unknown[] = [];
   texts: string[] = [];
   execs: Array<[string, string[]]> = [];
-  relays: Array<[string, number]> = [];
+  relays: Array<[string, number, string | undefined]> = [];
   closed = false;
 
   /** method -> result (or a function of the params); a DevvmError result is thrown. */
@@ -70,8 +70,8 @@ export class FakeSession implements Session {
     return 0;
   }
 
-  async relay(host: string, port: number): Promise<number> {
-    this.relays.push([host, port]);
+  async relay(host: string, port: number, sentIdent?: string): Promise<number> {
+    this.relays.push([host, port, sentIdent]);
     return 0;
   }
 

@@ -8,9 +8,9 @@ import { test } from 'node:test';
 
 const SESSION = path.resolve(__dirname, '../../src/cli/session.ts');
 
-function relay(port: number, input: Buffer): Promise<{ code: number | null; stdout: Buffer; stderr: string; ms: number }> {
+function relay(port: number, input: Buffer, sentIdent?: string): Promise<{ code: number | null; stdout: Buffer; stderr: string; ms: number }> {
   const t0 = Date.now();
-  const script = `const { RpcSession } = require(${JSON.stringify(SESSION)}); new RpcSession('/nonexistent').relay('127.0.0.1', ${port}).then((c) => { process.exitCode = c; }, (e) => { process.stderr.write(e.message); process.exitCode = 1; });`;
+  const script = `const { RpcSession } = require(${JSON.stringify(SESSION)}); new RpcSession('/nonexistent').relay('127.0.0.1', ${port}, ${JSON.stringify(sentIdent)}).then((c) => { process.exitCode = c; }, (e) => { process.stderr.write(e.message); process.exitCode = 1; });`;
   const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
   const out: Buffer[] = [];
   let stderr = '';
@@ -43,4 +43,35 @@ test('nothing listening: one line naming the port, exit 1', async () => {
   const r = await relay(port, Buffer.alloc(0));
   assert.equal(r.code, 1);
   assert.match(r.stderr, new RegExp(`^cannot connect to 127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`));
+});
+
+const IDENT = 'SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3';
+
+/** A server that sends `greeting` in small pieces, then echoes what it got after the client's end. */
+async function identServer(t: { after(f: () => void): void }, greeting: string): Promise<number> {
+  const srv = net.createServer((s) => {
+    const got: Buffer[] = [];
+    // Byte by byte: the relay must find the line across chunks.
+    for (const ch of greeting) s.write(ch);
+    s.on('data', (c) => got.push(c));
+    s.on('end', () => s.end(Buffer.concat([Buffer.from('|echo:'), ...got])));
+  }).listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  t.after(() => srv.close());
+  return (srv.address() as net.AddressInfo).port;
+}
+
+test('an identification line already sent: sshd\'s own (after any other lines) is dropped, the rest relayed', async (t) => {
+  const port = await identServer(t, `hello\r\n${IDENT}\r\nKEXINIT`);
+  const r = await relay(port, Buffer.from('client bytes'), IDENT);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.toString('latin1'), 'KEXINIT|echo:client bytes');
+});
+
+test('sshd identifies differently from the line sent: one line naming both, exit 1', async (t) => {
+  const port = await identServer(t, 'SSH-2.0-OpenSSH_9.9 Other\r\n');
+  const r = await relay(port, Buffer.alloc(0), IDENT);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^the VM's sshd now says "SSH-2\.0-OpenSSH_9\.9 Other", not "SSH-2\.0-OpenSSH_9\.2p1 Debian-2\+deb12u3"/);
+  assert.equal(r.stdout.length, 0);
 });

@@ -7,7 +7,7 @@ import { after, test } from 'node:test';
 import { DevvmError } from '../../src/shared/errors';
 import { Home } from '../../src/helper/filenames';
 import type { VmContext } from '../../src/helper/vm/context';
-import { wake } from '../../src/helper/vm/wake';
+import { wake, wakePlan } from '../../src/helper/vm/wake';
 import type { VmState } from '../../src/shared/types';
 
 const roots: string[] = [];
@@ -37,7 +37,7 @@ function fake(o: { state: VmState; ssh?: boolean; sshReady?: boolean; held?: { p
     waitSsh: async () => void w.calls.push('waitSsh'),
     sleep: async () => {},
   };
-  return { w, run: () => wake(ctx, deps, 'web', () => {}) };
+  return { w, home, plan: () => wakePlan(ctx, 'web'), run: () => wake(ctx, deps, 'web', () => {}) };
 }
 
 test('a running VM whose SSH worked answers at once; one still booting is waited for', async () => {
@@ -77,4 +77,24 @@ test('a start that lost the race to another client is retried; deleting and no-S
   assert.deepEqual(f.w.calls, ['start', 'start']);
   await assert.rejects(fake({ state: 'deleting', held: { phase: 'deleting', done: Promise.resolve() } }).run(), /being deleted/);
   await assert.rejects(fake({ state: 'stopped', ssh: false }).run(), /SSH is disabled/);
+});
+
+test('wake plan: ready only when running with SSH seen working and no operation; the identification line as the probe last saw it', async () => {
+  const ident = 'SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3';
+  const a = fake({ state: 'running', sshReady: true });
+  assert.deepEqual(a.plan(), { ready: true, ident: null });
+  writeFileSync(a.home.vm('web').sshIdent, `${ident}\n`);
+  assert.deepEqual(a.plan(), { ready: true, ident });
+  const b = fake({ state: 'suspended' });
+  writeFileSync(b.home.vm('web').sshIdent, `${ident}\n`);
+  assert.deepEqual(b.plan(), { ready: false, ident });
+  const c = fake({ state: 'running', sshReady: true, held: { phase: 'suspending', done: Promise.resolve() } });
+  assert.equal(c.plan().ready, false);
+  // A file that is not an identification line is not sent to ssh.
+  const d = fake({ state: 'stopped' });
+  writeFileSync(d.home.vm('web').sshIdent, 'SSH-2.0-x\r\nmore\n');
+  assert.deepEqual(d.plan(), { ready: false, ident: null });
+  const e = fake({ state: 'stopped', ssh: false });
+  writeFileSync(e.home.vm('web').sshIdent, `${ident}\n`);
+  assert.deepEqual(e.plan(), { ready: false, ident: null });
 });

@@ -28,8 +28,15 @@ export const sshCommands: Command[] = [
     summary: "ssh's ProxyCommand in devvm's ssh_config: starts or\nresumes the VM, then relays to its SSH port",
     positionals: 1,
     async run(ctx, { positionals }) {
-      const t = await ctx.call(Rpc.vmWake, ctx.withToken({ name: positionals[0]! }));
-      return ctx.relay('127.0.0.1', t.port);
+      const name = positionals[0]!;
+      // ssh waits ConnectTimeout (VS Code's Remote-SSH: 15 s) for the server's identification
+      // line and no longer, and a boot takes longer: a VM that is not ready gets the line its
+      // sshd sent last time at once.
+      const plan = await ctx.call(Rpc.vmWakePlan, { name });
+      const early = plan.ready ? undefined : (plan.ident ?? undefined);
+      if (early) ctx.output(`${early}\r\n`);
+      const t = await ctx.call(Rpc.vmWake, ctx.withToken({ name }));
+      return ctx.relay('127.0.0.1', t.port, early);
     },
   },
   {

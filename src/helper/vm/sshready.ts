@@ -2,33 +2,61 @@
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { DevvmError } from '../../shared/errors';
+import { parseIdent } from '../../shared/sshident';
 import type { Progress } from '../images';
 import { log } from '../log';
 import { run } from '../proc';
 import { sshHostAlias } from '../sshconfig';
-import { readJson, writeJsonAtomic } from '../store';
+import { readJson, writeFileAtomic, writeJsonAtomic } from '../store';
 import type { LaunchRecord } from '../vmconfig';
 import type { VmContext } from './context';
 
-/** Resolves true when something on the port speaks SSH (QEMU's forwarder accepts and drops before sshd is up). */
-export function sshBanner(port: number, timeoutMs: number): Promise<boolean> {
+/**
+ * The identification line of whatever speaks SSH on the port (RFC 4253 4.2, without its
+ * CR LF), or null (QEMU's forwarder accepts and drops before sshd is up).
+ */
+export function sshBanner(port: number, timeoutMs: number): Promise<string | null> {
   return new Promise((resolve) => {
     const sock = net.createConnection(port, '127.0.0.1');
     let data = '';
-    const done = (ok: boolean) => {
+    const done = (ident: string | null) => {
       clearTimeout(timer);
       sock.destroy();
-      resolve(ok);
+      resolve(ident);
     };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    sock.setEncoding('utf8');
+    const timer = setTimeout(() => done(null), timeoutMs);
+    sock.setEncoding('latin1');
     sock.on('data', (c: string) => {
       data += c;
-      if (data.startsWith('SSH-')) done(true);
+      const r = parseIdent(data);
+      if (r !== undefined) done(r?.ident ?? null);
     });
-    sock.on('error', () => done(false));
-    sock.on('close', () => done(false));
+    sock.on('error', () => done(null));
+    sock.on('close', () => done(null));
   });
+}
+
+/** Keeps the guest sshd's identification line for ssh-proxy (only written when it changed). */
+function rememberIdent(ctx: VmContext, name: string, ident: string): void {
+  const file = ctx.home.vm(name).sshIdent;
+  try {
+    if (readFileSync(file, 'utf8') === `${ident}\n`) return;
+  } catch {
+    // first time
+  }
+  writeFileAtomic(file, `${ident}\n`);
+}
+
+/** The identification line last seen from the VM's sshd, or null. */
+export function knownIdent(ctx: VmContext, name: string): string | null {
+  try {
+    const text = readFileSync(ctx.home.vm(name).sshIdent, 'latin1');
+    // Exactly one valid line: it goes to ssh as it is.
+    const r = parseIdent(text);
+    return r && r.end === text.length && r.ident.length + 1 === text.length ? r.ident : null;
+  } catch {
+    return null;
+  }
 }
 
 export function tailLines(file: string, n: number): string {
@@ -97,6 +125,7 @@ export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, 
     const banner = !firstSetup && (await agent.ready(ctx, name, progress)) && (await sshBanner(cfg.sshPort, bannerMs));
     if (!firstSetup && !banner) bannerMs = Math.min(12_000, bannerMs * 2);
     if (banner) {
+      rememberIdent(ctx, name, banner);
       // A guest restored from a run where a login worked is past boot: sshd answering
       // suffices (a full login costs ~2 s under TCG). Cold boots log in once, since
       // sshd answers before logins are allowed (systemd-user-sessions).

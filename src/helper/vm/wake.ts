@@ -7,8 +7,9 @@
  */
 import { DevvmError } from '../../shared/errors';
 import type { Progress } from '../images';
+import type { WakePlan } from '../../shared/rpc';
 import type { VmContext } from './context';
-import { launchRecord } from './sshready';
+import { knownIdent, launchRecord } from './sshready';
 
 export interface WakeDeps {
   /** The VM manager's start with waitSsh. */
@@ -51,4 +52,11 @@ export async function wake(ctx: VmContext, d: WakeDeps, name: string, progress: 
     if (round > 1200) throw new DevvmError('timeout', `VM "${name}" stayed ${state}`);
     await (d.sleep ?? sleep)(500);
   }
+}
+
+/** Whether wake will answer at once, and the identification line ssh-proxy may send ssh meanwhile. */
+export function wakePlan(ctx: VmContext, name: string): WakePlan {
+  const cfg = ctx.store.read(name);
+  const ready = ctx.state(name) === 'running' && !ctx.locks.get(name) && launchRecord(ctx, name).sshReady === true;
+  return { ready, ident: cfg.ssh ? knownIdent(ctx, name) : null };
 }
