@@ -8,7 +8,7 @@ import { displaySize } from '../shared/display';
 import { DevvmError } from '../shared/errors';
 import type { CreateParams } from '../shared/rpc';
 import * as v from '../shared/validate';
-import { parsePortList } from './portSpec';
+import { parsePortList } from '../shared/portspec';
 
 /** One row of the Shared folders field; an empty guest path means the host's path. */
 export interface ShareRow {

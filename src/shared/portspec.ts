@@ -43,12 +43,13 @@ export function staticPort(p: { protocol?: PortProtocol; hostAddress?: string; h
 }
 
 /**
- * "[ADDR:]HOSTPORT:GUESTPORT[/udp]" (the CLI's form; `udp` is the `--udp` flag). A
+ * "[ADDR:]HOSTPORT:GUESTPORT[/udp]" (the CLI's form; `udp` is the `--udp` flag) and, with
+ * `onePort` (the extension's input boxes), "PORT[/udp]" for the same port on both sides. A
  * missing address is 127.0.0.1: a forward reaches beyond this host only when asked.
  */
-export function parsePortSpec(text: string, udp = false): StaticPort {
+export function parsePortSpec(text: string, udp = false, onePort = false): StaticPort {
   if (typeof text !== 'string' || text.length > 64) invalid(`invalid port forward ${preview(text)}`, 'use [ADDR:]HOSTPORT:GUESTPORT, e.g. 8080:80');
-  let body = text;
+  let body = onePort ? text.trim() : text;
   let protocol: PortProtocol = udp ? 'udp' : 'tcp';
   const slash = body.lastIndexOf('/');
   if (slash >= 0) {
@@ -59,6 +60,7 @@ export function parsePortSpec(text: string, udp = false): StaticPort {
     body = body.slice(0, slash);
   }
   const parts = body.split(':');
+  if (onePort && parts.length === 1) parts.push(parts[0]!);
   if (parts.length !== 2 && parts.length !== 3) invalid(`invalid port forward ${preview(text)}`, 'use [ADDR:]HOSTPORT:GUESTPORT, e.g. 8080:80 or 0.0.0.0:8080:80');
   const [addr, host, guest] = parts.length === 3 ? parts : [LOOPBACK, ...parts];
   return { protocol, hostAddress: ipv4(addr), hostPort: portNumber('the host port', host), guestPort: portNumber('the guest port', guest) };
@@ -70,3 +72,16 @@ export function portSpecText(p: Pick<PortForward, 'protocol' | 'hostAddress' | '
 }
 
 export const sameHostPort = (a: Pick<StaticPort, 'protocol' | 'hostPort'>, b: Pick<StaticPort, 'protocol' | 'hostPort'>): boolean => a.protocol === b.protocol && a.hostPort === b.hostPort;
+
+/** A list separated by spaces or commas (the Create form); each host port once per protocol, at most 64 (create's limit). */
+export function parsePortList(text: string): StaticPort[] {
+  const parts = text.split(/[\s,]+/).filter(Boolean);
+  if (parts.length > 64) invalid(`${parts.length} port forwards is more than 64`);
+  const out: StaticPort[] = [];
+  for (const p of parts) {
+    const spec = parsePortSpec(p, false, true);
+    if (out.some((x) => sameHostPort(x, spec))) invalid(`host port ${spec.hostPort}${spec.protocol === 'udp' ? '/udp' : ''} is forwarded twice`);
+    out.push(spec);
+  }
+  return out;
+}

@@ -17,6 +17,7 @@ import { setLogFile } from '../../src/helper/log';
 import { generateHostKey, READY_MARKER, type ProvisionSpec } from '../../src/helper/provision';
 import { CLOUD_INIT_ON, KERNEL_CMDLINE, qemuArgs, type QemuSpec } from '../../src/helper/qemu/args';
 import { DevvmError } from '../../src/shared/errors';
+import { CLIENT_KEY, HASH, provisionSpec } from './provision-fixture';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'devvm-devvmseed-'));
 let hostKey: { privateKey: string; publicKey: string };
@@ -30,24 +31,9 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const CLIENT_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq0kdUxVqrV2C9ONKmuyfwf8fSBK1Fi5NiXhz8QjX6l alice@laptop';
 const OTHER_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOz0mFakeFakeFakeFakeFakeFakeFakeFakeFakeFake bob@desk';
-const HASH = '$6$saltsalt$' + 'a'.repeat(86);
 
-function spec(over: Partial<ProvisionSpec> = {}): ProvisionSpec {
-  return {
-    hostname: 'dev',
-    instanceId: 'devvm-0b7f3c1e-5d7a-4a53-9a55-3f1f2b1c9e10',
-    user: 'alice',
-    fullName: 'Alice Example',
-    passwordHash: HASH,
-    autologin: false,
-    ssh: true,
-    authorizedKeys: [CLIENT_KEY, OTHER_KEY],
-    hostKey,
-    ...over,
-  };
-}
+const spec = (over: Partial<ProvisionSpec> = {}): ProvisionSpec => provisionSpec(hostKey, { authorizedKeys: [CLIENT_KEY, OTHER_KEY], ...over });
 
 /** The seed as a map of decoded fields (checking the line format on the way). */
 function fields(text: string): Map<string, string> {

@@ -121,13 +121,13 @@ test('Shared folders rows become create\'s shares: the guest path defaults to th
 
 test('static port forwards: HOST:GUEST, one port for both, /udp; bad ones are the field\'s error', () => {
   assert.deepEqual(checkForm(form({ ports: '8080:80, 5432  53/udp 127.0.0.2:9000:90' }), ctx).params?.ports, [
-    { protocol: 'tcp', hostPort: 8080, guestPort: 80 },
-    { protocol: 'tcp', hostPort: 5432, guestPort: 5432 },
-    { protocol: 'udp', hostPort: 53, guestPort: 53 },
+    { protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 8080, guestPort: 80 },
+    { protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 5432, guestPort: 5432 },
+    { protocol: 'udp', hostAddress: '127.0.0.1', hostPort: 53, guestPort: 53 },
     { protocol: 'tcp', hostAddress: '127.0.0.2', hostPort: 9000, guestPort: 90 },
   ]);
   assert.ok(!('ports' in checkForm(form({ ports: ' ' }), ctx).params!));
-  for (const [text, re] of [['80:0', /guest port 0 .* out of range/], ['http', /invalid port forward "http"/], ['8080:80 8080:81', /host port 8080 is forwarded twice/], ['300.1.1.1:80:80', /invalid address/], ['10.0.0.1:80', /ADDRESS:HOST:GUEST/]] as const) {
+  for (const [text, re] of [['80:0', /guest port must be a port number 1-65535, got "0"/], ['http', /host port must be a port number 1-65535, got "http"/], ['8080:80 8080:81', /host port 8080 is forwarded twice/], ['300.1.1.1:80:80', /invalid host address/], ['10.0.0.1:80', /host port must be a port number 1-65535, got "10.0.0.1"/]] as const) {
     assert.match(checkForm(form({ ports: text }), ctx).errors.ports ?? '', re, text);
   }
   assert.deepEqual(checkForm(form({ ports: '8080:80 8080:80/udp' }), ctx).errors, {}, 'TCP and UDP are separate ports');

@@ -30,3 +30,8 @@ test('the helper checks what a client sends the same way (the schema only bounds
   assert.throws(() => staticPort({ protocol: 'icmp' as 'tcp', hostPort: 1, guestPort: 1 }), /invalid protocol/);
   assert.equal(ipv4('192.168.1.200'), '192.168.1.200');
 });
+
+test('one port for both sides only where asked (the extension\'s input boxes); the CLI wants HOST:GUEST', () => {
+  assert.deepEqual(parsePortSpec(' 8080/udp ', false, true), { protocol: 'udp', hostAddress: '127.0.0.1', hostPort: 8080, guestPort: 8080 });
+  assert.throws(() => parsePortSpec('8080'), /invalid port forward "8080"/);
+});

@@ -18,6 +18,7 @@ import {
 } from '../../src/helper/provision';
 import { setLogFile } from '../../src/helper/log';
 import { DevvmError } from '../../src/shared/errors';
+import { CLIENT_KEY, HASH, provisionSpec } from './provision-fixture';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'devvm-provision-'));
 const helperLog = path.join(dir, 'helper.log');
@@ -32,23 +33,7 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const CLIENT_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq0kdUxVqrV2C9ONKmuyfwf8fSBK1Fi5NiXhz8QjX6l alice@laptop';
-const HASH = '$6$saltsalt$' + 'a'.repeat(86);
-
-function spec(over: Partial<ProvisionSpec> = {}): ProvisionSpec {
-  return {
-    hostname: 'dev',
-    instanceId: 'devvm-0b7f3c1e-5d7a-4a53-9a55-3f1f2b1c9e10',
-    user: 'alice',
-    fullName: 'Alice Example',
-    passwordHash: HASH,
-    autologin: false,
-    ssh: true,
-    authorizedKeys: [CLIENT_KEY],
-    hostKey,
-    ...over,
-  };
-}
+const spec = (over: Partial<ProvisionSpec> = {}): ProvisionSpec => provisionSpec(hostKey, over);
 
 type Cfg = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
