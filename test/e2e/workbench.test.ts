@@ -127,8 +127,18 @@ test('Dev VMs in code-server: view, create form, running VM, layers, serial cons
         }
       }
     }
-    if (process.env.DEVVM_E2E_KEEP !== '1') rmSync(tmp, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
-    else log(`kept ${tmp}`);
+    // Anything else still running from this home (a virtiofsd, a QEMU the helper lost
+    // under load) would keep writing its log while the tree is removed.
+    spawnSync('pkill', ['-9', '-f', dirs.devvm]);
+    for (let i = 0; i < 75 && spawnSync('pgrep', ['-f', dirs.devvm]).status === 0; i++) spawnSync('sleep', ['0.2']);
+    if (process.env.DEVVM_E2E_KEEP !== '1') {
+      try {
+        rmSync(tmp, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+      } catch (e) {
+        // A leftover in /tmp is not the product failing: say so, do not fail the run.
+        log(`could not remove ${tmp}: ${(e as Error).message}`);
+      }
+    } else log(`kept ${tmp}`);
     metrics.totalSeconds = Math.round((Date.now() - t0) / 1000);
     writeFileSync(path.join(ARTIFACTS, 'metrics.json'), `${JSON.stringify(metrics, null, 2)}\n`);
     log(`metrics: ${JSON.stringify(metrics)}`);
