@@ -78,13 +78,24 @@ after(() => {
   rmSync(blank, { force: true });
 });
 
+/** A --json list, or nothing when the call was refused (a VM deleted meanwhile, the helper killed). */
+function listed<T>(r: { code: number; stdout: string }): T[] {
+  if (r.code !== 0) return [];
+  try {
+    const v = JSON.parse(r.stdout) as unknown;
+    return Array.isArray(v) ? (v as T[]) : [];
+  } catch {
+    return [];
+  }
+}
+
 async function worker(id: number, deadline: number): Promise<void> {
   let n = 0;
   while (Date.now() < deadline) {
     n++;
     // Asynchronous, so the kill timers, the helper kill and the test's own timeout keep running.
-    const vms = (JSON.parse((await sb.cliAsync(['list', '--json'])).stdout || '[]') as Vm[]).map((v) => v.name);
-    const images = (JSON.parse((await sb.cliAsync(['image', 'list', '--json'])).stdout || '[]') as Img[]).map((i) => i.name);
+    const vms = listed<Vm>(await sb.cliAsync(['list', '--json'])).map((v) => v.name);
+    const images = listed<Img>(await sb.cliAsync(['image', 'list', '--json'])).map((i) => i.name);
     const vm = pick(vms);
     const fresh = `w${id}-${n}`;
     let args: string[];
@@ -100,7 +111,7 @@ async function worker(id: number, deadline: number): Promise<void> {
         args = vm ? ['snapshot', vm, `p${id}-${n}`] : ['list'];
         break;
       case 4: {
-        const snaps = vm ? (JSON.parse((await sb.cliAsync(['snapshots', vm, '--json'])).stdout || '[]') as Snap[]) : [];
+        const snaps = vm ? listed<Snap>(await sb.cliAsync(['snapshots', vm, '--json'])) : [];
         const s = pick(snaps);
         args = vm && s ? (rand(3) === 0 ? ['snapshot', vm, s.name, '--delete'] : ['restore', vm, s.name]) : ['list'];
         break;
