@@ -73,13 +73,16 @@ export function portSpecText(p: Pick<PortForward, 'protocol' | 'hostAddress' | '
 
 export const sameHostPort = (a: Pick<StaticPort, 'protocol' | 'hostPort'>, b: Pick<StaticPort, 'protocol' | 'hostPort'>): boolean => a.protocol === b.protocol && a.hostPort === b.hostPort;
 
+/** As the extension's input boxes take it: "PORT[/udp]" too, surrounding blanks ignored. */
+export const parsePortInput = (text: string): StaticPort => parsePortSpec(text, false, true);
+
 /** A list separated by spaces or commas (the Create form); each host port once per protocol, at most 64 (create's limit). */
 export function parsePortList(text: string): StaticPort[] {
   const parts = text.split(/[\s,]+/).filter(Boolean);
   if (parts.length > 64) invalid(`${parts.length} port forwards is more than 64`);
   const out: StaticPort[] = [];
   for (const p of parts) {
-    const spec = parsePortSpec(p, false, true);
+    const spec = parsePortInput(p);
     if (out.some((x) => sameHostPort(x, spec))) invalid(`host port ${spec.hostPort}${spec.protocol === 'udp' ? '/udp' : ''} is forwarded twice`);
     out.push(spec);
   }

@@ -1,7 +1,7 @@
 /** Static forwards as typed and as the helper accepts them, hostile input included. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ipv4, parsePortSpec, staticPort } from '../../src/shared/portspec';
+import { ipv4, parsePortInput, parsePortSpec, staticPort } from '../../src/shared/portspec';
 
 test('[ADDR:]HOST:GUEST[/udp]: defaults 127.0.0.1 and tcp', () => {
   assert.deepEqual(parsePortSpec('8080:80'), { protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 8080, guestPort: 80 });
@@ -32,6 +32,6 @@ test('the helper checks what a client sends the same way (the schema only bounds
 });
 
 test('one port for both sides only where asked (the extension\'s input boxes); the CLI wants HOST:GUEST', () => {
-  assert.deepEqual(parsePortSpec(' 8080/udp ', false, true), { protocol: 'udp', hostAddress: '127.0.0.1', hostPort: 8080, guestPort: 8080 });
+  assert.deepEqual(parsePortInput(' 8080/udp '), { protocol: 'udp', hostAddress: '127.0.0.1', hostPort: 8080, guestPort: 8080 });
   assert.throws(() => parsePortSpec('8080'), /invalid port forward "8080"/);
 });

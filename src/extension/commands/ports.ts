@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import { DevvmError } from '../../shared/errors';
 import { Rpc } from '../../shared/rpc';
 import type { PortForward, VmSummary } from '../../shared/types';
-import { parsePortSpec } from '../../shared/portspec';
+import { parsePortInput } from '../../shared/portspec';
 import { forwardAddress, forwardLabel, forwardUrl, sortedForwards } from '../sharesPorts';
 import { onVm, type CommandEntry, type Cx } from './command';
 import { inputCheck, nodeOf } from './util';
@@ -35,10 +35,10 @@ async function addPort(cx: Cx, s: VmSummary): Promise<void> {
     title: `Add Port Forward to ${s.name}`,
     prompt: 'HOST:GUEST (8080:80), or one port for both; /udp for UDP. It binds 127.0.0.1 unless you write an address (ADDRESS:HOST:GUEST).',
     placeHolder: '8080:80',
-    validateInput: (v) => (v.trim() ? inputCheck(() => parsePortSpec(v, false, true)) : 'enter HOST:GUEST, like 8080:80'),
+    validateInput: (v) => (v.trim() ? inputCheck(() => parsePortInput(v)) : 'enter HOST:GUEST, like 8080:80'),
   });
   if (!text?.trim()) return;
-  const spec = parsePortSpec(text, false, true);
+  const spec = parsePortInput(text);
   const r = await cx.client.request(Rpc.vmPortAdd, { name: s.name, ...spec });
   cx.out.info(`${s.name}: static forward ${forwardLabel(r)}${r.note ? ` (${r.note})` : ''}`);
   cx.vms.refreshInfo(s.name);
