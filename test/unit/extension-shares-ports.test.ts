@@ -322,9 +322,9 @@ test('forwards: Open in Browser opens http://127.0.0.1:PORT, Copy Address copies
   const asked = scriptInputs(['5432/udp']);
   h = harness(summary(), { info: i, reply: (_m, p) => ({ ...(p as object), hostAddress: '127.0.0.1', kind: 'static', active: true }) });
   await h.run('devvm.addPort');
-  assert.match(asked[0]!.validateInput!('80:99999')!, /guest port 99999 .* out of range/);
-  assert.match(asked[0]!.validateInput!('http')!, /invalid port forward/);
-  assert.deepEqual(h.sets(), [{ method: 'vm/portAdd', params: { name: 'web', protocol: 'udp', hostPort: 5432, guestPort: 5432 } }]);
+  assert.match(asked[0]!.validateInput!('80:99999')!, /the guest port must be a port number 1-65535, got "99999"/);
+  assert.match(asked[0]!.validateInput!('http')!, /the host port must be a port number 1-65535, got "http"/);
+  assert.deepEqual(h.sets(), [{ method: 'vm/portAdd', params: { name: 'web', protocol: 'udp', hostAddress: '127.0.0.1', hostPort: 5432, guestPort: 5432 } }]);
 });
 
 test('HelperClient: a vm/ports notification from the helper reaches its `ports` signal', async () => {
