@@ -186,7 +186,7 @@ test('soak: parallel clients, killed clients and a killed helper leave a consist
   }
   const layersDir = path.join(sb.home, 'layers');
   const files = readdirSync(layersDir);
-  const tree = sb.json<Array<{ id: string; usedBy: string[]; snapshots: string[] }>>(['layers']);
+  const tree = sb.json<Array<{ id: string; parent: string | null; usedBy: string[]; snapshots: string[] }>>(['layers']);
   for (const f of files) {
     const id = f.replace(/\.(qcow2|json)$/, '');
     assert.ok(tree.some((n) => n.id === id), `orphaned layer file layers/${f}`);
@@ -209,8 +209,15 @@ test('soak: parallel clients, killed clients and a killed helper leave a consist
     const top = info.layers.find((l) => l.role === 'overlay');
     if (top) reachable.add(path.basename(top.file, '.qcow2'));
   }
+  // A layer between two snapshots stays after its own snapshot is deleted: it is an ancestor.
+  const byId = new Map(tree.map((n) => [n.id, n]));
+  const kept = new Set<string>();
+  const keep = (id: string | null): void => {
+    for (let cur = id; cur && !kept.has(cur); cur = byId.get(cur)?.parent ?? null) kept.add(cur);
+  };
+  for (const n of tree) if (reachable.has(n.id) || n.snapshots.length > 0 || n.usedBy.length > 0) keep(n.id);
   for (const n of tree) {
-    assert.ok(reachable.has(n.id) || n.snapshots.length > 0 || n.usedBy.length > 0, `layer ${n.id} is kept but nothing uses it`);
+    assert.ok(kept.has(n.id), `layer ${n.id} is kept but no VM, snapshot or descendant of one uses it`);
   }
 
   // Bases: unchanged since import.
