@@ -4,7 +4,8 @@
  * DevvmError code, and never lets a bad message take the helper down.
  */
 import net from 'node:net';
-import { createMessageConnection, MessageConnection, ResponseError, SocketMessageReader, SocketMessageWriter } from 'vscode-jsonrpc/node';
+import { MessageConnection, ResponseError } from 'vscode-jsonrpc/node';
+import { socketConnection } from '../shared/rpcsocket';
 import { asDevvmError } from '../shared/errors';
 import { Notify, Rpc, RPC_ERROR, type Handlers, type ImageBuildParams, type RpcName } from '../shared/rpc';
 import type { HelperInfo, PortForward } from '../shared/types';
@@ -73,7 +74,7 @@ export class Server {
   }
 
   accept(sock: net.Socket): void {
-    const conn = createMessageConnection(new SocketMessageReader(sock), new SocketMessageWriter(sock));
+    const conn = socketConnection(sock);
     this.conns.add(conn);
     const drop = () => {
       if (!this.conns.delete(conn)) return;

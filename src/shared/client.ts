@@ -6,16 +6,11 @@ import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import {
-  createMessageConnection,
-  MessageConnection,
-  ResponseError,
-  SocketMessageReader,
-  SocketMessageWriter,
-} from 'vscode-jsonrpc/node';
+import { MessageConnection, ResponseError } from 'vscode-jsonrpc/node';
 import { asDevvmError, DevvmError } from './errors';
 import { ensurePrivateHome } from './homecheck';
 import { helperSocket } from './paths';
+import { socketConnection } from './rpcsocket';
 import type { RpcErrorData } from './rpc';
 
 function connectOnce(socketPath: string): Promise<net.Socket> {
@@ -77,7 +72,7 @@ export async function connect(opts: ConnectOptions): Promise<MessageConnection> 
       }
     }
   }
-  const conn = createMessageConnection(new SocketMessageReader(sock), new SocketMessageWriter(sock));
+  const conn = socketConnection(sock);
   rejectPendingOnClose(conn, opts.home);
   conn.listen();
   return conn;

@@ -17,9 +17,12 @@ import { DevvmError } from '../../src/shared/errors';
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
 const Ping = new RequestType0<string, void>('test/ping');
 
-type Behaviour = 'close' | 'answer' | 'hold';
+type Behaviour = 'close' | 'answer' | 'hold' | 'answer-then-half';
 
-/** Reads framed JSON-RPC requests; on each one closes the socket, answers "pong", or keeps it pending. */
+/**
+ * Reads framed JSON-RPC requests; on each one closes the socket, answers "pong", keeps it
+ * pending, or answers [] and then sends the first half of a notification.
+ */
 async function fakeHelper(home: string, behaviour: Behaviour): Promise<{ requests: () => number; close: () => Promise<void> }> {
   let requests = 0;
   const socks = new Set<net.Socket>();
@@ -41,6 +44,10 @@ async function fakeHelper(home: string, behaviour: Behaviour): Promise<{ request
         else if (behaviour === 'answer') {
           const body = JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: 'pong' });
           sock.write(`Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        } else if (behaviour === 'answer-then-half') {
+          const body = JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: [] });
+          const note = JSON.stringify({ jsonrpc: '2.0', method: 'vm/changed', params: { name: 'x' } });
+          sock.write(`Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}Content-Length: ${Buffer.byteLength(note)}\r\n\r\n${note.slice(0, 10)}`);
         }
       }
     });
@@ -116,4 +123,21 @@ test('the CLI exits 1 with one line when the helper goes away mid-request', { sk
   assert.equal(out, '');
   assert.equal(err, `devvm: the devvm helper went away during the request (see ${path.join(home, 'helper.log')}; run the command again)\n`);
   assert.equal(code, 1);
+});
+
+test('the CLI exits after its answer even when the connection it closes holds half a message', { skip: existsSync(CLI) ? false : 'dist/cli.js not built (node scripts/build.mjs)' }, async (t) => {
+  // vscode-jsonrpc re-armed a partial-message timer for ever on such a connection: the CLI
+  // printed its answer and never exited (the soak's sync "start" hung for 10 minutes).
+  const home = tempHome(t);
+  const fake = await fakeHelper(home, 'answer-then-half');
+  t.after(() => fake.close());
+  const started = Date.now();
+  const child = spawn(process.execPath, [CLI, 'list', '--json'], { env: { ...process.env, DEVVM_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (c) => (out += c));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  clearTimeout(killer);
+  assert.equal(out, '[]\n');
+  assert.equal(code, 0, `the CLI did not exit by itself (${Date.now() - started} ms)`);
 });
