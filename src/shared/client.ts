@@ -97,9 +97,10 @@ function rejectPendingOnClose(conn: MessageConnection, home: string): void {
     rejecters.clear();
   };
   conn.onClose(gone);
-  conn.onError(([e]) => {
-    // A reset socket may report the error without a close.
-    if (/ECONNRESET|EPIPE/.test(String((e as Error)?.message ?? e))) gone();
+  conn.onError(([e, failedWrite]) => {
+    // A reset socket may report the error without a close; a write that failed (it carries
+    // its message) will never be answered.
+    if (failedWrite !== undefined || /ECONNRESET|EPIPE/.test(String((e as Error)?.message ?? e))) gone();
   });
   const send = conn.sendRequest.bind(conn) as (...args: unknown[]) => Promise<unknown>;
   (conn as { sendRequest: unknown }).sendRequest = (...args: unknown[]): Promise<unknown> => {

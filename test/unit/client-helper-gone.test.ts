@@ -4,7 +4,7 @@
  * socket server that reads one request and then closes or answers.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -140,4 +140,26 @@ test('the CLI exits after its answer even when the connection it closes holds ha
   clearTimeout(killer);
   assert.equal(out, '[]\n');
   assert.equal(code, 0, `the CLI did not exit by itself (${Date.now() - started} ms)`);
+});
+
+test('a request written after the helper closed the socket (EPIPE, before the client saw the close) rejects cleanly, with no unhandled rejection', async (t) => {
+  // vscode-jsonrpc rethrew the failed write from an async Promise executor: the CLI printed
+  // "the helper went away" and then crashed with an EPIPE stack (soak, fresh-clone run).
+  const home = tempHome(t);
+  const sockPath = path.join(home, 'helper.sock');
+  // A helper in another process that ends every connection at once: while this process is
+  // blocked below, the close happens without this event loop seeing it.
+  const server = spawn(process.execPath, ['-e', `require('net').createServer((s) => s.destroy()).listen(${JSON.stringify(sockPath)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => server.kill('SIGKILL'));
+  await new Promise((resolve) => server.stdout.once('data', resolve));
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on('unhandledRejection', onUnhandled);
+  t.after(() => process.off('unhandledRejection', onUnhandled));
+  const conn = await connect({ home });
+  t.after(() => conn.dispose());
+  spawnSync('sleep', ['0.3']);
+  await assert.rejects(conn.sendRequest(Ping), goneError(home));
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(unhandled.map(String), []);
 });
