@@ -13,6 +13,7 @@ import { Sandbox } from '../test/integration/harness';
 import { serveSlowly } from '../test/integration/slownbd';
 import { type BenchSection, median } from './section';
 import { resizeSection } from './sections/resize';
+import { bootSection } from './sections/boot';
 import { firstboot } from './sections/firstboot';
 import { portsSection } from './sections/ports';
 import { watch } from './vncviewer';
@@ -25,7 +26,7 @@ const only = onlyArg > 0 ? new Set((process.argv[onlyArg + 1] ?? '').split(','))
 const note = (m: string) => process.stderr.write(`bench: ${m}\n`);
 
 /** Sections features add (bench/sections/*.ts), run after the core figures. */
-const SECTIONS: BenchSection[] = [firstboot, resizeSection, sharesSection, portsSection];
+const SECTIONS: BenchSection[] = [firstboot, bootSection, resizeSection, sharesSection, portsSection];
 
 function timed(f: () => void): number {
   const t = performance.now();

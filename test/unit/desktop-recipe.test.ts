@@ -10,10 +10,10 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { parse } from 'yaml';
 import { DESKTOP_HOOK, DESKTOP_PACKAGES } from '../../src/helper/images/desktop';
-import { BASE_CONFIGURE, CUSTOMIZE_HOOK, INITRAMFS } from '../../src/helper/images/hooks';
+import { BASE_CONFIGURE, BOOT_TUNING, CUSTOMIZE_HOOK, INITRAMFS } from '../../src/helper/images/hooks';
 import { FIRSTBOOT_HOOK } from '../../src/helper/images/firstboot';
 import { recipeHash } from '../../src/helper/images/recipe';
-import { DEBIAN_12_DESKTOP_RECIPE, DEBIAN_12_RECIPE, recipeByName, RECIPE_NAMES } from '../../src/helper/images/recipes';
+import { DEBIAN_12_DESKTOP_RECIPE, DEBIAN_12_RECIPE, DEBIAN_12_STOCK_RECIPE, recipeByName, RECIPE_NAMES } from '../../src/helper/images/recipes';
 import { RECIPES } from '../../src/helper/images';
 import { renderUserData } from '../../src/helper/provision';
 
@@ -33,14 +33,28 @@ function stubs(dir: string, log: string, bodies: Record<string, string>): string
 
 const sh = (args: string[], env: NodeJS.ProcessEnv = {}, input = '') => spawnSync('/bin/sh', args, { encoding: 'utf8', env: { PATH: '/usr/bin:/bin', ...env }, input, timeout: 20_000 });
 
-test('both recipes are known by name; the desktop one has its own hash', () => {
-  assert.deepEqual(RECIPE_NAMES, ['debian-12', 'debian-12-desktop']);
-  assert.deepEqual([...RECIPES], ['debian-12', 'debian-12-desktop']);
+test('the recipes are known by name; the desktop and stock ones have their own hash', () => {
+  assert.deepEqual(RECIPE_NAMES, ['debian-12', 'debian-12-desktop', 'debian-12-stock']);
+  assert.deepEqual([...RECIPES], ['debian-12', 'debian-12-desktop', 'debian-12-stock']);
   assert.equal(recipeByName('debian-12'), DEBIAN_12_RECIPE);
   assert.equal(recipeByName('debian-12-desktop'), DEBIAN_12_DESKTOP_RECIPE);
   assert.equal(recipeByName('debian-12-Desktop'), undefined);
   assert.equal(recipeByName('toString'), undefined);
   assert.notEqual(recipeHash(DEBIAN_12_DESKTOP_RECIPE), recipeHash(DEBIAN_12_RECIPE));
+  assert.notEqual(recipeHash(DEBIAN_12_STOCK_RECIPE), recipeHash(DEBIAN_12_RECIPE));
+});
+
+test('the stock baseline is debian-12 without the boot tuning, and keeps sshd -t', () => {
+  const { name, customizeHook, ...rest } = DEBIAN_12_STOCK_RECIPE;
+  const { name: n0, customizeHook: h0, ...rest0 } = DEBIAN_12_RECIPE;
+  assert.equal(name, 'debian-12-stock');
+  assert.equal(n0, 'debian-12');
+  assert.deepEqual(rest, rest0, 'the same packages, disk and mkfs options');
+  assert.ok(h0.includes(BOOT_TUNING) && !customizeHook.includes(BOOT_TUNING));
+  assert.doesNotMatch(h0, /ExecStartPre=\/usr\/sbin\/sshd -t/);
+  assert.match(customizeHook, /ExecStartPre=\/usr\/sbin\/sshd -t/);
+  for (const part of [FIRSTBOOT_HOOK, INITRAMFS, 'FSTYPE=ext4', 'serial-getty@ttyS0']) assert.ok(customizeHook.includes(part), part);
+  assert.doesNotMatch(customizeHook, /MODULES=list|modprobe\.d\/devvm|apt-daily/, "Debian's own initramfs and timers");
 });
 
 test('the desktop recipe is debian-12 plus packages and a hook part, nothing else', () => {

@@ -122,11 +122,27 @@ test('readiness: the agent answers first, then the banner counts; a port no agen
   const sshd = await fakeSshd(r);
   t.after(() => sshd.close());
   await r.vms.waitSsh('dev', 10, noProgress);
-  assert.deepEqual(r.driver.events, ['ping', 'banner']);
+  assert.deepEqual(r.driver.events, ['ping', 'address', 'banner']);
   r.driver.events.length = 0;
   r.driver.agent = 'closed';
   await r.vms.waitSsh('dev', 10, noProgress);
   assert.deepEqual(r.driver.events, ['banner']);
+});
+
+test('readiness: while the agent says the NIC has no address, the port is not probed; once it has one, it is', async (t) => {
+  const r = await running('answering', true);
+  t.after(r.cleanup);
+  const sshd = await fakeSshd(r);
+  t.after(() => sshd.close());
+  r.driver.guestAddress = null;
+  const ready = r.vms.waitSsh('dev', 10, noProgress);
+  await new Promise((ok) => setTimeout(ok, 1200));
+  assert.ok(!r.driver.events.includes('banner'), r.driver.events.join(','));
+  assert.ok(r.driver.events.filter((e) => e === 'address').length >= 2, r.driver.events.join(','));
+  r.driver.guestAddress = '10.0.2.15';
+  await ready;
+  assert.equal(r.driver.events.at(-1), 'banner');
+  assert.equal(r.driver.events.filter((e) => e === 'ping').length, 1, 'the agent is pinged once, then only asked for the address');
 });
 
 test('readiness: an agent that opened its port but does not answer holds SSH back (no blind polling) until its patience runs out', async (t) => {

@@ -139,6 +139,10 @@ function fakeAgent(driver: FakeDriver): AgentOps {
       await answer('facts');
       return { ip: '10.0.2.15', os: 'Debian GNU/Linux 12 (bookworm)', hostname: 'guest', uptimeSec: 42 };
     },
+    address: async () => {
+      await answer('address');
+      return driver.guestAddress;
+    },
     // Polled by the port forwarder: counted apart, so `events` stays what the tests ask.
     readFiles: async (paths) => {
       driver.portPolls++;
@@ -225,6 +229,8 @@ export class FakeDriver implements Driver {
   reapReason: string | null = null;
   /** The instances' guest agent: none (null), one that answers, one whose port is open and that never answers, or a port no agent opened. */
   agent: 'answering' | 'silent' | 'closed' | null = null;
+  /** The NIC's address as the agent reports it (null: not configured yet). */
+  guestAddress: string | null = '10.0.2.15';
   /** Agent calls and layer switches, in order. */
   readonly events: string[] = [];
   /** Times the agent was asked to set (ns). */

@@ -223,6 +223,8 @@ export interface AgentOps {
   shutdown(timeoutMs: number): Promise<void>;
   /** `mac`: the NIC whose IPv4 address is wanted. */
   facts(mac: string, timeoutMs: number): Promise<GuestFacts>;
+  /** The IPv4 address of the NIC with this MAC, or null while it has none (one call: readiness polls it). */
+  address(mac: string, timeoutMs: number): Promise<string | null>;
   /** Runs a program in the guest as root (argument array, no shell unless `path` is one) and waits for it. Optional. */
   exec?(path: string, args: string[], timeoutMs: number): Promise<GuestExecResult>;
   /** Reads whole files in the guest (each at most `maxBytes`; null where one cannot be read), in one session. */

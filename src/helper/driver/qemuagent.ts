@@ -99,13 +99,17 @@ export class QemuAgent implements AgentOps {
     const deadline = Date.now() + timeoutMs;
     const left = () => Math.max(1, deadline - Date.now());
     const ask = <T>(command: string, args?: Record<string, unknown>) => this.qga.execute<T>({ command, ...(args ? { args } : {}) }, left()).catch(() => null);
-    type Nic = { name: string; 'hardware-address'?: string; 'ip-addresses'?: Array<{ 'ip-address-type': string; 'ip-address': string }> };
-    const nics = await ask<Nic[]>('guest-network-get-interfaces');
-    const nic = nics?.find((n) => n['hardware-address']?.toLowerCase() === mac.toLowerCase());
-    const ip = nic?.['ip-addresses']?.find((a) => a['ip-address-type'] === 'ipv4')?.['ip-address'] ?? null;
+    const ip = await this.address(mac, left()).catch(() => null);
     const os = (await ask<{ 'pretty-name'?: string }>('guest-get-osinfo'))?.['pretty-name'] ?? null;
     const hostname = (await ask<{ 'host-name'?: string }>('guest-get-host-name'))?.['host-name'] ?? null;
     return { ip, os, hostname, uptimeSec: await this.uptime(ask) };
+  }
+
+  async address(mac: string, timeoutMs: number): Promise<string | null> {
+    type Nic = { name: string; 'hardware-address'?: string; 'ip-addresses'?: Array<{ 'ip-address-type': string; 'ip-address': string }> };
+    const nics = await this.qga.execute<Nic[]>({ command: 'guest-network-get-interfaces' }, timeoutMs);
+    const nic = nics.find((n) => n['hardware-address']?.toLowerCase() === mac.toLowerCase());
+    return nic?.['ip-addresses']?.find((a) => a['ip-address-type'] === 'ipv4')?.['ip-address'] ?? null;
   }
 
   /** guest-exec with an argument array, then guest-exec-status until it exited (output captured, base64). */

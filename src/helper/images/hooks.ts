@@ -1,8 +1,10 @@
 /**
  * The shell hooks mmdebstrap runs while building the Debian images. Lines the hooks print
  * starting with "devvm: " are progress messages (see MmdebstrapProgress). The plain
- * recipe's customize hook is BASE_CONFIGURE followed by INITRAMFS; recipes that add
- * to the guest put their part between the two (before the one initramfs run).
+ * recipe's customize hook is BASE_CONFIGURE (guestConfig, what any devvm guest needs, then
+ * BOOT_TUNING, what makes its boot short) followed by INITRAMFS; recipes that add to the
+ * guest put their part between the two (before the one initramfs run). The bench's
+ * debian-12-stock recipe leaves the tuning out (docs/boot.md).
  */
 import { FIRSTBOOT_HOOK } from './firstboot';
 
@@ -15,10 +17,13 @@ ln -s /bin/true "$1/usr/sbin/update-initramfs"
 `;
 
 /**
- * The customize hook's first part. It runs as (namespace) root with the tree at $1, in
- * both build modes.
+ * The customize hook's first part: what makes the tree a devvm guest (root on /dev/vda,
+ * DHCP on any NIC, the NoCloud seed only, per-VM identity at first boot, a serial getty,
+ * consoles that follow the display). It runs as (namespace) root with the tree at $1, in
+ * both build modes. `sshdTest`: keep Debian's "sshd -t" before every sshd start.
  */
-export const BASE_CONFIGURE = `set -eu
+function guestConfig(sshdTest: boolean): string {
+  return `set -eu
 R="$1"
 
 echo "devvm: configuring the image"
@@ -93,29 +98,17 @@ cat > "$R/etc/systemd/system/ssh.service.d/devvm-hostkeys.conf" <<'EOF'
 [Service]
 ExecStartPre=
 ExecStartPre=/bin/sh -c 'ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A'
-ExecStartPre=/usr/sbin/sshd -t
-EOF
+${sshdTest ? 'ExecStartPre=/usr/sbin/sshd -t\n' : ''}EOF
 
 # A login prompt on the serial console even when the kernel's console= points elsewhere.
 mkdir -p "$R/etc/systemd/system/getty.target.wants"
 ln -sf /lib/systemd/system/serial-getty@.service "$R/etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service"
 
-# Periodic maintenance a dev VM does not need, which otherwise competes with the user for
-# an emulated CPU right after boot. Masked, not disabled: systemd's first-boot preset
-# (empty machine-id) would enable disabled units again.
-# Drivers for emulated chipset parts a dev VM never uses: every module udev loads at boot
-# costs time under emulation. Blacklisting only stops autoloading; kvm_intel/kvm_amd
-# (nested virtualization) still load with modprobe.
-cat > "$R/etc/modprobe.d/devvm.conf" <<'EOF'
-blacklist iTCO_wdt
-blacklist iTCO_vendor_support
-blacklist lpc_ich
-blacklist i2c_i801
-blacklist pcspkr
-blacklist serio_raw
-blacklist kvm_intel
-blacklist kvm_amd
-EOF
+# The kernel boots from a copy next to the disk, so the modules on the disk must stay the
+# ones built for it: an upgraded or autoremoved kernel package would leave the running
+# kernel without modules (no USB storage, no new filesystems). A newer kernel comes with
+# a new image.
+chroot "$R" apt-mark hold linux-image-amd64 "linux-image-$(ls "$R/lib/modules")" >/dev/null
 
 # The text consoles follow the display's size. When the host asks for a new size (the
 # Display tab, devvm display --size) the virtio GPU changes its preferred mode and the
@@ -136,29 +129,67 @@ for t in /dev/tty[1-6]; do stty -F "$t" cols $((w / 8)) rows $((h / 16)) 2>/dev/
 EOF
 chmod 755 "$R/usr/local/lib/devvm/console-size"
 
+# FSTYPE because the initramfs's fsck hook probes the root device, which a chroot does
+# not have, and then leaves fsck out ("fsck not present, so skipping root file system").
+echo FSTYPE=ext4 > "$R/etc/initramfs-tools/conf.d/devvm-fstype"
+`;
+}
+
+/**
+ * The customize hook's second part: a shorter boot, each step measured (docs/boot.md
+ * has the figures, systemd-analyze in the guest before and after).
+ */
+export const BOOT_TUNING = `
+echo "devvm: tuning the boot"
+# Drivers for emulated chipset parts a dev VM never uses: every module udev loads at boot
+# costs time under emulation (ahci: q35's SATA controller, where devvm attaches nothing,
+# probed six empty ports). Blacklisting only stops autoloading; kvm_intel/kvm_amd
+# (nested virtualization) still load with modprobe.
+cat > "$R/etc/modprobe.d/devvm.conf" <<'EOF'
+blacklist iTCO_wdt
+blacklist iTCO_vendor_support
+blacklist lpc_ich
+blacklist i2c_i801
+blacklist pcspkr
+blacklist serio_raw
+blacklist kvm_intel
+blacklist kvm_amd
+blacklist ahci
+EOF
+# The NIC and the agent's channel as soon as systemd-modules-load runs, instead of when
+# udev's coldplug gets to them: under load that was up to 20 s later, and sshd and the
+# helper's readiness wait for both.
+printf '%s\\n' virtio_net virtio_console > "$R/etc/modules-load.d/devvm.conf"
+
+# Periodic maintenance a dev VM does not need, which otherwise competes with the user for
+# an emulated CPU right after boot, and modules systemd loads at boot "in case" (device
+# mapper, loop, EFI pstore, DRM: each is loaded on demand when used). Masked, not
+# disabled: systemd's first-boot preset (empty machine-id) would enable disabled units again.
 for u in apt-daily.timer apt-daily.service apt-daily-upgrade.timer apt-daily-upgrade.service \\
     dpkg-db-backup.timer dpkg-db-backup.service man-db.timer man-db.service \\
-    e2scrub_all.timer e2scrub_all.service e2scrub_reap.service; do
+    e2scrub_all.timer e2scrub_all.service e2scrub_reap.service \\
+    modprobe@dm_mod.service modprobe@loop.service modprobe@efi_pstore.service modprobe@drm.service; do
   ln -sf /dev/null "$R/etc/systemd/system/$u"
 done
 
-# The kernel boots from a copy next to the disk, so the modules on the disk must stay the
-# ones built for it: an upgraded or autoremoved kernel package would leave the running
-# kernel without modules (no USB storage, no new filesystems). A newer kernel comes with
-# a new image.
-chroot "$R" apt-mark hold linux-image-amd64 "linux-image-$(ls "$R/lib/modules")" >/dev/null
+# timesyncd orders itself before sysinit.target, so every normal unit (sshd too) waited
+# for it to start. The same unit without that one ordering (a unit in /etc wins by name).
+sed -e '/^Before=/s/ sysinit\\.target//' "$R/lib/systemd/system/systemd-timesyncd.service" > "$R/etc/systemd/system/systemd-timesyncd.service"
+
+# What systemd would do on the first boot because /usr is newer than /etc and /var
+# (ConditionNeedsUpdate: the hwdb and the linker cache), done once here instead.
+chroot "$R" systemd-hwdb update
+chroot "$R" ldconfig
+touch -r "$R/usr" "$R/etc/.updated" "$R/var/.updated"
 
 # The initramfs only has to find ext4 on a virtio disk. Debian's MODULES=most made it
-# 30 MB, 2-4 s of unpacking per boot under emulation; the list keeps virtio-scsi, NVMe
-# and AHCI too. FSTYPE because the fsck hook probes the root device, which a chroot does
-# not have, and then leaves fsck out ("fsck not present, so skipping root file system").
-cat > "$R/etc/initramfs-tools/conf.d/devvm" <<'EOF'
-MODULES=list
-FSTYPE=ext4
-EOF
-printf '%s\\n' virtio_pci virtio_blk virtio_scsi sd_mod nvme ahci ext4 >> "$R/etc/initramfs-tools/modules"
-
+# 30 MB, 2-4 s of unpacking per boot under emulation.
+echo MODULES=list > "$R/etc/initramfs-tools/conf.d/devvm"
+printf '%s\\n' virtio_pci virtio_blk ext4 >> "$R/etc/initramfs-tools/modules"
 `;
+
+/** guestConfig with sshd's configuration test dropped (one more sshd start under emulation on every boot). */
+export const BASE_CONFIGURE = guestConfig(false) + BOOT_TUNING;
 
 /** Runs update-initramfs once, after everything else (see ESSENTIAL_HOOK). */
 export const INITRAMFS = `echo "devvm: generating the initramfs"
@@ -169,3 +200,9 @@ chroot "$R" update-initramfs -c -k all
 
 /** The plain debian-12 customize hook: the tree at $1 configured as a devvm guest. */
 export const CUSTOMIZE_HOOK = BASE_CONFIGURE + FIRSTBOOT_HOOK + INITRAMFS;
+
+/**
+ * The bench's baseline, debian-12-stock: the same guest with Debian's own boot (its
+ * initramfs with MODULES=most, its units and timers, sshd -t) and none of BOOT_TUNING.
+ */
+export const STOCK_CUSTOMIZE_HOOK = guestConfig(true) + FIRSTBOOT_HOOK + INITRAMFS;

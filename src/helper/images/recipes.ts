@@ -1,10 +1,11 @@
 /**
  * The image recipes `devvm image build` knows, as data: the lean debian-12 every VM can
- * use, and debian-12-desktop, the same guest plus a small X session (see desktop.ts).
+ * use, debian-12-desktop, the same guest plus a small X session (see desktop.ts), and
+ * debian-12-stock, the bench's baseline with Debian's own boot.
  */
 import { DESKTOP_HOOK, DESKTOP_PACKAGES } from './desktop';
 import { FIRSTBOOT_HOOK } from './firstboot';
-import { BASE_CONFIGURE, CUSTOMIZE_HOOK, ESSENTIAL_HOOK, INITRAMFS } from './hooks';
+import { BASE_CONFIGURE, CUSTOMIZE_HOOK, ESSENTIAL_HOOK, INITRAMFS, STOCK_CUSTOMIZE_HOOK } from './hooks';
 import { type DebianRecipe, GiB } from './recipe';
 
 export const DEBIAN_12_RECIPE: DebianRecipe = {
@@ -51,8 +52,19 @@ export const DEBIAN_12_DESKTOP_RECIPE: DebianRecipe = {
   mkfsOptions: [...DEBIAN_12_RECIPE.mkfsOptions],
 };
 
+/**
+ * The bench's baseline for coldBootRatioVsStock: debian-12's packages and guest setup with
+ * Debian's own boot (none of BOOT_TUNING). Buildable like the others; not offered in the UI.
+ */
+export const DEBIAN_12_STOCK_RECIPE: DebianRecipe = {
+  ...DEBIAN_12_RECIPE,
+  name: 'debian-12-stock',
+  customizeHook: STOCK_CUSTOMIZE_HOOK,
+  mkfsOptions: [...DEBIAN_12_RECIPE.mkfsOptions],
+};
+
 /** By name, in the order `image build` lists them. */
-export const RECIPES: readonly DebianRecipe[] = [DEBIAN_12_RECIPE, DEBIAN_12_DESKTOP_RECIPE];
+export const RECIPES: readonly DebianRecipe[] = [DEBIAN_12_RECIPE, DEBIAN_12_DESKTOP_RECIPE, DEBIAN_12_STOCK_RECIPE];
 
 export const RECIPE_NAMES: readonly string[] = RECIPES.map((r) => r.name);
 

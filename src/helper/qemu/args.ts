@@ -59,8 +59,13 @@ export function optValue(s: string): string {
   return s.replace(/,/g, ',,');
 }
 
-/** Root on /dev/vda with no partition table (see images/debian.ts). */
-export const KERNEL_CMDLINE = 'root=/dev/vda rw console=ttyS0,115200n8 net.ifnames=1 quiet loglevel=4';
+/**
+ * Root on /dev/vda with no partition table (see images/debian.ts). The last three shorten
+ * the kernel's own start under emulation (0.4-0.7 s to /init, docs/boot.md): one legacy
+ * UART registered instead of four (the console is ttyS0), no timer check (the clock is
+ * QEMU's), no crypto self-tests.
+ */
+export const KERNEL_CMDLINE = 'root=/dev/vda rw console=ttyS0,115200n8 net.ifnames=1 quiet loglevel=4 8250.nr_uarts=1 no_timer_check cryptomgr.notests';
 
 /**
  * VMs provisioned through cloud-init: images built here disable it with

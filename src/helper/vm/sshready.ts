@@ -73,31 +73,54 @@ export function launchRecord(ctx: VmContext, name: string): LaunchRecord {
   return existsSync(f.launch) ? readJson<LaunchRecord>(f.launch) : { seed: false };
 }
 
-/** How long after the guest opened the agent's port its answer is waited for before SSH is tried anyway. */
+/** How long after the guest opened the agent's port (or after it answered) its word is waited for before SSH is tried anyway. */
 const AGENT_PATIENCE_MS = 30_000;
 
 /**
- * Readiness through the guest agent: once the guest has opened the agent's port, SSH is
- * only tried after the agent answered (the guest is up, not just its port forwarder). A
- * guest that never opens the port (an image without the agent) is polled as before.
+ * Readiness through the guest agent. Once the guest has opened the agent's port, SSH is
+ * only tried after the agent answered and the VM's NIC has its address: before that a
+ * probe cannot reach sshd, and waiting out its timeout (which grows after every miss)
+ * left SSH noticed up to 8 s late. A guest that never opens the port (an image without
+ * the agent) is probed as before.
  */
 class AgentGate {
-  private answered = false;
+  private answeredAt: number | null = null;
   private openedAt: number | null = null;
+  /** The agent is not asked any more: the NIC had its address, or there is no agent to ask. */
+  private settled = false;
+  private readonly since = Date.now();
 
-  async ready(ctx: VmContext, name: string, progress: Progress): Promise<boolean> {
+  /**
+   * Whether a probe that timed out should make the next one wait longer: not while the
+   * guest cannot have its address yet (early boot, before it opened the agent's port).
+   */
+  get backOff(): boolean {
+    return this.settled || (this.openedAt === null && Date.now() - this.since > AGENT_PATIENCE_MS);
+  }
+
+  async ready(ctx: VmContext, name: string, mac: string, progress: Progress): Promise<boolean> {
     const a = ctx.instance(name)?.agent;
-    if (!a || this.answered) return true;
+    if (!a) this.settled = true;
+    if (!a || this.settled) return true;
     try {
       if (!(await a.connected())) return true;
       this.openedAt ??= Date.now();
-      await a.ping(1500);
-      this.answered = true;
-      progress('the guest agent answers; waiting for sshd');
-      return true;
+      if (this.answeredAt === null) {
+        await a.ping(1500);
+        this.answeredAt = Date.now();
+        progress('the guest agent answers; waiting for the network');
+      }
+      if ((await a.address(mac, 1500)) !== null || Date.now() - this.answeredAt > AGENT_PATIENCE_MS) {
+        this.settled = true;
+        progress('the guest has its address; waiting for sshd');
+        return true;
+      }
+      return false;
     } catch {
       // An agent that opened its port and never answers does not hold SSH back for long.
-      return this.openedAt !== null && Date.now() - this.openedAt > AGENT_PATIENCE_MS;
+      const since = this.answeredAt ?? this.openedAt;
+      this.settled = since !== null && Date.now() - since > AGENT_PATIENCE_MS;
+      return this.settled;
     }
   }
 }
@@ -108,9 +131,12 @@ export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, 
   const f = ctx.home.vm(name);
   progress('waiting for SSH');
   const agent = new AgentGate();
-  // Each probe that gets no banner leaves a pre-auth sshd child in a slow guest; on a
-  // starved host they piled up past sshd's MaxStartups (10) and locked SSH out. So a
-  // probe waits longer after every miss (1.5 s up to 12 s), and so does a failed login.
+  const restored = launchRecord(ctx, name).sshReady === true;
+  // A probe that times out may leave a pre-auth sshd child in a slow guest; on a starved
+  // host they piled up past sshd's MaxStartups (10) and locked SSH out. So a probe that
+  // timed out waits longer next time (1.5 s up to 12 s), and so does a failed login. One
+  // that was refused at once (no sshd yet) left nothing behind, nor did one made before
+  // the guest had its address (early boot, or the agent said so): those do not back off.
   let bannerMs = 1500;
   for (;;) {
     const cfg = ctx.store.read(name);
@@ -122,14 +148,19 @@ export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, 
     // applies its SSH settings): ready means first setup finished and SSH works.
     const firstSetup = settling();
     if (firstSetup) progress('first boot: waiting for first setup (cloud-init) to finish');
-    const banner = !firstSetup && (await agent.ready(ctx, name, progress)) && (await sshBanner(cfg.sshPort, bannerMs));
-    if (!firstSetup && !banner) bannerMs = Math.min(12_000, bannerMs * 2);
+    let banner: string | null = null;
+    const gated = !firstSetup && !(await agent.ready(ctx, name, cfg.mac, progress));
+    if (!firstSetup && !gated) {
+      const t0 = Date.now();
+      banner = await sshBanner(cfg.sshPort, bannerMs);
+      if (!banner && Date.now() - t0 >= bannerMs && agent.backOff) bannerMs = Math.min(12_000, bannerMs * 2);
+    }
     if (banner) {
       rememberIdent(ctx, name, banner);
-      // A guest restored from a run where a login worked is past boot: sshd answering
-      // suffices (a full login costs ~2 s under TCG). Cold boots log in once, since
-      // sshd answers before logins are allowed (systemd-user-sessions).
-      if (launchRecord(ctx, name).sshReady) return;
+      // A restored guest: sshd answering suffices (a full login costs ~2 s under TCG).
+      // Cold boots log in once, since sshd answers before logins are allowed
+      // (systemd-user-sessions).
+      if (restored) return;
       try {
         // ProxyCommand=none: the Host block's proxy (ssh-proxy) would wait for this very check.
         await run('ssh', ['-F', ctx.home.sshConfig, '-o', 'ProxyCommand=none', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', sshHostAlias(name), 'true'], { timeoutMs: 30000 });
@@ -144,6 +175,7 @@ export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, 
     if (Date.now() > deadline) {
       throw new DevvmError('timeout', `SSH to VM "${name}" did not answer within ${timeoutSec} s`, `serial log: ${tailLines(f.serialLog, 2)}`);
     }
-    await new Promise((r) => setTimeout(r, 200));
+    // The agent is asked less often than the port is probed: each question costs the guest CPU.
+    await new Promise((r) => setTimeout(r, gated ? 500 : 200));
   }
 }
