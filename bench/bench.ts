@@ -175,6 +175,9 @@ async function core(sb: Sandbox, tmp: string, out: Record<string, number>): Prom
     note('lean cold boot to SSH');
     sb.ok(['stop', 'timed']);
     const cold = toSsh(['start', 'timed', '--wait-ssh']);
+    // Whether devvm gave this machine shared memory and the share ports (virtiofs possible):
+    // the baseline restore must be the same machine.
+    const sharedMemory = (JSON.parse(readFileSync(path.join(timedDir, 'launch.json'), 'utf8')) as { shares?: { sharedMemory?: boolean } }).shares?.sharedMemory === true;
     note('suspend');
     out.suspendMs = Math.round(timed(() => sb.ok(['suspend', 'timed'])));
     // Keep the state and the disk as they were at save time for the baseline restore.
@@ -208,7 +211,8 @@ async function core(sb: Sandbox, tmp: string, out: Record<string, number>): Prom
     const ram = openSync(path.join(tmp, 'suspend.ram'), 'r');
     const q0 = performance.now();
     const restore = spawn('qemu-system-x86_64', [
-      '-machine', 'q35', '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', '1024M', '-nodefaults', '-display', 'none', '-vga', 'none',
+      '-machine', sharedMemory ? 'q35,memory-backend=ram0' : 'q35', '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', '1024M', '-nodefaults', '-display', 'none', '-vga', 'none',
+      ...(sharedMemory ? ['-object', 'memory-backend-memfd,id=ram0,size=1024M,share=on'] : []),
       '-kernel', img.kernel, '-initrd', img.initrd, '-append', KERNEL_CMDLINE,
       '-drive', `file=${path.join(tmp, 'overlay.qcow2')},if=none,id=d0,format=qcow2`, '-device', 'virtio-blk-pci,drive=d0,addr=0x3',
       '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${info.sshPort}-:22`, '-device', 'virtio-net-pci,netdev=n0,addr=0x2',
@@ -218,6 +222,7 @@ async function core(sb: Sandbox, tmp: string, out: Record<string, number>): Prom
       '-device', 'virtio-serial-pci,id=vserial0,addr=0x7', '-device', 'virtserialport,bus=vserial0.0,chardev=qga0,name=org.qemu.guest_agent.0',
       '-qmp', `unix:${path.join(tmp, 'qmp.sock')},server=on,wait=off`,
       ...[0, 1, 2, 3].flatMap((i) => ['-device', `pcie-root-port,id=hp${i},chassis=${i + 1},addr=${(0x10 + i).toString(16)}`]),
+      ...(sharedMemory ? [0, 1, 2, 3].flatMap((i) => ['-device', `pcie-root-port,id=fs${i},chassis=${i + 5},addr=${(0x14 + i).toString(16)}`]) : []),
       // The state file as fd 3.
       '-incoming', 'fd:3',
     ], { stdio: ['ignore', 'ignore', 'ignore', ram] });
