@@ -9,9 +9,10 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CLOUD_INIT_ON, KERNEL_CMDLINE } from '../src/helper/qemu/args';
 import { Qmp } from '../src/helper/qemu/qmp';
+import type { LaunchRecord } from '../src/helper/vmconfig';
 import { Sandbox } from '../test/integration/harness';
 import { serveSlowly } from '../test/integration/slownbd';
-import { type BenchSection, median } from './section';
+import { type BenchSection, median, timed } from './section';
 import { resizeSection } from './sections/resize';
 import { bootSection } from './sections/boot';
 import { firstboot } from './sections/firstboot';
@@ -27,12 +28,6 @@ const note = (m: string) => process.stderr.write(`bench: ${m}\n`);
 
 /** Sections features add (bench/sections/*.ts), run after the core figures. */
 const SECTIONS: BenchSection[] = [firstboot, bootSection, resizeSection, sharesSection, portsSection];
-
-function timed(f: () => void): number {
-  const t = performance.now();
-  f();
-  return performance.now() - t;
-}
 
 async function sshUntil(args: string[], deadlineMs: number): Promise<void> {
   const t0 = performance.now();
@@ -177,7 +172,7 @@ async function core(sb: Sandbox, tmp: string, out: Record<string, number>): Prom
     const cold = toSsh(['start', 'timed', '--wait-ssh']);
     // Whether devvm gave this machine shared memory and the share ports (virtiofs possible):
     // the baseline restore must be the same machine.
-    const sharedMemory = (JSON.parse(readFileSync(path.join(timedDir, 'launch.json'), 'utf8')) as { shares?: { sharedMemory?: boolean } }).shares?.sharedMemory === true;
+    const sharedMemory = (JSON.parse(readFileSync(path.join(timedDir, 'launch.json'), 'utf8')) as LaunchRecord).shares?.sharedMemory === true;
     note('suspend');
     out.suspendMs = Math.round(timed(() => sb.ok(['suspend', 'timed'])));
     // Keep the state and the disk as they were at save time for the baseline restore.

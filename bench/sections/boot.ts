@@ -5,26 +5,14 @@
  * alternate, one VM at a time, so drift in the machine's load hits both alike.
  * systemd-analyze of each image's last boot goes to the notes (docs/boot.md quotes them).
  */
-import { performance } from 'node:perf_hooks';
 import { debianImage, type Sandbox } from '../../test/integration/harness';
-import { type BenchSection, median } from '../section';
+import { type BenchSection, bootAnalysis, median, timed } from '../section';
 
 const SAMPLES = Math.max(1, Number(process.env.DEVVM_BENCH_BOOT_SAMPLES) || 3);
-
-function timed(f: () => void): number {
-  const t = performance.now();
-  f();
-  return performance.now() - t;
-}
 
 /** `start --wait-ssh` plus one ssh command, from stopped. */
 function coldBoot(sb: Sandbox, vm: string): number {
   return timed(() => sb.ok(['start', vm, '--wait-ssh'])) + timed(() => sb.ok(['ssh', vm, '--', 'true']));
-}
-
-function analyze(sb: Sandbox, vm: string): string {
-  sb.cli(['ssh', vm, '--', 'systemctl', 'is-system-running', '--wait']);
-  return sb.cli(['ssh', vm, '--', 'sh', '-c', 'systemd-analyze; systemd-analyze blame | head -n 10; systemd-analyze critical-chain ssh.service | tail -n +2']).stdout.trim();
 }
 
 export const bootSection: BenchSection = {
@@ -49,7 +37,7 @@ export const bootSection: BenchSection = {
         const ms = coldBoot(sb, vm);
         times[kind].push(ms);
         note(`cold boot sample ${i + 1}/${SAMPLES} ${images[kind]}: ${Math.round(ms)} ms`);
-        if (i === SAMPLES - 1) note(`${images[kind]}, last cold boot:\n${analyze(sb, vm)}`);
+        if (i === SAMPLES - 1) note(`${images[kind]}, last cold boot:\n${bootAnalysis(sb, vm)}`);
         sb.ok(['stop', vm]);
       }
     }

@@ -5,25 +5,15 @@
  * reads its environment when it starts). One VM at a time, so the two do not share the CPU.
  * systemd-analyze of each first boot goes to the notes (docs/firstboot.md quotes them).
  */
-import { performance } from 'node:perf_hooks';
 import { debianImage, Sandbox } from '../../test/integration/harness';
-import { type BenchSection, median } from '../section';
+import { type BenchSection, bootAnalysis, median, timed } from '../section';
 
 const SAMPLES = Math.max(1, Number(process.env.DEVVM_BENCH_FIRSTBOOT_SAMPLES) || 1);
-
-function timed(f: () => void): number {
-  const t = performance.now();
-  f();
-  return performance.now() - t;
-}
 
 /** create --start --wait-ssh, then one ssh command: what a user waits for after "Create". */
 function firstBoot(sb: Sandbox, vm: string, note: (m: string) => void): number {
   const ms = timed(() => sb.ok(['create', vm, '--image', 'debian-12', '--user', 'bench', '--memory', '1024', '--start', '--wait-ssh'])) + timed(() => sb.ok(['ssh', vm, '--', 'true']));
-  // The rest of the boot (cloud-final runs after multi-user.target) before systemd-analyze can answer.
-  sb.cli(['ssh', vm, '--', 'systemctl', 'is-system-running', '--wait']);
-  const analyze = sb.cli(['ssh', vm, '--', 'sh', '-c', 'systemd-analyze; systemd-analyze blame | head -n 8; systemd-analyze critical-chain ssh.service | tail -n +2']);
-  note(`${vm}: first boot to SSH ${Math.round(ms)} ms\n${analyze.stdout.trim()}`);
+  note(`${vm}: first boot to SSH ${Math.round(ms)} ms\n${bootAnalysis(sb, vm)}`);
   sb.ok(['delete', vm, '--force']);
   return ms;
 }

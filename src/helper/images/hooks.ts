@@ -188,7 +188,7 @@ echo MODULES=list > "$R/etc/initramfs-tools/conf.d/devvm"
 printf '%s\\n' virtio_pci virtio_blk ext4 >> "$R/etc/initramfs-tools/modules"
 `;
 
-/** guestConfig with sshd's configuration test dropped (one more sshd start under emulation on every boot). */
+/** guestConfig without sshd's configuration test (one sshd start less on every boot, part of the tuning), then BOOT_TUNING. */
 export const BASE_CONFIGURE = guestConfig(false) + BOOT_TUNING;
 
 /** Runs update-initramfs once, after everything else (see ESSENTIAL_HOOK). */
