@@ -83,9 +83,10 @@ export class Server {
     };
     sock.on('close', drop);
     sock.on('error', drop);
-    // Malformed input (not JSON, bad headers): drop that client, keep serving others.
-    conn.onError(([err]) => {
-      log.warn(`dropping client after a malformed message: ${err.message}`);
+    // Malformed input (not JSON, bad headers): drop that client, keep serving others. A failed
+    // write (the error comes with the message) is a client that went away: dropped quietly.
+    conn.onError(([err, message]) => {
+      if (message === undefined) log.warn(`dropping client after a malformed message: ${err.message}`);
       drop();
     });
     conn.onClose(drop);

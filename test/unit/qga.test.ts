@@ -244,3 +244,33 @@ test('readFiles: whole files over one session (open, read until eof, close); an 
   assert.ok(Date.now() - t0 < 1000, `the ping waited ${Date.now() - t0} ms`);
   await assert.rejects(reading, (e: unknown) => e instanceof DevvmError && e.code === 'busy');
 });
+
+test('setClock: the time is read once the agent has answered the resync, and it resolves before the slow RTC write is confirmed', async () => {
+  let syncedAt = 0;
+  const a = await fakeAgent((m, sock) => {
+    if (m.execute === 'guest-sync-delimited') {
+      // An agent slow to answer after a resume: a time read before this would be 300 ms stale.
+      setTimeout(() => ((syncedAt = Date.now()), synced(m, sock)), 300);
+    } else setTimeout(() => sock.write('{"return": {}}\n'), 400); // qemu-ga's hwclock -w
+  });
+  const agent = new QemuAgent(qmpStub, a.file);
+  const asked = Date.now();
+  const { applied } = await agent.setClock(() => Date.now() * 1e6, 5000);
+  const tookMs = Date.now() - asked;
+  assert.ok(tookMs >= 300 && tookMs < 600, `resolved when sent (${tookMs} ms), not after the reply`);
+  await applied;
+  assert.ok(Date.now() - asked >= 700, 'applied waits for the reply');
+  const sent = a.seen.find((m) => m.execute === 'guest-set-time')!;
+  assert.ok(Number(sent.arguments!.time) / 1e6 >= syncedAt, 'the time was read after the sync answered');
+  a.close();
+});
+
+test('setClock: an agent that never answers the resync rejects within the deadline; one refusing the command rejects applied', async () => {
+  const silent = await fakeAgent(() => {});
+  await assert.rejects(new QemuAgent(qmpStub, silent.file).setClock(() => 1, 300), (e: DevvmError) => e.code === 'timeout');
+  silent.close();
+  const refusing = await fakeAgent((m, sock) => synced(m, sock) || sock.write('{"error": {"class": "GenericError", "desc": "hwclock failed"}}\n'));
+  const { applied } = await new QemuAgent(qmpStub, refusing.file).setClock(() => 1, 2000);
+  await assert.rejects(applied, /hwclock failed/);
+  refusing.close();
+});

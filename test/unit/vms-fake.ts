@@ -114,9 +114,10 @@ function fakeAgent(driver: FakeDriver): AgentOps {
   return {
     connected: async () => driver.agent !== 'closed',
     ping: () => answer('ping'),
-    setTime: async (ns) => {
+    setClock: async (nowNs) => {
       await answer('setTime');
-      driver.guestTimes.push(ns);
+      driver.guestTimes.push(nowNs());
+      return { applied: Promise.resolve() };
     },
     freeze: async () => {
       await answer('freeze');

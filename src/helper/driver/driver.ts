@@ -207,8 +207,14 @@ export interface AgentOps {
   connected(): Promise<boolean>;
   /** Resolves once the agent answers (a resync, then guest-ping). */
   ping(timeoutMs: number): Promise<void>;
-  /** Sets the guest's clock to `timeNs` (ns since the epoch, the host's clock). */
-  setTime(timeNs: number, timeoutMs: number): Promise<void>;
+  /**
+   * Sets the guest's clock to the host's. `nowNs()` (ns since the epoch) is read after the
+   * agent has answered a resync, just before the command goes, so a slow agent never gets a
+   * stale time. Resolves once the command has gone; `applied` settles with the agent's reply,
+   * which qemu-guest-agent sends only after it has also written the guest's RTC
+   * (`hwclock -w`: 0.4-1 s under TCG, time a resume should not wait for).
+   */
+  setClock(nowNs: () => number, timeoutMs: number): Promise<{ applied: Promise<void> }>;
   /** Freezes the guest's filesystems (writes block until thaw); resolves with how many. */
   freeze(timeoutMs: number): Promise<number>;
   thaw(timeoutMs: number): Promise<number>;

@@ -28,8 +28,16 @@ export class QemuAgent implements AgentOps {
     await this.qga.execute({ command: 'guest-ping' }, timeoutMs);
   }
 
-  async setTime(timeNs: number, timeoutMs: number): Promise<void> {
-    await this.qga.execute({ command: 'guest-set-time', args: { time: Math.round(timeNs) } }, timeoutMs);
+  async setClock(nowNs: () => number, timeoutMs: number): Promise<{ applied: Promise<void> }> {
+    let sent!: () => void;
+    const gone = new Promise<void>((r) => (sent = r));
+    const applied = this.qga.session(timeoutMs, async (s) => {
+      const reply = s.execute({ command: 'guest-set-time', args: { time: Math.round(nowNs()) } }, timeoutMs);
+      sent(); // execute() has written the command
+      await reply;
+    });
+    await Promise.race([gone, applied]);
+    return { applied };
   }
 
   freeze(timeoutMs: number): Promise<number> {

@@ -23,21 +23,29 @@ import { launchRecord } from './sshready';
 
 /**
  * Sets a resumed guest's clock to the host's through its agent. Best effort: a guest
- * without an agent keeps today's behaviour (timesyncd corrects it later).
+ * without an agent keeps today's behaviour (timesyncd corrects it later). Waits until the
+ * agent has taken the time, not for its RTC write.
  */
 export async function syncGuestClock(name: string, inst: Instance): Promise<void> {
   const agent = inst.agent;
   if (!agent) return;
+  const t0 = performance.now();
+  const since = () => `${Math.round(performance.now() - t0)} ms`;
   try {
     if (!(await agent.connected())) return;
-    await agent.setTime((performance.timeOrigin + performance.now()) * 1e6, CLOCK_TIMEOUT_MS);
-    log.info(`${name}: guest clock set to the host's`);
+    const { applied } = await agent.setClock(() => (performance.timeOrigin + performance.now()) * 1e6, CLOCK_TIMEOUT_MS);
+    log.info(`${name}: guest clock set to the host's (the agent took it after ${since()})`);
+    applied.then(
+      () => log.info(`${name}: the guest agent confirmed the clock and wrote the RTC after ${since()}`),
+      (e: Error) => log.warn(`${name}: the guest agent did not confirm the clock: ${e.message}`),
+    );
   } catch (e) {
-    log.warn(`${name}: could not set the guest's clock through its agent: ${(e as Error).message}`);
+    log.warn(`${name}: could not set the guest's clock through its agent (${since()}): ${(e as Error).message}`);
   }
 }
 
-const CLOCK_TIMEOUT_MS = 5000;
+/** For the agent to answer a resync after a resume: a guest just resumed on a loaded host can take seconds. */
+const CLOCK_TIMEOUT_MS = 15_000;
 
 export interface PowerDeps {
   layers: LayerView;
