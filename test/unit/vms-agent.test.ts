@@ -129,6 +129,26 @@ test('readiness: the agent answers first, then the banner counts; a port no agen
   assert.deepEqual(r.driver.events, ['banner']);
 });
 
+test('wake path: a start --wait-ssh that restores a state saved while SSH worked does not probe sshd; one saved before SSH worked does', async (t) => {
+  const r = await running('answering', true);
+  t.after(r.cleanup);
+  const sshd = await fakeSshd(r);
+  t.after(() => sshd.close());
+  await r.vms.suspend('dev', noProgress);
+  r.driver.events.length = 0;
+  await r.vms.start('dev', { waitSsh: true, timeoutSec: 10 }, noProgress);
+  assert.deepEqual(r.driver.events.filter((e) => e !== 'setTime'), [], 'no readiness gate, no probe');
+  // Saved before its first login worked: readiness runs (the agent's gate first; the fake sshd's port was
+  // taken, so the VM got another one where nothing answers).
+  await r.vms.suspend('dev', noProgress);
+  writeJsonAtomic(r.home.vm('dev').launch, { seed: false });
+  const saved = r.vms.config('dev').suspended!;
+  new VmStore(r.home).update('dev', (c) => ({ ...c, suspended: { ...saved, sshReady: undefined } }));
+  r.driver.events.length = 0;
+  await assert.rejects(r.vms.start('dev', { waitSsh: true, timeoutSec: 3 }, noProgress), /did not answer within 3 s/);
+  assert.ok(r.driver.events.includes('address'), r.driver.events.join(','));
+});
+
 test('readiness: while the agent says the NIC has no address, the port is not probed; once it has one, it is', async (t) => {
   const r = await running('answering', true);
   t.after(r.cleanup);

@@ -84,9 +84,15 @@ export class Power {
     return this.ctx.store.read(name);
   }
 
-  /** The start itself, inside an operation holding the lock (a start, or the last step of restore/create/clone). */
-  async startUnderLock(name: string, op: Op, o: { discardState?: boolean }, progress: Progress): Promise<void> {
+  /**
+   * The start itself, inside an operation holding the lock (a start, or the last step of
+   * restore/create/clone). Says whether the guest was booted or restored from saved RAM.
+   */
+  async startUnderLock(name: string, op: Op, o: { discardState?: boolean }, progress: Progress): Promise<'booted' | 'restored'> {
     op.set('starting');
+    const t0 = performance.now();
+    const marks: string[] = [];
+    const mark = (what: string) => marks.push(`${what} at ${Math.round(performance.now() - t0)} ms`);
     this.d.clearError(name);
     let cfg = this.config(name);
     const f = this.home.vm(name);
@@ -143,7 +149,9 @@ export class Power {
       writeJsonAtomic(f.launch, { seed: seed !== null, sshReady: saved?.sshReady, shares: plan.record } satisfies LaunchRecord);
       if (saved) {
         try {
+          mark('QEMU up');
           await need(inst.ram, this.driver.name, 'restore a saved RAM state').load(f.suspendState);
+          mark('state loaded');
           await inst.resume();
         } catch (e) {
           if (op.signal.aborted) throw this.cancelled(name);
@@ -154,6 +162,8 @@ export class Power {
         this.store.update(name, (c) => ({ ...c, suspended: undefined }));
         // Its clock stood still while the state was on disk: set it now, not at timesyncd's next poll.
         await syncGuestClock(name, inst);
+        mark('clock set');
+        log.info(`${name}: restored (${marks.join(', ')})`);
       }
       if (op.signal.aborted || !inst.alive) throw this.cancelled(name);
     } catch (e) {
@@ -166,6 +176,7 @@ export class Power {
     if (seed && !this.config(name).provisioned) this.d.watch.watch(name, serialStart);
     // Mounted once the agent answers: waited for after a restore (the guest is up), in the background after a boot.
     await this.d.shares.started(name, plan, saved !== null).catch((e: Error) => log.warn(`${name}: shares: ${e.message}`));
+    return saved ? 'restored' : 'booted';
   }
 
   private cancelled(name: string): DevvmError {
