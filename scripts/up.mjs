@@ -18,7 +18,7 @@ const sh = (cmd, args, opts = {}) => {
 const has = (cmd) => spawnSync('sh', ['-c', 'command -v "$1"', 'sh', cmd], { stdio: 'ignore' }).status === 0;
 
 // 1. System packages.
-const wanted = { 'qemu-system-x86_64': 'qemu-system-x86', 'qemu-img': 'qemu-utils', genisoimage: 'genisoimage', mmdebstrap: 'mmdebstrap', 'mkfs.ext4': 'e2fsprogs', ssh: 'openssh-client', openssl: 'openssl' };
+const wanted = { 'qemu-system-x86_64': 'qemu-system-x86', 'qemu-img': 'qemu-utils', genisoimage: 'genisoimage', mmdebstrap: 'mmdebstrap', 'mkfs.ext4': 'e2fsprogs', xz: 'xz-utils', ssh: 'openssh-client', openssl: 'openssl' };
 const missing = Object.entries(wanted).filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg);
 if (missing.length) {
   const all = readFileSync('scripts/apt-packages.txt', 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));

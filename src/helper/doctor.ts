@@ -70,6 +70,7 @@ export async function doctor(home: Home, qemuBinary: string, accel: AccelChoice,
     tool('ssh-keygen', 'openssh-client'),
     tool('openssl', 'openssl', ['version']),
     tool('mmdebstrap', 'mmdebstrap', ['--version']),
+    tool('xz', 'xz-utils', ['--version']),
   ]);
   let free = 0;
   try {

@@ -44,17 +44,19 @@ test('the recipes are known by name; the desktop and stock ones have their own h
   assert.notEqual(recipeHash(DEBIAN_12_STOCK_RECIPE), recipeHash(DEBIAN_12_RECIPE));
 });
 
-test('the stock baseline is debian-12 without the boot tuning, and keeps sshd -t', () => {
-  const { name, customizeHook, ...rest } = DEBIAN_12_STOCK_RECIPE;
-  const { name: n0, customizeHook: h0, ...rest0 } = DEBIAN_12_RECIPE;
+test("the stock baseline is debian-12 without the boot tuning: it keeps sshd -t and Debian's bzImage", () => {
+  const { name, customizeHook, kernel, ...rest } = DEBIAN_12_STOCK_RECIPE;
+  const { name: n0, customizeHook: h0, kernel: k0, ...rest0 } = DEBIAN_12_RECIPE;
   assert.equal(name, 'debian-12-stock');
   assert.equal(n0, 'debian-12');
   assert.deepEqual(rest, rest0, 'the same packages, disk and mkfs options');
+  assert.equal(k0, 'pvh');
+  assert.equal(kernel, undefined);
   assert.ok(h0.includes(BOOT_TUNING) && !customizeHook.includes(BOOT_TUNING));
   assert.doesNotMatch(h0, /ExecStartPre=\/usr\/sbin\/sshd -t/);
   assert.match(customizeHook, /ExecStartPre=\/usr\/sbin\/sshd -t/);
   for (const part of [FIRSTBOOT_HOOK, INITRAMFS, 'FSTYPE=ext4', 'serial-getty@ttyS0']) assert.ok(customizeHook.includes(part), part);
-  assert.doesNotMatch(customizeHook, /MODULES=list|modprobe\.d\/devvm|apt-daily/, "Debian's own initramfs and timers");
+  assert.doesNotMatch(customizeHook, /MODULES=list|modprobe\.d\/devvm|apt-daily|systemd-networkd|system-generators/, "Debian's own initramfs, timers, network and generators");
 });
 
 test('the desktop recipe is debian-12 plus packages and a hook part, nothing else', () => {

@@ -12,6 +12,7 @@ import { asDevvmError, DevvmError } from '../../shared/errors';
 import { log } from '../log';
 import { ProcessError, run } from '../proc';
 import { acquireLock, type BuiltImage, isComplete, removeStaleBuilds, removeTree, result } from './cachedir';
+import { unpackKernel } from './kernel';
 import { MmdebstrapProgress, type ProgressFn } from './progress';
 import { type DebianRecipe, GiB, recipeHash } from './recipe';
 import { debianSources, hostAptFiles } from './sources';
@@ -125,6 +126,7 @@ async function build(recipe: DebianRecipe, hash: string, imagesDir: string, fina
       signal?.removeEventListener('abort', killTree);
     }
     const mmSeconds = (performance.now() - t0) / 1000;
+    if (recipe.kernel === 'pvh') await unpackKernel(path.join(tmp, 'vmlinuz'), signal);
 
     // 2. the filesystem
     progress('making filesystem', SPAN.mkfs[0]);

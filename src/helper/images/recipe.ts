@@ -23,6 +23,8 @@ export interface DebianRecipe {
   customizeHook: string;
   diskSizeBytes: number;
   mkfsOptions: string[];
+  /** 'pvh': boot the ELF inside the kernel's bzImage through its PVH entry (no decompressor; images/kernel.ts). */
+  kernel?: 'pvh';
 }
 
 export const GiB = 1024 ** 3;

@@ -37,6 +37,7 @@ export const DEBIAN_12_RECIPE: DebianRecipe = {
   // Inode tables and journal written now, not by ext4lazyinit on every VM's first boot
   // (which would write zeros into each overlay on an emulated CPU).
   mkfsOptions: ['-E', 'lazy_itable_init=0,lazy_journal_init=0'],
+  kernel: 'pvh',
 };
 
 /**
@@ -60,6 +61,8 @@ export const DEBIAN_12_STOCK_RECIPE: DebianRecipe = {
   ...DEBIAN_12_RECIPE,
   name: 'debian-12-stock',
   customizeHook: STOCK_CUSTOMIZE_HOOK,
+  // Debian's bzImage, decompressing itself at every boot.
+  kernel: undefined,
   mkfsOptions: [...DEBIAN_12_RECIPE.mkfsOptions],
 };
 
