@@ -166,6 +166,10 @@ export function renderUserData(spec: ProvisionSpec): string {
     runcmd.push(['systemctl', 'mask', '--now', ...SSH_UNITS]);
   }
 
+  // Lingering, as the devvm seed does: the user's systemd manager starts at boot, not inside
+  // their first login, and user services run without a session.
+  if (!s.clone) runcmd.push(['loginctl', 'enable-linger', s.user]);
+
   if (s.autologin) {
     writeFiles.push({
       path: AUTOLOGIN_DROPIN,

@@ -74,6 +74,8 @@ export function provisioningTests(sb: Sandbox, via: 'devvm' | 'cloud-init'): voi
     assert.match(sb.ssh('alice', ['id', '-nG']).stdout, /\bsudo\b/);
     assert.equal(sb.ssh('alice', ['hostname']).stdout.trim(), 'alice');
     assert.match(sb.ssh('alice', ['getent', 'hosts', 'alice']).stdout, /^127\.0\.1\.1\s+alice\b/m, '/etc/hosts names the host (sudo resolves it)');
+    // Lingering: the user's manager runs without a session (and did not wait for the first login).
+    assert.match(sb.ssh('alice', ['loginctl', 'show-user', 'alice', '-p', 'Linger']).stdout, /^Linger=yes$/m);
   });
 
   test('sudo -S works with the metacharacter password and not with a wrong one; root locked; keys only', () => {

@@ -84,10 +84,10 @@ test('user-data: the first user, host key, hostname, no default user, ready mark
     assert.deepEqual(cfg.ssh_genkeytypes, ['ed25519']);
     assert.deepEqual(cfg.ssh_keys, { ed25519_private: hostKey.privateKey, ed25519_public: hostKey.publicKey });
     assert.ok(cfg.final_message.includes(`${READY_MARKER} devvm-0b7f3c1e-5d7a-4a53-9a55-3f1f2b1c9e10 `), cfg.final_message);
-    // ssh on, autologin off: nothing to mask, no drop-in, nothing to run.
+    // ssh on, autologin off: nothing to mask, no drop-in; only lingering, as the devvm seed does.
     assert.equal(cfg.bootcmd, undefined);
     assert.equal(cfg.write_files, undefined);
-    assert.equal(cfg.runcmd, undefined);
+    assert.deepEqual(cfg.runcmd, [['loginctl', 'enable-linger', 'alice']]);
     assert.ok(!('chpasswd' in cfg) && !('password' in cfg), 'no plain password anywhere');
   }
   assert.doesNotMatch(text, /^\s*-\s*default\s*$/m, 'no default user');
@@ -180,6 +180,7 @@ test('autologin on: a serial-getty drop-in and a getty restart; off: neither', (
     },
   ]);
   assert.deepEqual(on.runcmd, [
+    ['loginctl', 'enable-linger', 'alice'],
     ['systemctl', 'daemon-reload'],
     ['systemctl', 'restart', 'serial-getty@ttyS0.service'],
   ]);

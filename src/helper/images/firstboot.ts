@@ -159,6 +159,10 @@ if [ "$clone" = 0 ]; then
   home=$(getent passwd "$user" | cut -d: -f6)
   install -d -m 700 -o "$user" -g "$user" "$home/.ssh"
   install -m 600 -o "$user" -g "$user" "$D/authorized-keys" "$home/.ssh/authorized_keys"
+  # Lingering: the user's systemd manager starts at boot instead of inside the first login
+  # (2 s of it under emulation), and user services run without a session open.
+  mkdir -p -m 755 /var/lib/systemd/linger
+  : > "/var/lib/systemd/linger/$user"
 fi
 
 # SSH off: masked before sshd can ever listen (this runs before sysinit.target; ssh.service
