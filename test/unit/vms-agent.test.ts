@@ -1,5 +1,6 @@
 /** The manager's use of the guest agent, with the fake driver: freeze/thaw ordering, clock after resume, facts, restart. */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { test } from 'node:test';
 import { writeJsonAtomic } from '../../src/helper/store';
@@ -147,6 +148,26 @@ test('wake path: a start --wait-ssh that restores a state saved while SSH worked
   r.driver.events.length = 0;
   await assert.rejects(r.vms.start('dev', { waitSsh: true, timeoutSec: 3 }, noProgress), /did not answer within 3 s/);
   assert.ok(r.driver.events.includes('address'), r.driver.events.join(','));
+});
+
+test('readiness after a boot: once sshd answers, the agent says whether logins are allowed (no /run/nologin); while they are not, or it cannot tell, a real login decides', async (t) => {
+  const r = await running('answering', true);
+  t.after(r.cleanup);
+  const sshd = await fakeSshd(r);
+  t.after(() => sshd.close());
+  // Booted, not restored: no login has worked in this run yet.
+  writeJsonAtomic(r.home.vm('dev').launch, { seed: false });
+  r.driver.guestFiles['/proc/uptime'] = '42.0 40.0\n';
+  await r.vms.waitSsh('dev', 10, noProgress);
+  assert.equal(JSON.parse(readFileSync(r.home.vm('dev').launch, 'utf8')).sshReady, true, 'logins allowed: ready without logging in');
+  // Still booting (nologin there), or file reads refused (not even /proc/uptime): a login is tried,
+  // and fails here (nothing speaks SSH beyond the banner), so readiness runs out.
+  const cases: Array<Record<string, string>> = [{ '/proc/uptime': '1.0 1.0\n', '/run/nologin': 'System is booting up.\n' }, {}];
+  for (const files of cases) {
+    writeJsonAtomic(r.home.vm('dev').launch, { seed: false });
+    r.driver.guestFiles = files;
+    await assert.rejects(r.vms.waitSsh('dev', 3, noProgress), /did not answer within 3 s/);
+  }
 });
 
 test('readiness: while the agent says the NIC has no address, the port is not probed; once it has one, it is', async (t) => {

@@ -123,6 +123,23 @@ class AgentGate {
       return this.settled;
     }
   }
+
+  /**
+   * Whether the guest lets users log in, read through the agent: no /run/nologin (systemd
+   * makes it early in boot and systemd-user-sessions removes it), checked beside a file that
+   * is always there, so an agent that refuses file reads does not pass for "allowed". False
+   * when the agent cannot tell (none, or busy): a real login decides then.
+   */
+  async loginsAllowed(ctx: VmContext, name: string): Promise<boolean> {
+    const a = ctx.instance(name)?.agent;
+    if (!a || this.answeredAt === null) return false;
+    try {
+      const [nologin, uptime] = await a.readFiles(['/run/nologin', '/proc/uptime'], 4096, 3000);
+      return nologin === null && uptime !== null;
+    } catch {
+      return false;
+    }
+  }
 }
 
 /** Until SSH works, the VM stops, first setup fails, or the deadline passes. `settling`: first setup still watched. */
@@ -157,15 +174,18 @@ export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, 
     }
     if (banner) {
       rememberIdent(ctx, name, banner);
-      // A restored guest: sshd answering suffices (a full login costs ~2 s under TCG).
-      // Cold boots log in once, since sshd answers before logins are allowed
-      // (systemd-user-sessions).
+      // A restored guest: sshd answering suffices (a full login costs 1.5-2.5 s under TCG).
+      // A booted one may answer before logins are allowed (systemd-user-sessions): its agent
+      // says whether they are, or else it logs in once.
       if (restored) return;
+      const ready = () => {
+        if (ctx.instance(name)?.alive) writeJsonAtomic(f.launch, { ...launchRecord(ctx, name), sshReady: true } satisfies LaunchRecord);
+      };
+      if (await agent.loginsAllowed(ctx, name)) return ready();
       try {
         // ProxyCommand=none: the Host block's proxy (ssh-proxy) would wait for this very check.
         await run('ssh', ['-F', ctx.home.sshConfig, '-o', 'ProxyCommand=none', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', sshHostAlias(name), 'true'], { timeoutMs: 30000 });
-        if (ctx.instance(name)?.alive) writeJsonAtomic(f.launch, { ...launchRecord(ctx, name), sshReady: true } satisfies LaunchRecord);
-        return;
+        return ready();
       } catch (e) {
         // sshd answers before cloud-init has installed the user's key: retry until the deadline
         log.info(`${name}: ssh not ready yet: ${(e as Error).message}`);
