@@ -3,10 +3,10 @@
  * and params, exactly), or a usage error with exit 2 and no RPC call at all.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { COMMANDS } from '../../src/cli/commands';
 import { fingerprint } from '../../src/shared/devvmjson/changes';
 import { loadManifest } from '../../src/shared/devvmjson/manifest';
@@ -15,6 +15,7 @@ import { cli, FakeSession } from './cli-fake';
 import { run } from '../../src/cli/run';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'devvm-cli-args-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
 const pw = path.join(tmp, 'pw');
 writeFileSync(pw, 'secret\n');
 const pub = path.join(tmp, 'id.pub');
@@ -97,7 +98,7 @@ const ok: Array<[string[], Expect]> = [
   [['ssh-proxy', 'web'], [['vm/wakePlan', { name: 'web' }], ['vm/wake', { name: 'web', progressToken: T }]]],
   [['display', 'web'], [['vm/display', { name: 'web' }]]],
   [['display', 'web', '--size', '1024x640'], [['vm/displayResize', { name: 'web', width: 1024, height: 640 }], ['vm/display', { name: 'web' }]]],
-  [['screenshot', 'web', path.join(os.tmpdir(), `devvm-cli-shot-${process.pid}.png`)], [['vm/screenshot', { name: 'web' }]]],
+  [['screenshot', 'web', path.join(tmp, 'shot.png')], [['vm/screenshot', { name: 'web' }]]],
   [['start', 'web'], [['vm/start', { name: 'web', waitSsh: false, discardState: false, progressToken: T }]]],
   [['start', 'web', '--wait-ssh', '--timeout', '60', '--discard-state'], [['vm/start', { name: 'web', waitSsh: true, timeoutSec: 60, discardState: true, progressToken: T }]]],
   [['resume', 'web'], [['vm/list'], ['vm/start', { name: 'web', waitSsh: false, discardState: false, progressToken: T }]]],
