@@ -304,7 +304,7 @@ export class Vms extends EventEmitter {
       const inst = await this.driver.attach(instanceFiles(f));
       if (inst) {
         log.info(`reattached to ${name} (pid ${inst.pid})`);
-        this.adopt(name, inst);
+        void this.adopt(name, inst);
         if (!this.config(name).provisioned) this.watch.watch(name, 0);
         this.shares.reattached(name);
       } else {
@@ -322,9 +322,10 @@ export class Vms extends EventEmitter {
     this.writeSshConfig();
   }
 
-  private adopt(name: string, inst: Instance): void {
+  /** Resolves once a resumed guest's display is back at its size. */
+  private adopt(name: string, inst: Instance): Promise<void> {
     this.instances.set(name, inst);
-    this.displays.adopted(name, inst);
+    const shown = this.displays.adopted(name, inst);
     this.forwards.adopted(name, inst);
     inst.onExit((info) => {
       if (this.instances.get(name) !== inst) return;
@@ -346,6 +347,7 @@ export class Vms extends EventEmitter {
       this.dropUsedSeed(name);
       this.changed(name);
     });
+    return shown;
   }
 
   /**

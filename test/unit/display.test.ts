@@ -196,15 +196,15 @@ test('a RAM state saved with a display restores only with one: the refusal says 
   await assert.rejects(r.vms.start('dev', {}, noProgress), (e: DevvmError) => e.message === 'the saved state of VM "dev" was saved with a display; the VM now has none' && /--discard-state/.test(e.hint ?? ''));
 });
 
-test('the resize of a resumed VM: the new instance is asked for the size the old one had', async (t) => {
+test('the resize of a resumed VM: the new instance is asked for the size the old one had, before the resume returns', async (t) => {
   const r = await rig();
   t.after(r.cleanup);
   await r.vms.create(createParams('dev', { display: true }), noProgress);
   await r.vms.start('dev', {}, noProgress);
   await r.vms.displayResize('dev', sz(1152, 720));
   await r.vms.suspend('dev', noProgress);
+  r.driver.resizeMs = 200;
   await r.vms.start('dev', {}, noProgress);
-  await new Promise((res) => setTimeout(res, 20));
   assert.deepEqual((await r.vms.display('dev')).size, sz(1152, 720));
 });
 

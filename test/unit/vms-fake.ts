@@ -190,6 +190,7 @@ function fakeDisplay(boot: Size, driver: FakeDriver): DisplayOps {
     },
     reassert: async (want) => {
       driver.resizes.push(want);
+      await new Promise((r) => setTimeout(r, driver.resizeMs));
       now = { ...want };
     },
     // The 24 bytes of a PNG that pngSize() reads.

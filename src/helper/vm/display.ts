@@ -136,12 +136,14 @@ export class Displays {
   /**
    * A new instance of a VM: a resumed guest is switched back to the size it had (the new
    * QEMU starts at the boot size); a booting one gets it when its driver sets a mode.
+   * Resolves once the switch is done (or failed): a resume waits for it.
    */
-  adopted(name: string, inst: Instance): void {
+  adopted(name: string, inst: Instance): Promise<void> {
     this.connected.delete(name);
     const w = this.wanted.get(name);
-    if (w && inst.display && this.ctx.store.read(name).display === 'auto') this.connected.add(name);
-    if (w && inst.display && this.ctx.store.read(name).display === 'auto') void inst.display.reassert(w).catch(() => {});
+    if (!w || !inst.display || this.ctx.store.read(name).display !== 'auto') return Promise.resolve();
+    this.connected.add(name);
+    return inst.display.reassert(w).catch(() => {});
   }
 
   /** The helper's own connections to the VM's VNC server (idle counting subtracts them). */

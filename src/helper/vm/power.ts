@@ -50,8 +50,8 @@ const CLOCK_TIMEOUT_MS = 15_000;
 export interface PowerDeps {
   layers: LayerView;
   watch: ProvisionWatch;
-  /** Takes over a launched instance: watched from now on, its end handled. */
-  adopt(name: string, inst: Instance): void;
+  /** Takes over a launched instance: watched from now on, its end handled; resolves once a resumed guest's display is back at its size. */
+  adopt(name: string, inst: Instance): Promise<void>;
   dropUsedSeed(name: string): void;
   clearError(name: string): void;
   writeSshConfig(): void;
@@ -172,10 +172,12 @@ export class Power {
     } finally {
       op.instance = undefined;
     }
-    this.d.adopt(name, inst);
+    const shown = this.d.adopt(name, inst);
     if (seed && !this.config(name).provisioned) this.d.watch.watch(name, serialStart);
     // Mounted once the agent answers: waited for after a restore (the guest is up), in the background after a boot.
     await this.d.shares.started(name, plan, saved !== null).catch((e: Error) => log.warn(`${name}: shares: ${e.message}`));
+    // A resume returns with the display at the size it had, not a moment before.
+    if (saved) await shown;
     return saved ? 'restored' : 'booted';
   }
 
