@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -68,8 +68,9 @@ test('protocol node: a file, or an NBD client over inet', () => {
   assert.deepEqual(protocolNode('nbd+unix:///e?socket=/v/nbd.sock', 'p', true), { driver: 'nbd', 'node-name': 'p', server: { type: 'unix', path: '/v/nbd.sock' }, export: 'e', 'read-only': true });
 });
 
-test('reachability: a file exists; an NBD server greets and the probe aborts the handshake', async () => {
+test('reachability: a file exists; an NBD server greets and the probe aborts the handshake', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'devvm-nbd-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(path.join(dir, 'f'), '');
   assert.equal(await sourceReachable(path.join(dir, 'f')), null);
   assert.equal(await sourceReachable(path.join(dir, 'gone')), 'missing');
