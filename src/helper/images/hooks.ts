@@ -212,13 +212,17 @@ for u in apt-daily.timer apt-daily.service apt-daily-upgrade.timer apt-daily-upg
   ln -sf /dev/null "$R/etc/systemd/system/$u"
 done
 
-# timesyncd orders itself before sysinit.target, so every normal unit (sshd too) waited
-# for it to start. The same unit without that one ordering (a unit in /etc wins by name).
-sed -e '/^Before=/s/ sysinit\\.target//' "$R/lib/systemd/system/systemd-timesyncd.service" > "$R/etc/systemd/system/systemd-timesyncd.service"
-# sshd listens on every address and needs no configured network to start, but its unit is
-# ordered after network.target, which waits for networkd's own start (3.6 s of the contended
-# early boot); DHCP follows 0.4 s after that, so sshd is up by the time the guest is reachable.
-sed -e '/^After=/s/ *network\\.target//' "$R/lib/systemd/system/ssh.service" > "$R/etc/systemd/system/ssh.service"
+# Two units with one ordering less, as copies under /usr/local/lib/systemd/system: they win
+# over /lib by name, and, unlike copies in /etc, leave "systemctl mask" working (it refuses
+# a unit file in /etc; SSH off masks ssh.service). timesyncd orders itself before
+# sysinit.target, so every normal unit (sshd too) waited for it to start. sshd listens on
+# every address and needs no configured network, but was ordered after network.target,
+# which waits for networkd's own start (3.6 s of the contended early boot); DHCP follows
+# 0.4 s after that, so sshd is up by the time the guest is reachable.
+L="$R/usr/local/lib/systemd/system"
+mkdir -p "$L"
+sed -e '/^Before=/s/ sysinit\\.target//' "$R/lib/systemd/system/systemd-timesyncd.service" > "$L/systemd-timesyncd.service"
+sed -e '/^After=/s/ *network\\.target//' "$R/lib/systemd/system/ssh.service" > "$L/ssh.service"
 
 # What systemd would do on the first boot because /usr is newer than /etc and /var
 # (ConditionNeedsUpdate: the hwdb and the linker cache), done once here instead.
