@@ -82,11 +82,17 @@ DONE=/var/lib/devvm/instance-id
 
 say() { printf '%s\n' "$*" > /dev/ttyS0 2>/dev/null || :; printf '%s\n' "$*"; }
 fail() { say "devvm-firstboot failed: $*"; exit 1; }
-# A field that must be non-empty and made only of the characters $2 allows, into $w. A read
-# that finds a newline fails the field: no word has one, not even at its end.
-word() {
+# A one-line field into $w ($2 names it in the error, else $1). A read that finds a newline
+# fails it: no such value has one, not even at its end.
+line() {
   w=
-  if IFS= read -r w < "$D/$1"; then w=; fi
+  what=$1
+  [ $# -lt 2 ] || what=$2
+  if IFS= read -r w < "$D/$1"; then fail "invalid $what in the seed"; fi
+}
+# A field that must be non-empty and made only of the characters $2 allows, into $w.
+word() {
+  line "$1"
   case $w in ''|*[!$2]*) fail "invalid $1 in the seed" ;; esac
 }
 
@@ -172,14 +178,12 @@ usermod -L root
 # The first user (a clone keeps the one on its disk, with their password and keys).
 if [ "$clone" = 0 ]; then
   if ! getent passwd "$user" > /dev/null; then
-    full=
-    if IFS= read -r full < "$D/full-name"; then fail "invalid full-name in the seed"; fi
-    useradd --create-home --shell /bin/bash --groups sudo --user-group --comment "$full" "$user" ||
+    line full-name
+    useradd --create-home --shell /bin/bash --groups sudo --user-group --comment "$w" "$user" ||
       fail "Failed to create user $user"
   fi
   if [ -f "$D/password-hash" ]; then
-    hash=
-    if IFS= read -r hash < "$D/password-hash"; then fail "invalid password hash in the seed"; fi
+    line password-hash 'password hash'; hash=$w
     case $hash in '$6$'*) ;; *) fail "invalid password hash in the seed" ;; esac
     printf '%s:%s\n' "$user" "$hash" | chpasswd --encrypted
   else

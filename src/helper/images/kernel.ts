@@ -57,14 +57,15 @@ export async function unpackKernel(file: string, signal?: AbortSignal): Promise<
     elf = gunzipSync(payload.data);
   } else {
     // The kernel build appends the uncompressed size after the xz stream: --single-stream stops before it.
-    const xz = `${file}.payload.xz`;
+    const unpacked = `${file}.payload`;
+    const xz = `${unpacked}.xz`;
     writeFileSync(xz, payload.data, { mode: 0o600 });
     try {
-      await run('xz', ['-d', '--single-stream', '--force', xz], { signal });
-      elf = readFileSync(xz.slice(0, -3));
+      await run('xz', ['-d', '--single-stream', '--force', xz], { signal }); // writes `unpacked`
+      elf = readFileSync(unpacked);
     } finally {
       rmSync(xz, { force: true });
-      rmSync(xz.slice(0, -3), { force: true });
+      rmSync(unpacked, { force: true });
     }
   }
   if (!hasPvhEntry(elf)) {
