@@ -19,6 +19,17 @@ after(() => sb.cleanup());
 
 provisioningTests(sb, 'devvm');
 
+test("the tuned boot: devvm's initramfs checked the root, systemd started every unit, the NIC has its address", () => {
+  const serial = readFileSync(path.join(sb.home, 'vms', 'alice', 'serial.log'), 'utf8');
+  assert.match(serial, /\/dev\/vda: clean, /, "e2fsck -p ran in the initramfs");
+  assert.doesNotMatch(serial, /devvm initramfs:/, 'no initramfs failure');
+  const r = sb.ssh('alice', ['systemctl is-system-running --wait; systemctl --failed --no-legend --plain; findmnt -no FSTYPE,OPTIONS /; ip -4 -o addr show scope global']);
+  const [state, ...rest] = r.stdout.trim().split('\n');
+  assert.equal(state, 'running', r.stdout);
+  assert.match(rest[0]!, /^ext4 rw,/, 'root remounted read-write');
+  assert.match(r.stdout, /inet 10\.0\.2\.15\//);
+});
+
 test('kill -9 of the helper while a guest runs: SSH still works and the VM is reattached', async () => {
   const pid = sb.json<{ pid: number }>(['info', 'alice']).pid;
   process.kill(Number(readFileSync(path.join(sb.home, 'helper.pid'), 'utf8')), 'SIGKILL');

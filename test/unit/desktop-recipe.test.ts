@@ -12,6 +12,7 @@ import { parse } from 'yaml';
 import { DESKTOP_HOOK, DESKTOP_PACKAGES } from '../../src/helper/images/desktop';
 import { BASE_CONFIGURE, BOOT_TUNING, CUSTOMIZE_HOOK, INITRAMFS } from '../../src/helper/images/hooks';
 import { FIRSTBOOT_HOOK } from '../../src/helper/images/firstboot';
+import { DEVVM_INITRD_HOOK } from '../../src/helper/images/initrd';
 import { recipeHash } from '../../src/helper/images/recipe';
 import { DEBIAN_12_DESKTOP_RECIPE, DEBIAN_12_RECIPE, DEBIAN_12_STOCK_RECIPE, recipeByName, RECIPE_NAMES } from '../../src/helper/images/recipes';
 import { RECIPES } from '../../src/helper/images';
@@ -44,14 +45,17 @@ test('the recipes are known by name; the desktop and stock ones have their own h
   assert.notEqual(recipeHash(DEBIAN_12_STOCK_RECIPE), recipeHash(DEBIAN_12_RECIPE));
 });
 
-test("the stock baseline is debian-12 without the boot tuning: it keeps sshd -t and Debian's bzImage", () => {
-  const { name, customizeHook, kernel, ...rest } = DEBIAN_12_STOCK_RECIPE;
-  const { name: n0, customizeHook: h0, kernel: k0, ...rest0 } = DEBIAN_12_RECIPE;
+test("the stock baseline is debian-12 without the boot tuning: it keeps sshd -t, Debian's bzImage and Debian's initramfs", () => {
+  const { name, customizeHook, kernel, initrd, ...rest } = DEBIAN_12_STOCK_RECIPE;
+  const { name: n0, customizeHook: h0, kernel: k0, initrd: i0, ...rest0 } = DEBIAN_12_RECIPE;
   assert.equal(name, 'debian-12-stock');
   assert.equal(n0, 'debian-12');
   assert.deepEqual(rest, rest0, 'the same packages, disk and mkfs options');
   assert.equal(k0, 'pvh');
   assert.equal(kernel, undefined);
+  assert.equal(i0, 'devvm');
+  assert.equal(initrd, undefined);
+  assert.ok(h0.includes(DEVVM_INITRD_HOOK) && !customizeHook.includes(DEVVM_INITRD_HOOK));
   assert.ok(h0.includes(BOOT_TUNING) && !customizeHook.includes(BOOT_TUNING));
   assert.doesNotMatch(h0, /ExecStartPre=\/usr\/sbin\/sshd -t/);
   assert.match(customizeHook, /ExecStartPre=\/usr\/sbin\/sshd -t/);

@@ -12,6 +12,7 @@ import { asDevvmError, DevvmError } from '../../shared/errors';
 import { log } from '../log';
 import { ProcessError, run } from '../proc';
 import { acquireLock, type BuiltImage, isComplete, removeStaleBuilds, removeTree, result } from './cachedir';
+import { DEVVM_INITRD_PATH } from './initrd';
 import { unpackKernel } from './kernel';
 import { MmdebstrapProgress, type ProgressFn } from './progress';
 import { type DebianRecipe, GiB, recipeHash } from './recipe';
@@ -112,7 +113,7 @@ async function build(recipe: DebianRecipe, hash: string, imagesDir: string, fina
           `--customize-hook=${recipe.customizeHook}`,
           // special hooks run outside the chroot as the caller: they can write into tmp in both modes
           `--customize-hook=download /vmlinuz ${shq(path.join(tmp, 'vmlinuz'))}`,
-          `--customize-hook=download /initrd.img ${shq(path.join(tmp, 'initrd.img'))}`,
+          `--customize-hook=download ${recipe.initrd === 'devvm' ? DEVVM_INITRD_PATH : '/initrd.img'} ${shq(path.join(tmp, 'initrd.img'))}`,
           recipe.suite,
           asRoot ? tree : tarball,
           // Mirrors are always explicit: without one, mmdebstrap reads sources from stdin.

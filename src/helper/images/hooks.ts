@@ -7,6 +7,7 @@
  * debian-12-stock recipe leaves the tuning out (docs/boot.md).
  */
 import { FIRSTBOOT_HOOK } from './firstboot';
+import { DEVVM_INITRD_HOOK } from './initrd';
 
 // Keep update-initramfs from running for the kernel's postinst and again for every
 // trigger while packages install (about 27 s each under mmdebstrap); the customize hook
@@ -234,7 +235,7 @@ touch -r "$R/usr" "$R/etc/.updated" "$R/var/.updated"
 # 30 MB, 2-4 s of unpacking per boot under emulation.
 echo MODULES=list > "$R/etc/initramfs-tools/conf.d/devvm"
 printf '%s\\n' virtio_pci virtio_blk ext4 >> "$R/etc/initramfs-tools/modules"
-`;
+${DEVVM_INITRD_HOOK}`;
 
 /** guestConfig without sshd's configuration test (one sshd start less on every boot, part of the tuning), then BOOT_TUNING. */
 export const BASE_CONFIGURE = guestConfig(false) + BOOT_TUNING;

@@ -25,6 +25,8 @@ export interface DebianRecipe {
   mkfsOptions: string[];
   /** 'pvh': boot the ELF inside the kernel's bzImage through its PVH entry (no decompressor; images/kernel.ts). */
   kernel?: 'pvh';
+  /** 'devvm': boot with the initramfs BOOT_TUNING makes (images/initrd.ts), not Debian's. */
+  initrd?: 'devvm';
 }
 
 export const GiB = 1024 ** 3;

@@ -38,6 +38,7 @@ export const DEBIAN_12_RECIPE: DebianRecipe = {
   // (which would write zeros into each overlay on an emulated CPU).
   mkfsOptions: ['-E', 'lazy_itable_init=0,lazy_journal_init=0'],
   kernel: 'pvh',
+  initrd: 'devvm',
 };
 
 /**
@@ -63,6 +64,8 @@ export const DEBIAN_12_STOCK_RECIPE: DebianRecipe = {
   customizeHook: STOCK_CUSTOMIZE_HOOK,
   // Debian's bzImage, decompressing itself at every boot.
   kernel: undefined,
+  // Debian's initramfs (initramfs-tools, with udev).
+  initrd: undefined,
   mkfsOptions: [...DEBIAN_12_RECIPE.mkfsOptions],
 };
 
