@@ -26,7 +26,7 @@ test("the tuned boot: devvm's initramfs checked the root, systemd started every 
   const r = sb.ssh('alice', ['systemctl is-system-running --wait; systemctl --failed --no-legend --plain; findmnt -no FSTYPE,OPTIONS /; ip -4 -o addr show scope global']);
   const [state, ...rest] = r.stdout.trim().split('\n');
   assert.equal(state, 'running', r.stdout);
-  assert.match(rest[0]!, /^ext4 rw,/, 'root remounted read-write');
+  assert.match(rest[0]!, /^ext4\s+rw,/, 'root remounted read-write');
   assert.match(r.stdout, /inet 10\.0\.2\.15\//);
 });
 

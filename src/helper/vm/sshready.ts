@@ -127,24 +127,40 @@ class AgentGate {
   /**
    * Whether the guest lets users log in, read through the agent: no /run/nologin (systemd
    * makes it early in boot and systemd-user-sessions removes it), checked beside a file that
-   * is always there, so an agent that refuses file reads does not pass for "allowed". False
-   * when the agent cannot tell (none, or busy): a real login decides then.
+   * is always there, so an agent that refuses file reads does not pass for "allowed".
+   * 'unknown' when the agent cannot tell (none, or busy): a real login decides then.
    */
-  async loginsAllowed(ctx: VmContext, name: string): Promise<boolean> {
+  async loginsAllowed(ctx: VmContext, name: string): Promise<'yes' | 'no' | 'unknown'> {
     const a = ctx.instance(name)?.agent;
-    if (!a || this.answeredAt === null) return false;
+    if (!a || this.answeredAt === null) return 'unknown';
     try {
       const [nologin, uptime] = await a.readFiles(['/run/nologin', '/proc/uptime'], 4096, 3000);
-      return nologin === null && uptime !== null;
+      if (uptime === null) return 'unknown';
+      return nologin === null ? 'yes' : 'no';
     } catch {
-      return false;
+      return 'unknown';
     }
+  }
+}
+
+/** One login as the VM's user; false (after a pause) when it did not work yet. */
+async function loginWorks(ctx: VmContext, name: string): Promise<boolean> {
+  try {
+    // ProxyCommand=none: the Host block's proxy (ssh-proxy) would wait for this very check.
+    await run('ssh', ['-F', ctx.home.sshConfig, '-o', 'ProxyCommand=none', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', sshHostAlias(name), 'true'], { timeoutMs: 30000 });
+    return true;
+  } catch (e) {
+    // sshd answers before cloud-init has installed the user's key: retry until the deadline
+    log.info(`${name}: ssh not ready yet: ${(e as Error).message}`);
+    await new Promise((r) => setTimeout(r, 2000));
+    return false;
   }
 }
 
 /** Until SSH works, the VM stops, first setup fails, or the deadline passes. `settling`: first setup still watched. */
 export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, settling: () => boolean, progress: Progress): Promise<void> {
-  const deadline = Date.now() + timeoutSec * 1000;
+  const started = Date.now();
+  const deadline = started + timeoutSec * 1000;
   const f = ctx.home.vm(name);
   progress('waiting for SSH');
   const agent = new AgentGate();
@@ -178,18 +194,13 @@ export async function waitSsh(ctx: VmContext, name: string, timeoutSec: number, 
       // A booted one may answer before logins are allowed (systemd-user-sessions): its agent
       // says whether they are, or else it logs in once.
       if (restored) return;
-      const ready = () => {
+      const logins = await agent.loginsAllowed(ctx, name);
+      // While users may not log in yet (sshd often answers a moment before), asking again
+      // costs far less than a login, which would be refused anyway.
+      if (logins === 'yes' || (logins === 'unknown' && (await loginWorks(ctx, name)))) {
         if (ctx.instance(name)?.alive) writeJsonAtomic(f.launch, { ...launchRecord(ctx, name), sshReady: true } satisfies LaunchRecord);
-      };
-      if (await agent.loginsAllowed(ctx, name)) return ready();
-      try {
-        // ProxyCommand=none: the Host block's proxy (ssh-proxy) would wait for this very check.
-        await run('ssh', ['-F', ctx.home.sshConfig, '-o', 'ProxyCommand=none', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', sshHostAlias(name), 'true'], { timeoutMs: 30000 });
-        return ready();
-      } catch (e) {
-        // sshd answers before cloud-init has installed the user's key: retry until the deadline
-        log.info(`${name}: ssh not ready yet: ${(e as Error).message}`);
-        await new Promise((r) => setTimeout(r, 2000));
+        log.info(`${name}: SSH ready ${Date.now() - started} ms after the wait began (${logins === 'yes' ? 'the agent says logins are allowed' : 'a login worked'})`);
+        return;
       }
     }
     if (Date.now() > deadline) {
