@@ -23,11 +23,12 @@ test("the tuned boot: devvm's initramfs checked the root, systemd started every 
   const serial = readFileSync(path.join(sb.home, 'vms', 'alice', 'serial.log'), 'utf8');
   assert.match(serial, /\/dev\/vda: clean, /, "e2fsck -p ran in the initramfs");
   assert.doesNotMatch(serial, /devvm initramfs:/, 'no initramfs failure');
-  const r = sb.ssh('alice', ['systemctl is-system-running --wait; systemctl --failed --no-legend --plain; findmnt -no FSTYPE,OPTIONS /; ip -4 -o addr show scope global']);
+  const r = sb.ssh('alice', ['systemctl is-system-running --wait; systemctl --failed --no-legend --plain; findmnt -no FSTYPE,OPTIONS /; ip -4 -o addr show scope global; kmod static-nodes -f tmpfiles | cmp - /etc/tmpfiles.d/devvm-static-nodes.conf && test -c /dev/fuse && echo static-nodes-ok']);
   const [state, ...rest] = r.stdout.trim().split('\n');
   assert.equal(state, 'running', r.stdout);
   assert.match(rest[0]!, /^ext4\s+rw,/, 'root remounted read-write');
   assert.match(r.stdout, /inet 10\.0\.2\.15\//);
+  assert.match(r.stdout, /static-nodes-ok/, "the image's static device nodes are kmod's own list");
 });
 
 test('kill -9 of the helper while a guest runs: SSH still works and the VM is reattached', async () => {

@@ -8,6 +8,7 @@
  */
 import { FIRSTBOOT_HOOK } from './firstboot';
 import { DEVVM_INITRD_HOOK } from './initrd';
+import { DEVVM_SEED_FWCFG } from '../devvmseed';
 
 // Keep update-initramfs from running for the kernel's postinst and again for every
 // trigger while packages install (about 27 s each under mmdebstrap); the customize hook
@@ -224,6 +225,43 @@ L="$R/usr/local/lib/systemd/system"
 mkdir -p "$L"
 sed -e '/^Before=/s/ sysinit\\.target//' "$R/lib/systemd/system/systemd-timesyncd.service" > "$L/systemd-timesyncd.service"
 sed -e '/^After=/s/ *network\\.target//' "$R/lib/systemd/system/ssh.service" > "$L/ssh.service"
+
+# Processes off the early boot, each 0.3-0.5 s of an emulated CPU (a systemd binary has to
+# link libsystemd-shared before it does anything):
+# - sshd's host key check (a shell and an ls before every sshd start) as a condition that
+#   systemd evaluates itself, in a unit of its own that makes keys only for a VM without any;
+# - devvm-firstboot started only when the host attached a seed (qemu_fw_cfg is loaded by
+#   modules-load, which the unit runs after);
+# - kmod-static-nodes (the device nodes that load a module when opened, /dev/fuse and the
+#   like) as a tmpfiles.d file made here from the image's one kernel, which
+#   systemd-tmpfiles-setup-dev reads anyway;
+# - the boot record in utmp written beside the rest of early boot, not before sysinit.target
+#   (the copy under /usr/local/lib, as above).
+printf '[Service]\\nExecStartPre=\\n' > "$R/etc/systemd/system/ssh.service.d/devvm-hostkeys.conf"
+cat > "$R/etc/systemd/system/devvm-ssh-hostkeys.service" <<'EOF'
+[Unit]
+Description=SSH host keys for a VM that has none
+ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
+After=devvm-firstboot.service cloud-init.service
+Before=ssh.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=ssh.service
+EOF
+mkdir -p "$R/etc/systemd/system/ssh.service.wants"
+ln -sf ../devvm-ssh-hostkeys.service "$R/etc/systemd/system/ssh.service.wants/devvm-ssh-hostkeys.service"
+mkdir -p "$R/etc/systemd/system/devvm-firstboot.service.d"
+printf '[Unit]\\nConditionPathExists=/sys/firmware/qemu_fw_cfg/by_name/${DEVVM_SEED_FWCFG}/raw\\n' > "$R/etc/systemd/system/devvm-firstboot.service.d/devvm-seed.conf"
+awk '!/^#/ && NF == 3 {
+  d = $2; if (sub(/\\/[^\\/]*$/, "", d)) print "d /dev/" d " 0755 - - -"
+  split($3, n, ":"); print substr(n[1], 1, 1) "! /dev/" $2 " 0600 - - - " substr(n[1], 2) ":" n[2]
+}' "$R"/lib/modules/*/modules.devname > "$R/etc/tmpfiles.d/devvm-static-nodes.conf"
+ln -sf /dev/null "$R/etc/systemd/system/kmod-static-nodes.service"
+sed -e '/^Before=/s/sysinit\\.target *//' "$R/lib/systemd/system/systemd-update-utmp.service" > "$L/systemd-update-utmp.service"
 
 # What systemd would do on the first boot because /usr is newer than /etc and /var
 # (ConditionNeedsUpdate: the hwdb and the linker cache), done once here instead.
