@@ -274,3 +274,29 @@ test('setClock: an agent that never answers the resync rejects within the deadli
   await assert.rejects(applied, /hwclock failed/);
   refusing.close();
 });
+
+test('a resync the agent never answers is tried again on a new connection (seen after a resume): the clock is set in the second window', async () => {
+  let connections = 0;
+  const a = await fakeAgent((m, sock) => {
+    if (m.execute === 'guest-sync-delimited' && !(sock as net.Socket & { n?: number }).n) (sock as net.Socket & { n?: number }).n = ++connections;
+    if ((sock as net.Socket & { n?: number }).n === 1) return; // the first connection is never answered
+    synced(m, sock) || sock.write('{"return": {}}\n');
+  });
+  const t0 = Date.now();
+  const { applied } = await new QemuAgent(qmpStub, a.file).setClock(() => Date.now() * 1e6, 15_000);
+  await applied;
+  const took = Date.now() - t0;
+  assert.ok(took >= 1900 && took < 3500, `set after ${took} ms, not at the 15 s deadline`);
+  assert.equal(connections, 2);
+  a.close();
+});
+
+test('a silent agent: new connections until the deadline, then the one-line timeout naming the whole wait', async () => {
+  const a = await fakeAgent(() => {});
+  const t0 = Date.now();
+  await assert.rejects(qgaExecute(a.file, { command: 'guest-ping' }, 5000), (e: DevvmError) => e.code === 'timeout' && /did not answer guest-ping within 5000 ms/.test(e.message));
+  const took = Date.now() - t0;
+  assert.ok(took >= 4900 && took < 6000, `${took} ms`);
+  assert.equal(a.seen.filter((m) => m.execute === 'guest-sync-delimited').length, 2, 'a 2 s window, then the 3 s left');
+  a.close();
+});

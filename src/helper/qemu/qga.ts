@@ -9,6 +9,7 @@
 import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import { DevvmError } from '../../shared/errors';
+import { log } from '../log';
 
 export interface QgaCall {
   command: string;
@@ -19,6 +20,9 @@ export interface QgaCall {
 
 /** After a no-reply command: how long an error reply may take to arrive. */
 const NO_REPLY_GRACE_MS = 300;
+
+/** The first resync's window; an agent that answers at all answers in 2-100 ms (a resumed guest under TCG). */
+const RESYNC_FIRST_MS = 2000;
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; call: QgaCall };
 
@@ -46,8 +50,30 @@ export class QgaSession {
     sock.on('data', (c: Buffer) => this.onData(c));
   }
 
-  /** Connects and resyncs within `timeoutMs`; `forWhat` names the command in a timeout's message. */
-  static open(socket: string, timeoutMs: number, forWhat = 'guest-sync-delimited'): Promise<QgaSession> {
+  /**
+   * Connects and resyncs within `timeoutMs`; `forWhat` names the command in a timeout's
+   * message. A resync with no answer is tried again on a new connection, in windows that
+   * double from RESYNC_FIRST_MS: right after a resume from a RAM state, the first
+   * connection's resync was seen to go unanswered for good while a new one was answered
+   * (CI, agent-guest: 15 s lost before the clock was set).
+   */
+  static async open(socket: string, timeoutMs: number, forWhat = 'guest-sync-delimited'): Promise<QgaSession> {
+    const deadline = Date.now() + timeoutMs;
+    for (let window = RESYNC_FIRST_MS; ; window *= 2) {
+      const left = deadline - Date.now();
+      const last = left <= window * 1.5; // not worth a new connection for less than half a window
+      try {
+        return await QgaSession.connect(socket, last ? left : window, forWhat);
+      } catch (e) {
+        if (last || !(e instanceof DevvmError && e.code === 'timeout')) {
+          throw e instanceof DevvmError && e.code === 'timeout' ? timeoutError(forWhat, timeoutMs) : e;
+        }
+        log.info(`guest agent: no answer to a resync within ${window} ms; trying again on a new connection`);
+      }
+    }
+  }
+
+  private static connect(socket: string, timeoutMs: number, forWhat: string): Promise<QgaSession> {
     const s = new QgaSession(net.createConnection(socket));
     return new Promise<QgaSession>((resolve, reject) => {
       s.expect({ resolve: () => resolve(s), reject, call: { command: forWhat } }, timeoutMs);
