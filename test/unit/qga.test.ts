@@ -286,7 +286,7 @@ test('a resync the agent never answers is tried again on a new connection (seen 
   const { applied } = await new QemuAgent(qmpStub, a.file).setClock(() => Date.now() * 1e6, 15_000);
   await applied;
   const took = Date.now() - t0;
-  assert.ok(took >= 1900 && took < 3500, `set after ${took} ms, not at the 15 s deadline`);
+  assert.ok(took >= 450 && took < 2000, `set after ${took} ms, not at the 15 s deadline`);
   assert.equal(connections, 2);
   a.close();
 });
@@ -297,6 +297,6 @@ test('a silent agent: new connections until the deadline, then the one-line time
   await assert.rejects(qgaExecute(a.file, { command: 'guest-ping' }, 5000), (e: DevvmError) => e.code === 'timeout' && /did not answer guest-ping within 5000 ms/.test(e.message));
   const took = Date.now() - t0;
   assert.ok(took >= 4900 && took < 6000, `${took} ms`);
-  assert.equal(a.seen.filter((m) => m.execute === 'guest-sync-delimited').length, 2, 'a 2 s window, then the 3 s left');
+  assert.equal(a.seen.filter((m) => m.execute === 'guest-sync-delimited').length, 4, 'windows of 0.5, 1 and 2 s, then the 1.5 s left');
   a.close();
 });

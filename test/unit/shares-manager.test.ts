@@ -130,3 +130,15 @@ test('shares are checked against each other and the VM user: duplicates, nesting
   assert.equal(t.store.read('vm').shares?.length, 1, 'nothing added by the refusals');
   await assert.rejects(t.shares.remove('vm', '/mnt/nothing'), /has no share/);
 });
+
+test('a cold boot shares guest RAM (memfd) only when a virtiofs share needs it: read-only (9p) or no shares keep anonymous RAM', async () => {
+  const t = setup({ transport: 'virtiofs' });
+  const cfg = (shares: Array<{ readOnly: boolean }>) =>
+    ({ ...t.store.read('vm'), shares: shares.map((s, i) => ({ hostPath: s.readOnly ? t.ro : t.src, guestPath: `/mnt/s${i}`, readOnly: s.readOnly, tag: `devvm${i}` })) }) as VmConfig;
+  assert.equal(t.shares.bootPlan(cfg([])).shares.sharedMemory, false, 'no shares');
+  assert.equal(t.shares.bootPlan(cfg([{ readOnly: true }])).shares.sharedMemory, false, 'a read-only share goes over 9p');
+  const plan = t.shares.bootPlan(cfg([{ readOnly: true }, { readOnly: false }]));
+  assert.equal(plan.shares.sharedMemory, true);
+  assert.deepEqual(plan.record, { sharedMemory: true, ninep: [{ tag: 'devvm0', hostPath: t.ro, readOnly: true }] });
+  assert.equal(setup({ transport: '9p' }).shares.bootPlan(cfg([{ readOnly: false }])).shares.sharedMemory, false, 'a 9p host');
+});

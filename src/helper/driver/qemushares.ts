@@ -63,7 +63,7 @@ export class QemuShares implements ShareOps {
   canPlug(d: ShareDevice): string | null {
     if (d.transport !== 'virtiofs') return 'QEMU 7.2 cannot add a 9p export to a running VM (no fsdev_add)';
     if (!this.daemon) return 'no virtiofsd runs on this host';
-    if (!this.sharedMemory) return 'this VM was started without shared memory (before virtiofs was available)';
+    if (!this.sharedMemory) return 'this VM was started without shared memory (it had no virtiofs share at boot)';
     if (!SHARE_PORTS.some((p) => !this.record.some((r) => r.port === p))) return `all ${SHARE_PORTS.length} share slots are in use`;
     return null;
   }
