@@ -2,7 +2,7 @@
  * What the Dev VMs views show, as plain data computed from RPC results. No `vscode`
  * import: the extension maps these specs onto TreeItems, and unit tests check them.
  */
-import { bytes as formatBytes, date as formatDate, memory as formatMemory } from '../shared/format';
+import { bytes as formatBytes, date as formatDate, memory as formatMemory, outdatedImageNote } from '../shared/format';
 import { asDevvmError } from '../shared/errors';
 import { idleText } from '../shared/idle';
 import { parseNbdUri } from '../shared/nbduri';
@@ -338,7 +338,7 @@ export function imageItem(img: ImageInfo): ItemSpec {
   return {
     id: `image:${img.name}`,
     label: img.name,
-    description: `${formatBytes(img.actualSize)} · ${used ? `used by ${used} VM${used === 1 ? '' : 's'}` : 'unused'}`,
+    description: `${formatBytes(img.actualSize)} · ${used ? `used by ${used} VM${used === 1 ? '' : 's'}` : 'unused'}${img.outdated ? ' · older recipe' : ''}`,
     tooltip: [
       `**${md(img.name)}** — read-only base image`,
       '',
@@ -348,6 +348,7 @@ export function imageItem(img: ImageInfo): ItemSpec {
       `Source: ${md(img.source)}  `,
       img.kernel ? `Boot: direct kernel (\`${img.kernel.split('/').pop()}\`)  ` : 'Boot: firmware  ',
       `Used by: ${img.usedBy.map(md).join(', ') || 'no VM'}`,
+      ...(img.outdated ? ['', `${md(outdatedImageNote(img))}.`] : []),
     ].join('\n'),
     icon: { id: 'package' },
     contextValue: used ? 'image.inuse' : 'image.unused',

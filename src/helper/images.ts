@@ -15,7 +15,7 @@ import { jsonFilename, openChain, openRegular, readQcow2Header, refuseUnsafeQcow
 import type { Home } from './filenames';
 import { imgInfo } from './layers';
 import { buildImage } from './images/build';
-import type { DebianRecipe } from './images/recipe';
+import { recipeHash, type DebianRecipe } from './images/recipe';
 import { recipeByName, RECIPE_NAMES } from './images/recipes';
 import { FIRSTBOOT_HOOK } from './images/firstboot';
 import { parseNbdUri, sourceReachable } from './nbd';
@@ -70,6 +70,18 @@ async function linkOrCopy(src: string, dst: string): Promise<void> {
 export interface ImagesOptions {
   /** Flushes a file to disk (tests observe the order). */
   fsync?: (file: string) => void | Promise<void>;
+  /** Builds a recipe's disk, kernel and initrd (tests stand in a fake). */
+  buildImage?: typeof buildImage;
+}
+
+/** `recipe:<name>#<hash>`: what a build records as its source. */
+const builtFrom = (source: string) => /^recipe:([^#]+)#([0-9a-f]+)$/.exec(source);
+
+/** A build from a recipe that has changed since (devvm was updated): `image build` makes the current one. */
+function outdated(meta: ImageMeta): boolean {
+  const m = builtFrom(meta.source);
+  const recipe = m && recipeByName(m[1]!);
+  return !!recipe && m[2] !== recipeHash(recipe);
 }
 
 export class Images {
@@ -78,6 +90,7 @@ export class Images {
   /** Names an import, build or pull is making right now. */
   private readonly making = new Map<string, Promise<unknown>>();
   private readonly fsync: (file: string) => void | Promise<void>;
+  private readonly buildImage: typeof buildImage;
 
   constructor(
     private readonly home: Home,
@@ -85,6 +98,7 @@ export class Images {
     opts: ImagesOptions = {},
   ) {
     this.fsync = opts.fsync ?? fsyncPathAsync;
+    this.buildImage = opts.buildImage ?? buildImage;
   }
 
   names(): string[] {
@@ -118,18 +132,41 @@ export class Images {
     } catch {
       // a missing or damaged base still lists, with size 0; `verify` says more
     }
-    return { ...meta, actualSize, usedBy };
+    return { ...meta, actualSize, usedBy, ...(outdated(meta) ? { outdated: true as const } : {}) };
   }
 
-  async build(recipe: string, name: string | undefined, progress: Progress, signal?: AbortSignal): Promise<ImageMeta> {
+  /**
+   * Idempotent: an image of that name built from the recipe as it is now is returned as
+   * it is. One built from an older version of the recipe is rebuilt and replaced when no
+   * VM uses it (`usersOf`), and returned as it is (`outdated` in its info) when one does:
+   * its VMs' disks are layered on it.
+   */
+  async build(recipe: string, name: string | undefined, progress: Progress, usersOf: (image: string) => string[], signal?: AbortSignal): Promise<ImageMeta> {
     const known = recipeByName(recipe);
     if (!known) throw new DevvmError('invalid-argument', `unknown image recipe "${recipe}"`, `available: ${RECIPES.join(', ')}`);
     const target = v.imageName(name ?? recipe);
-    return this.reserveAfter(target, () => this.buildNow(known, target, progress, signal));
+    const have = await this.settled(target);
+    if (!have) return this.reserve(target, () => this.buildNow(known, target, progress, signal));
+    const from = builtFrom(have.source);
+    if (from?.[1] !== known.name) {
+      throw new DevvmError('already-exists', `image "${target}" exists and is not a build of recipe ${known.name} (it came from ${have.source})`, `delete it, or build under another name: devvm image build ${known.name} --name NAME`);
+    }
+    if (from[2] === recipeHash(known)) return have;
+    const busy = () => this.inUse(target, usersOf(target));
+    if (busy()) return have;
+    progress(`image "${target}" was built from an older ${known.name} recipe: building the current one`);
+    return this.reserve(target, () => this.buildNow(known, target, progress, signal, busy));
   }
 
-  private async buildNow(recipe: DebianRecipe, target: string, progress: Progress, signal?: AbortSignal): Promise<ImageMeta> {
-    const built = await buildImage(recipe, { cacheRoot: this.cacheRoot, signal, onProgress: progress });
+  /** Why image `name` cannot be replaced or deleted now, or null. */
+  private inUse(name: string, usedBy: string[]): string | null {
+    if (this.holds.has(name)) return 'a VM is being created from it';
+    return usedBy.length ? `${usedBy.join(', ')} ${usedBy.length === 1 ? 'uses' : 'use'} it` : null;
+  }
+
+  /** Registers `recipe`'s build as `target`; with `replacing`, in place of the image there (see register). */
+  private async buildNow(recipe: DebianRecipe, target: string, progress: Progress, signal?: AbortSignal, replacing?: () => string | null): Promise<ImageMeta> {
+    const built = await this.buildImage(recipe, { cacheRoot: this.cacheRoot, signal, onProgress: progress });
     // The checksum of a cached build is computed once and kept beside it.
     const shaFile = path.join(built.dir, 'disk.sha256');
     let sha = existsSync(shaFile) ? readFileSync(shaFile, 'utf8').trim() : '';
@@ -140,7 +177,7 @@ export class Images {
     }
     // Only builds whose hook installs devvm-firstboot say so; older registered images keep cloud-init.
     const firstBoot = recipe.customizeHook.includes(FIRSTBOOT_HOOK) ? ('devvm' as const) : undefined;
-    return this.register(target, { disk: built.disk, format: 'qcow2', kernel: built.kernel, initrd: built.initrd, sha256: sha, source: `recipe:${recipe.name}#${built.recipeHash}`, how: 'link', firstBoot });
+    return this.register(target, { disk: built.disk, format: 'qcow2', kernel: built.kernel, initrd: built.initrd, sha256: sha, source: `recipe:${recipe.name}#${built.recipeHash}`, how: 'link', firstBoot }, replacing);
   }
 
   /**
@@ -151,7 +188,12 @@ export class Images {
     const source = PULL_SOURCES[recipe];
     if (!source) throw new DevvmError('invalid-argument', `unknown image "${recipe}" to pull`, `available: ${Object.keys(PULL_SOURCES).join(', ')}`);
     const target = v.imageName(name ?? recipe);
-    return this.reserveAfter(target, () => this.pullNow(source, target, progress, signal));
+    const have = await this.settled(target);
+    if (!have) return this.reserve(target, () => this.pullNow(source, target, progress, signal));
+    if (!have.source.endsWith(`/${source.file}`)) {
+      throw new DevvmError('already-exists', `image "${target}" exists and is not a pull of ${source.file} (it came from ${have.source})`, `delete it, or pull under another name: devvm image pull ${recipe} --name NAME`);
+    }
+    return have;
   }
 
   private async pullNow(source: { base: string; file: string }, target: string, progress: Progress, signal?: AbortSignal): Promise<ImageMeta> {
@@ -319,11 +361,10 @@ export class Images {
     }
   }
 
-  /** For build and pull, which are idempotent: wait for one already making `name`, then reserve. */
-  private async reserveAfter(name: string, fn: () => Promise<ImageMeta>): Promise<ImageMeta> {
+  /** For build and pull, which are idempotent: image `name` once nothing is making it, or null. */
+  private async settled(name: string): Promise<ImageMeta | null> {
     for (let running = this.making.get(name); running; running = this.making.get(name)) await running.catch(() => {});
-    if (existsSync(this.home.image(name).meta)) return this.get(name);
-    return this.reserve(name, fn);
+    return existsSync(this.home.image(name).meta) ? this.get(name) : null;
   }
 
   /**
@@ -341,6 +382,8 @@ export class Images {
     name: string,
     /** `how`: the disk is moved or linked into the image's folder, or used where it is (a remote base). */
     src: { disk: string; format: DiskFormat; how: 'move' | 'link' | 'in-place'; kernel: string | null; initrd: string | null; sha256: string | null; source: string; firstBoot?: 'devvm' },
+    /** The image `name` is replaced, if this still finds it unused once the new one is ready. */
+    replacing?: () => string | null,
   ): Promise<ImageMeta> {
     const f = this.home.image(name);
     mkdirSync(this.home.imagesDir, { recursive: true, mode: 0o700 });
@@ -377,7 +420,8 @@ export class Images {
           ...(src.firstBoot ? { firstBoot: src.firstBoot } : {}),
         };
         writeJsonAtomic(path.join(staging, 'image.json'), meta);
-        renameSync(staging, f.dir);
+        if (replacing) this.swapIn(name, staging, replacing);
+        else renameSync(staging, f.dir);
         await fsyncDirAsync(this.home.imagesDir);
         return meta;
       } catch (e) {
@@ -387,6 +431,27 @@ export class Images {
         throw e;
       }
     });
+  }
+
+  /**
+   * Puts `staging` where image `name` is, unless `inUse` says something uses it now
+   * (checked with no await before the renames, so no create slips in between). The old
+   * folder goes to tmp first: a helper killed between the two renames loses the image,
+   * which the build cache gives back at the next `image build`.
+   */
+  private swapIn(name: string, staging: string, inUse: () => string | null): void {
+    const why = inUse();
+    if (why) throw new DevvmError('busy', `image "${name}" came into use while its rebuild ran (${why}); it is kept`, 'the new build is cached: building it under another name (--name) registers it at once');
+    const dir = this.home.image(name).dir;
+    const old = `${staging}-replaced`;
+    renameSync(dir, old);
+    try {
+      renameSync(staging, dir);
+    } catch (e) {
+      renameSync(old, dir);
+      throw e;
+    }
+    rmSync(old, { recursive: true, force: true });
   }
 
   async verify(name: string): Promise<boolean> {

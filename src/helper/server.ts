@@ -100,7 +100,7 @@ export class Server {
     const imagesChanged = () => this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
     // build and pull differ only in where the base comes from.
     const fromRecipe = (make: 'build' | 'pull') => async (p: ImageBuildParams, { progress }: RequestContext) => {
-      const meta = await images[make](p.recipe, p.name, progress);
+      const meta = make === 'build' ? await images.build(p.recipe, p.name, progress, (n) => vms.imageUsers(n)) : await images.pull(p.recipe, p.name, progress);
       imagesChanged();
       return images.info(meta.name, vms.imageUsers(meta.name));
     };

@@ -3,7 +3,7 @@
  * lines. Pure functions over RPC results (no vscode, no fs), so the CLI and the
  * extension say the same thing the same way and unit tests pin it.
  */
-import type { DoctorCheck, DoctorReport, LayerInfo, LayerNode, PortForward, VmSummary } from './types';
+import type { DoctorCheck, DoctorReport, ImageInfo, LayerInfo, LayerNode, PortForward, VmSummary } from './types';
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 
@@ -70,6 +70,15 @@ export function layerRow(l: LayerInfo, indent = ''): string[] {
 // ---- doctor ---------------------------------------------------------------------------
 
 /** "ok   qemu-img: 8.2.2" or "FAIL kvm: /dev/kvm missing -> <fix>". */
+/** Why an image built from an older recipe is still there, and how to get the current one. */
+export function outdatedImageNote(i: Pick<ImageInfo, 'name' | 'source' | 'usedBy'>): string {
+  const recipe = /^recipe:([^#]+)#/.exec(i.source)?.[1] ?? i.name;
+  const users = i.usedBy.join(', ');
+  return i.usedBy.length
+    ? `image ${i.name} was built from an older ${recipe} recipe and is kept because ${users} ${i.usedBy.length === 1 ? 'uses' : 'use'} it; "devvm image build ${recipe} --name NAME" builds the current one beside it`
+    : `image ${i.name} was built from an older ${recipe} recipe; "devvm image build ${recipe}${recipe === i.name ? '' : ` --name ${i.name}`}" replaces it`;
+}
+
 export function doctorCheckLine(c: DoctorCheck): string {
   return `${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}${!c.ok && c.fix ? ` -> ${c.fix}` : ''}`;
 }

@@ -244,6 +244,8 @@ export interface ImageInfo {
   createdAt: string;
   /** "devvm": built here with the devvm-firstboot unit, provisioned without cloud-init (docs/firstboot.md). */
   firstBoot?: 'devvm';
+  /** Built from an older version of its recipe (devvm was updated since): `image build` makes the current one. */
+  outdated?: true;
   usedBy: string[];
 }
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { softwareOnlyKvm } from '../hostfacts';
 import { Rpc } from '../../src/shared/rpc';
-import { Sandbox } from './harness';
+import { debianImage, Sandbox } from './harness';
 import { rpc } from './rpc';
 
 const sb = new Sandbox('images');
@@ -75,6 +75,10 @@ test('pull downloads, verifies SHA512SUMS and registers', async () => {
   const i = JSON.parse(r.stdout) as Img;
   assert.equal(i.name, 'cloud');
   assert.equal(i.virtualSize, 1024 ** 3);
+  // Pulled again: the image there is the pull's, kept; a name held by an import is refused.
+  assert.equal((await sb.cliAsync(['image', 'pull', 'debian-12', '--name', 'cloud'])).code, 0);
+  const taken = await sb.cliAsync(['image', 'pull', 'debian-12', '--name', 'a']);
+  assert.match(taken.stderr, /^devvm: image "a" exists and is not a pull of debian-12-genericcloud-amd64\.qcow2 \(it came from .*a\.qcow2\)/);
 });
 
 test('pull refuses a download whose checksum does not match, and registers nothing', async () => {
@@ -152,4 +156,30 @@ test('doctor reports the accelerator with its reason and every tool', () => {
   if (softwareOnlyKvm()) {
     assert.equal(d.accelerator.name, 'tcg');
   }
+});
+
+test('image build replaces a build of an older recipe once no VM uses it, and keeps it while one does', () => {
+  debianImage(sb);
+  const meta = path.join(sb.home, 'images', 'debian-12', 'image.json');
+  const current = JSON.parse(readFileSync(meta, 'utf8')) as { source: string; file: string };
+  // What a devvm update leaves: the registered build's recipe hash is no longer the recipe's.
+  writeFileSync(meta, JSON.stringify({ ...current, source: current.source.replace(/#[0-9a-f]+$/, '#00000000deadbeef') }));
+  const listed = () => sb.json<Array<Img & { outdated?: boolean; source: string }>>(['image', 'list']).find((i) => i.name === 'debian-12')!;
+  assert.equal(listed().outdated, true);
+  assert.match(sb.ok(['image', 'list']), /debian-12 .*recipe:debian-12#00000000deadbeef \(older recipe\)/);
+
+  sb.ok(['create', 'old', '--image', 'debian-12', '--user', 'dev']);
+  const kept = sb.ok(['image', 'build', 'debian-12']);
+  assert.match(kept, /\nimage debian-12 was built from an older debian-12 recipe and is kept because old uses it; "devvm image build debian-12 --name NAME" builds the current one beside it\n$/);
+  assert.match(listed().source, /deadbeef/);
+
+  sb.ok(['delete', 'old']);
+  const rebuilt = sb.ok(['image', 'build', 'debian-12']);
+  assert.match(rebuilt, /^image debian-12 ready: [^\n]*\n$/);
+  assert.equal(listed().source, current.source);
+  assert.equal(listed().outdated, undefined);
+  // A VM made over the replaced base layers on the current build's disk.
+  sb.ok(['create', 'new', '--image', 'debian-12', '--user', 'dev']);
+  assert.equal(sb.json<{ layers: Array<{ role: string; file: string }> }>(['info', 'new']).layers.at(-1)!.file, current.file);
+  sb.ok(['delete', 'new']);
 });

@@ -1,6 +1,6 @@
 /** Base images: build, pull, import, list, delete. */
 import path from 'node:path';
-import { bytes, table } from '../../shared/format';
+import { bytes, outdatedImageNote, table } from '../../shared/format';
 import { Rpc } from '../../shared/rpc';
 import { choice, str, UsageError } from '../args';
 import type { Command } from '../command';
@@ -21,7 +21,7 @@ function builder(sub: 'build' | 'pull'): Command {
     positionals: 1,
     async run(ctx, { values, positionals }) {
       const i = await ctx.call(sub === 'build' ? Rpc.imageBuild : Rpc.imagePull, ctx.withToken({ recipe: positionals[0]!, name: str(values.name) }));
-      ctx.print(i, () => `image ${i.name} ready: ${i.file} (${bytes(i.actualSize)}, sha256 ${i.sha256?.slice(0, 16)}…)`);
+      ctx.print(i, () => `image ${i.name} ready: ${i.file} (${bytes(i.actualSize)}, sha256 ${i.sha256?.slice(0, 16)}…)${i.outdated ? `\n${outdatedImageNote(i)}` : ''}`);
     },
   };
 }
@@ -58,7 +58,7 @@ export const imageCommands: Command[] = [
       const l = await ctx.call(Rpc.imageList);
       ctx.print(l, () => (l.length === 0 ? 'no images (build one with: devvm image build debian-12)' : table([
         ['NAME', 'SIZE', 'VIRTUAL', 'USED BY', 'SOURCE'],
-        ...l.map((i) => [i.name, bytes(i.actualSize), bytes(i.virtualSize), i.usedBy.join(',') || '-', i.source]),
+        ...l.map((i) => [i.name, bytes(i.actualSize), bytes(i.virtualSize), i.usedBy.join(',') || '-', i.outdated ? `${i.source} (older recipe)` : i.source]),
       ])));
     },
   },

@@ -1,7 +1,7 @@
 /** Base images: build (or download) Debian 12, import a disk file or an NBD base, delete an unused one. */
 import path from 'node:path';
 import * as vscode from 'vscode';
-import { bytes } from '../../shared/format';
+import { bytes, outdatedImageNote } from '../../shared/format';
 import { Rpc } from '../../shared/rpc';
 import * as validate from '../../shared/validate';
 import { nbdUriProblem } from '../model';
@@ -16,7 +16,8 @@ function askImageName(cx: Cx, value: string): Thenable<string | undefined> {
     validateInput: (v) => {
       try {
         validate.imageName(v);
-        return cx.images.list().some((i) => i.name === v) ? `an image named "${v}" already exists` : undefined;
+        // An image from an older recipe may be named again: building it replaces it when unused.
+        return cx.images.list().some((i) => i.name === v && !i.outdated) ? `an image named "${v}" already exists` : undefined;
       } catch (e) {
         return (e as Error).message;
       }
@@ -39,6 +40,10 @@ async function buildImage(cx: Cx): Promise<void> {
   const img = await cx.withProgress(`${recipe.pull ? 'Downloading' : 'Building'} image ${name}`, (progressToken) =>
     cx.client.request(recipe.pull ? Rpc.imagePull : Rpc.imageBuild, { recipe: recipe.recipe, name, progressToken }),
   );
+  if (img.outdated) {
+    void vscode.window.showWarningMessage(`${outdatedImageNote(img)}.`);
+    return;
+  }
   void vscode.window.showInformationMessage(`Image ${img.name} is ready (${bytes(img.actualSize)}).`, 'Create VM…').then((a) => {
     if (a) void vscode.commands.executeCommand('devvm.create');
   });
