@@ -140,8 +140,8 @@ const ok: Array<[string[], Expect]> = [
   [['usb', 'list'], [['usb/list']]],
   [['usb', 'attach', 'web', '046d:c52b'], [['usb/attach', { name: 'web', device: '046d:c52b' }]]],
   [['usb', 'detach', 'web', '1-2'], [['usb/detach', { name: 'web', device: '1-2' }]]],
-  [['ssh', 'web'], [['vm/sshTarget', { name: 'web' }]]],
-  [['ssh', 'web', '--', 'uname', '-a', '--json'], [['vm/sshTarget', { name: 'web' }]]],
+  [['ssh', 'web'], [['vm/wake', { name: 'web', progressToken: T }]]],
+  [['ssh', 'web', '--', 'uname', '-a', '--json'], [['vm/wake', { name: 'web', progressToken: T }]]],
   [['ssh-config'], [['helper/ping']]],
   [['ssh-config', '--include', '--user-config', '/tmp/cfg'], [['helper/ping'], ['ssh/include', { userConfig: '/tmp/cfg' }]]],
   [['doctor'], [['helper/doctor']]],
@@ -169,8 +169,8 @@ test('every verb in the table has a case above', () => {
 });
 
 test('ssh runs ssh -F <the helper\'s config file> <host>, and -- CMD... untouched', async () => {
-  assert.deepEqual((await cli(['ssh', 'web'], answers)).session.execs, [['ssh', ['-F', '/h/ssh_config', 'devvm-web']]]);
-  assert.deepEqual((await cli(['ssh', 'web', '--', 'uname', '-a', '--json'], answers)).session.execs, [['ssh', ['-F', '/h/ssh_config', 'devvm-web', '--', 'uname', '-a', '--json']]]);
+  assert.deepEqual((await cli(['ssh', 'web'], answers)).session.execs, [['ssh', ['-F', '/h/ssh_config', '-o', 'ProxyCommand=none', 'devvm-web']]]);
+  assert.deepEqual((await cli(['ssh', 'web', '--', 'uname', '-a', '--json'], answers)).session.execs, [['ssh', ['-F', '/h/ssh_config', '-o', 'ProxyCommand=none', 'devvm-web', '--', 'uname', '-a', '--json']]]);
 });
 
 test('ssh-proxy relays to the port the helper names, after it woke the VM', async () => {

@@ -72,7 +72,7 @@ test('doctor and layers print through shared/format', async () => {
 });
 
 test('ssh hands back the exit code of ssh', async () => {
-  const r = await cli(['ssh', 'web'], { 'vm/sshTarget': { configFile: '/c', host: 'devvm-web', user: 'a', port: 1 } });
+  const r = await cli(['ssh', 'web'], { 'vm/wake': { configFile: '/c', host: 'devvm-web', user: 'a', port: 1 } });
   assert.equal(r.code, 0);
 });
 

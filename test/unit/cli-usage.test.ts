@@ -51,6 +51,6 @@ test('--help, help, -h and no arguments print the usage (exit 0); "<verb> --help
   assert.equal(fam.code, 0);
   assert.deepEqual(fam.stdout.match(/^  disk \w+/gm), ['  disk attach', '  disk detach', '  disk export', '  disk unexport']);
   // After `--`, --help belongs to the remote command.
-  const ssh = await cli(['ssh', 'web', '--', 'ls', '--help'], { 'vm/sshTarget': { configFile: '/c', host: 'devvm-web', user: 'a', port: 1 } });
-  assert.deepEqual(ssh.session.execs, [['ssh', ['-F', '/c', 'devvm-web', '--', 'ls', '--help']]]);
+  const ssh = await cli(['ssh', 'web', '--', 'ls', '--help'], { 'vm/wake': { configFile: '/c', host: 'devvm-web', user: 'a', port: 1 } });
+  assert.deepEqual(ssh.session.execs, [['ssh', ['-F', '/c', '-o', 'ProxyCommand=none', 'devvm-web', '--', 'ls', '--help']]]);
 });

@@ -14,12 +14,15 @@ export const sshCommands: Command[] = [
   {
     name: 'ssh',
     usage: 'NAME [-- CMD...]',
-    summary: 'a shell (or CMD) in the VM as its user',
+    summary: 'a shell (or CMD) in the VM as its user; a stopped\nor suspended VM is started or resumed first',
     positionals: 1,
     passThrough: true,
     async run(ctx, { positionals, rest }) {
-      const t = await ctx.call(Rpc.vmSshTarget, { name: positionals[0]! });
-      return ctx.exec('ssh', ['-F', t.configFile, t.host, ...(rest.length ? ['--', ...rest] : [])]);
+      // This CLI wakes the VM itself (a stopped or suspended one starts, with its progress
+      // line) and ssh then connects straight to its port: the config's ProxyCommand would
+      // start a second node process and relay every byte through it.
+      const t = await ctx.call(Rpc.vmWake, ctx.withToken({ name: positionals[0]! }));
+      return ctx.exec('ssh', ['-F', t.configFile, '-o', 'ProxyCommand=none', t.host, ...(rest.length ? ['--', ...rest] : [])]);
     },
   },
   {
