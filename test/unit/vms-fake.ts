@@ -128,7 +128,11 @@ function fakeAgent(driver: FakeDriver): AgentOps {
       return 1;
     },
     whileFrozen: async (fn) => {
-      await answer('freeze');
+      try {
+        await answer('freeze');
+      } catch (e) {
+        return { value: await fn(), frozen: false, thawed: true, frozenMs: 0, problem: `session: ${(e as Error).message}` };
+      }
       try {
         return { value: await fn(), frozen: true, thawed: true, frozenMs: 1 };
       } finally {

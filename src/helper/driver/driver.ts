@@ -222,9 +222,11 @@ export interface AgentOps {
    * Runs `fn` with the guest's filesystems frozen, on one agent connection (one resync:
    * the guest stalls for as few round trips as can be): freeze, `fn`, thaw, the thaw
    * always. A freeze that fails does not stop `fn` (`frozen: false`, with why); a thaw
-   * that fails is reported in `thawed: false`. Rejects only with `fn`'s error.
+   * that fails is reported in `thawed: false`. Rejects only with `fn`'s error. An agent
+   * that does not answer within `answerMs` (default `timeoutMs`) is not waited for longer:
+   * `fn` runs unfrozen.
    */
-  whileFrozen<T>(fn: () => Promise<T>, timeoutMs: number): Promise<FrozenRun<T>>;
+  whileFrozen<T>(fn: () => Promise<T>, timeoutMs: number, answerMs?: number): Promise<FrozenRun<T>>;
   /** Asks the guest to power off (it answers nothing when it obeys). */
   shutdown(timeoutMs: number): Promise<void>;
   /** `mac`: the NIC whose IPv4 address is wanted. */

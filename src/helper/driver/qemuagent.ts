@@ -48,7 +48,7 @@ export class QemuAgent implements AgentOps {
     return this.qga.execute<number>({ command: 'guest-fsfreeze-thaw' }, timeoutMs);
   }
 
-  async whileFrozen<T>(fn: () => Promise<T>, timeoutMs: number): Promise<FrozenRun<T>> {
+  async whileFrozen<T>(fn: () => Promise<T>, timeoutMs: number, answerMs = timeoutMs): Promise<FrozenRun<T>> {
     let ran = false;
     let value!: T;
     let failure: { e: unknown } | null = null;
@@ -66,7 +66,7 @@ export class QemuAgent implements AgentOps {
     let problem: string | undefined;
     let frozenMs = 0;
     try {
-      await this.qga.session(timeoutMs, async (s) => {
+      await this.qga.session(answerMs, async (s) => {
         const t0 = performance.now();
         attempted = true;
         try {
