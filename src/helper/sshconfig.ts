@@ -108,6 +108,10 @@ export function renderSshConfig(entries: SshHostEntry[]): string {
         '  StrictHostKeyChecking yes',
         '  CheckHostIP no',
         '  LogLevel ERROR',
+        // The connection never leaves this host (127.0.0.1 to QEMU's forward): X25519 alone,
+        // without the post-quantum sntrup761 half ssh prefers, 0.09 s of an emulated guest's
+        // 0.87 s "ssh true". Names every OpenSSH since 7.4 knows.
+        '  KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,diffie-hellman-group14-sha256',
         // Wakes a stopped or suspended VM, then relays: ssh, devvm ssh and Remote-SSH alike.
         ...(e.proxy ? [`  ProxyCommand ${proxyCommand(e.proxy)}`] : []),
         // ssh's ConnectTimeout also bounds the wait for the greeting, i.e. a boot through the

@@ -31,6 +31,12 @@ test("the tuned boot: devvm's initramfs checked the root, systemd started every 
   assert.match(r.stdout, /static-nodes-ok/, "the image's static device nodes are kmod's own list");
 });
 
+test('an SSH login runs no update-motd.d scripts and no mail check; the static motd stays', () => {
+  // pam_motd writes /run/motd.dynamic whenever it runs the scripts: after these logins it must not exist.
+  const r = sb.ssh('alice', ['test -e /run/motd.dynamic && echo dynamic-motd; grep -c "^session.*pam_mail" /etc/pam.d/sshd; grep -c "^session.*pam_motd.so noupdate" /etc/pam.d/sshd']);
+  assert.equal(r.stdout, '0\n1\n', r.stdout + r.stderr);
+});
+
 test('kill -9 of the helper while a guest runs: SSH still works and the VM is reattached', async () => {
   const pid = sb.json<{ pid: number }>(['info', 'alice']).pid;
   process.kill(Number(readFileSync(path.join(sb.home, 'helper.pid'), 'utf8')), 'SIGKILL');

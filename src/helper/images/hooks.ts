@@ -263,6 +263,10 @@ awk '!/^#/ && NF == 3 {
 ln -sf /dev/null "$R/etc/systemd/system/kmod-static-nodes.service"
 sed -e '/^Before=/s/sysinit\\.target *//' "$R/lib/systemd/system/systemd-update-utmp.service" > "$L/systemd-update-utmp.service"
 
+# Every SSH login (Remote-SSH opens several) ran update-motd.d (run-parts, a shell, uname)
+# and looked for mail: 0.14 s of a 0.8 s "ssh true" under emulation. /etc/motd still shows.
+sed -i -e '/^session.*pam_motd\\.so.*motd\\.dynamic/d' -e '/^session.*pam_mail\\.so/d' "$R/etc/pam.d/sshd"
+
 # What systemd would do on the first boot because /usr is newer than /etc and /var
 # (ConditionNeedsUpdate: the hwdb and the linker cache), done once here instead.
 chroot "$R" systemd-hwdb update
