@@ -12,7 +12,7 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { processGone, Sandbox } from './harness';
-import { provisioningTests, rebootTests } from './provisioning';
+import { PASSWORD, provisioningTests, rebootTests } from './provisioning';
 
 const sb = new Sandbox('debian');
 after(() => sb.cleanup());
@@ -35,6 +35,15 @@ test('an SSH login runs no update-motd.d scripts and no mail check; the static m
   // pam_motd writes /run/motd.dynamic whenever it runs the scripts: after these logins it must not exist.
   const r = sb.ssh('alice', ['test -e /run/motd.dynamic && echo dynamic-motd; grep -c "^session.*pam_mail" /etc/pam.d/sshd; grep -c "^session.*pam_motd.so noupdate" /etc/pam.d/sshd']);
   assert.equal(r.stdout, '0\n1\n', r.stdout + r.stderr);
+});
+
+test("the port poll's agent commands stay out of the guest's journal (qemu-ga logs each at info level)", () => {
+  // By now the helper has read /proc/net/tcp through the agent every second for minutes.
+  assert.deepEqual(sb.json<{ autoPorts: { on: boolean } }>(['info', 'alice']).autoPorts, { on: true }, 'the port poll runs');
+  const r = sb.ssh('alice', ['sudo', '-S', '-p', "''", 'sh', '-c', "'journalctl -b -u qemu-guest-agent -o cat | grep -c guest-file-open; journalctl -b -u qemu-guest-agent -o cat | grep -c .'"], `${PASSWORD}\n`);
+  const [fileOps, lines] = r.stdout.trim().split('\n').map(Number);
+  assert.equal(fileOps, 0, r.stdout + r.stderr);
+  assert.ok(lines! < 20, `qemu-ga wrote ${lines} journal lines this boot`);
 });
 
 test('kill -9 of the helper while a guest runs: SSH still works and the VM is reattached', async () => {
