@@ -7,13 +7,13 @@ import net from 'node:net';
 import { MessageConnection, ResponseError } from 'vscode-jsonrpc/node';
 import { socketConnection } from '../shared/rpcsocket';
 import { asDevvmError } from '../shared/errors';
-import { Notify, Rpc, RPC_ERROR, type Handlers, type ImageBuildParams, type RpcName } from '../shared/rpc';
+import { Notify, Rpc, RPC_ERROR, type Handlers, type RpcName } from '../shared/rpc';
 import type { HelperInfo, PortForward } from '../shared/types';
 import { staticPort } from '../shared/portspec';
 import type { AccelChoice } from './accel';
 import { doctor, shareCheck, usbMonitorCheck } from './doctor';
 import type { Home } from './filenames';
-import type { Images, Progress } from './images';
+import type { ImageMeta, Images, Progress } from './images';
 import { log } from './log';
 import { ensureInclude } from './sshconfig';
 import { matchDevice, type UsbMonitor } from './usb/monitor';
@@ -98,9 +98,8 @@ export class Server {
   private handlers(): Handlers<RequestContext> {
     const { vms, images, home } = this.d;
     const imagesChanged = () => this.broadcast((c) => c.sendNotification(Notify.imagesChanged));
-    // build and pull differ only in where the base comes from.
-    const fromRecipe = (make: 'build' | 'pull') => async (p: ImageBuildParams, { progress }: RequestContext) => {
-      const meta = make === 'build' ? await images.build(p.recipe, p.name, progress, (n) => vms.imageUsers(n)) : await images.pull(p.recipe, p.name, progress);
+    // What a build or pull answers once the image is registered.
+    const registered = (meta: ImageMeta) => {
       imagesChanged();
       return images.info(meta.name, vms.imageUsers(meta.name));
     };
@@ -153,8 +152,8 @@ export class Server {
       usbDetach: (p) => vms.usbDetach(p.name, matchDevice([...vms.usbAttached(p.name), ...this.usbDevices().filter((x) => !x.attachedTo)], p.device).id),
 
       imageList: () => Promise.all(images.names().map((n) => images.info(n, vms.imageUsers(n)))),
-      imageBuild: fromRecipe('build'),
-      imagePull: fromRecipe('pull'),
+      imageBuild: async (p, { progress }) => registered(await images.build(p.recipe, p.name, progress, (n) => vms.imageUsers(n))),
+      imagePull: async (p, { progress }) => registered(await images.pull(p.recipe, p.name, progress)),
       imageImport: async (p, { progress }) => {
         const meta = await images.import(p.file, p.name, p.kernel, p.initrd, progress, p.copy, { format: p.format, flatten: p.flatten });
         imagesChanged();
